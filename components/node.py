@@ -1,0 +1,88 @@
+"""LabNode: one VM (hub or spoke) with its disk, cloud-init payload and domain."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from lablib.addressing import Site
+from lablib.config import LabConfig
+
+SSH_USER = "lab"
+
+
+@dataclass
+class LabNodeArgs:
+    prefix: str
+    site: Site
+    config: LabConfig
+    user_data: pulumi.Input[str]  # a secret for spokes: it holds the pre-shared key
+    network_config: str
+    meta_data: str
+    wan_mac: str
+    mgmt_mac: str
+    pool_name: pulumi.Input[str]
+    base_volume_id: pulumi.Input[str]
+    wan_network_id: pulumi.Input[str]
+    mgmt_network_id: pulumi.Input[str]
+    kernel_path: pulumi.Input[str] | None = None
+    initrd_path: pulumi.Input[str] | None = None
+
+
+def kernel_cmdlines(cmdline: str) -> list[dict[str, str]]:
+    """The provider's cmdlines form: one map per word, "_" for words without a value."""
+    words = [word.split("=", 1) for word in cmdline.split()]
+    return [{word[0]: word[1]} if len(word) == 2 else {"_": word[0]} for word in words]
+
+
+class LabNode(pulumi.ComponentResource):
+    """Registers the site's addresses and sizing as props so policies can judge the VM."""
+
+    domain: libvirt.Domain
+    ssh_command: str
+
+    def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        site, config = args.site, args.config
+        props = {
+            "role": "hub" if site.is_hub else "spoke", "site": site.name, "ikeId": site.ike_id,
+            "wanAddress": str(site.wan_address), "mgmtAddress": str(site.mgmt_address),
+            "overlayAddress": str(site.overlay_address), "bridgeAddress": str(site.bridge_address),
+            "behindNat": site.behind_nat, "domainType": config.domain_type,
+            "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.mtu.wan_mtu,
+            "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu, "hasCloudInit": True,
+        }
+        super().__init__("lab:index:LabNode", name, props, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        disk = libvirt.Volume(f"{name}-disk", name=f"{args.prefix}-{site.name}.qcow2", pool=args.pool_name,
+                              base_volume_id=args.base_volume_id, format="qcow2", opts=child)
+        cloudinit = libvirt.CloudInitDisk(
+            f"{name}-cloudinit", name=f"{args.prefix}-{site.name}-cloudinit.iso", pool=args.pool_name,
+            user_data=args.user_data, network_config=args.network_config, meta_data=args.meta_data,
+            opts=child)
+        direct_boot = {}
+        if args.kernel_path is not None:
+            direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
+                           "cmdlines": kernel_cmdlines(config.kernel_cmdline)}
+        self.domain = libvirt.Domain(
+            f"{name}-domain",
+            name=f"{args.prefix}-{site.name}",
+            type=config.domain_type,
+            memory=config.memory_mib,
+            vcpu=config.vcpus,
+            cloudinit=cloudinit.id,
+            disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
+            network_interfaces=[
+                libvirt.DomainNetworkInterfaceArgs(network_id=args.wan_network_id, mac=args.wan_mac),
+                libvirt.DomainNetworkInterfaceArgs(network_id=args.mgmt_network_id, mac=args.mgmt_mac,
+                                                   addresses=[str(site.mgmt_address)], hostname=site.name),
+            ],
+            consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+            running=True,
+            **direct_boot,
+            # libvirt does not apply NIC or boot changes to a defined domain: replace it.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["networkInterfaces", "kernel",
+                                                                         "initrd", "cmdlines"]),
+        )
+        self.ssh_command = f"ssh {SSH_USER}@{site.mgmt_address}"
+        self.register_outputs({"domainId": self.domain.id, "sshCommand": self.ssh_command})

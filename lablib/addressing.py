@@ -1,0 +1,139 @@
+"""The address plan: which subnet, address, ID and port name every site gets.
+
+Everything is computed with ipaddress from the configured networks; the
+checks here are what turns a bad plan into a ConfigError before any
+resource exists.
+"""
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lablib.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lablib.config import LabConfig
+
+WAN_HOST_NUMBER = 10  # sites keep the original deployment's .10 WAN address
+HUB_NAME = "hub"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One VM's place in the lab."""
+
+    name: str  # "hub", "spoke1", ...
+    number: int  # 0 for the hub, N for spoke N
+    wan_subnet: ipaddress.IPv4Network
+    wan_address: ipaddress.IPv4Address
+    wan_gateway: ipaddress.IPv4Address  # libvirt's bridge address on that network
+    behind_nat: bool
+    overlay_address: ipaddress.IPv4Address
+    bridge_address: ipaddress.IPv4Interface
+    mgmt_address: ipaddress.IPv4Address
+    ike_id: str
+    gre_port: str  # OVS port name on the other end's bridge pointing at this site
+
+    @property
+    def is_hub(self) -> bool:
+        return self.number == 0
+
+    @property
+    def site_index(self) -> int:
+        """Hub 1, spoke N N+1: the original deployment's site numbering."""
+        return self.number + 1
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    hub: Site
+    spokes: tuple[Site, ...]
+    mgmt_gateway: ipaddress.IPv4Address
+    overlay_pool: ipaddress.IPv4Network
+    bridge_subnet: ipaddress.IPv4Network
+    mgmt_subnet: ipaddress.IPv4Network
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return (self.hub, *self.spokes)
+
+
+def _host(network: ipaddress.IPv4Network, number: int, key: str, need: str) -> ipaddress.IPv4Address:
+    """The number-th address of network, which must be a usable host address."""
+    if number >= network.num_addresses - 1:
+        raise ConfigError(key, str(network), f"is too small: {need}")
+    return network.network_address + number
+
+
+def _spoke_subnets(config: LabConfig) -> list[ipaddress.IPv4Network]:
+    """Spoke N gets subnet number N+1 of the pool (192.168.2.0/24 for spoke 1 by default)."""
+    prefix = config.site_subnet_prefix
+    pool = config.spoke_subnet_pool
+    if prefix < pool.prefixlen:
+        raise ConfigError("siteSubnetPrefix", prefix, f"must be at least spokeSubnetPool's /{pool.prefixlen}")
+    subnets = list(itertools.islice(pool.subnets(new_prefix=prefix), 2, config.spokes + 2))
+    if len(subnets) < config.spokes:
+        raise ConfigError("spokeSubnetPool", str(pool),
+                          f"is too small: {config.spokes} spokes need {config.spokes + 2} /{prefix} subnets")
+    return subnets
+
+
+def _check_no_overlap(named: list[tuple[str, ipaddress.IPv4Network]]) -> None:
+    ordered = sorted(named, key=lambda item: (item[1].network_address, item[1].prefixlen))
+    for (name_a, net_a), (name_b, net_b) in zip(ordered, ordered[1:]):
+        if net_a.overlaps(net_b):
+            raise ConfigError(name_b.split(" ")[0], str(net_b),
+                              f"overlaps {name_a} {net_a}: every lab subnet must be distinct")
+
+
+def build_plan(config: LabConfig) -> AddressPlan:
+    """Compute every address of the lab; raise ConfigError when the subnets cannot hold it."""
+    spoke_subnets = _spoke_subnets(config)
+    vms = config.spokes + 1
+    named = [("hubSubnet", config.hub_subnet), ("overlayPool", config.overlay_pool),
+             ("bridgeSubnet", config.bridge_subnet), ("mgmtSubnet", config.mgmt_subnet)]
+    named += [(f"spokeSubnetPool (spoke{n})", net) for n, net in enumerate(spoke_subnets, start=1)]
+    _check_no_overlap(named)
+
+    wan_need = f"sites need host .{WAN_HOST_NUMBER}"
+    overlay_need = f"{config.spokes} spokes need {vms} overlay addresses after the network address"
+    bridge_need = f"{vms} sites need {vms} bridge addresses"
+    mgmt_need = f"{vms} VMs need {vms} addresses after the host's"
+    _host(config.hub_subnet, WAN_HOST_NUMBER, "hubSubnet", wan_need)
+    if config.site_subnet_prefix > 28:
+        raise ConfigError("siteSubnetPrefix", config.site_subnet_prefix, f"must be at most 28: {wan_need}")
+    _host(config.overlay_pool, vms, "overlayPool", overlay_need)
+    _host(config.bridge_subnet, vms, "bridgeSubnet", bridge_need)
+    _host(config.mgmt_subnet, vms + 1, "mgmtSubnet", mgmt_need)
+
+    def site(number: int, wan_subnet: ipaddress.IPv4Network, behind_nat: bool) -> Site:
+        name = HUB_NAME if number == 0 else f"spoke{number}"
+        index = number + 1
+        return Site(
+            name=name,
+            number=number,
+            wan_subnet=wan_subnet,
+            wan_address=wan_subnet.network_address + WAN_HOST_NUMBER,
+            wan_gateway=wan_subnet.network_address + 1,
+            behind_nat=behind_nat,
+            overlay_address=config.overlay_pool.network_address + index,
+            bridge_address=ipaddress.IPv4Interface(
+                (config.bridge_subnet.network_address + index, config.bridge_subnet.prefixlen)),
+            mgmt_address=config.mgmt_subnet.network_address + 1 + index,
+            ike_id=f"@{name}",
+            gre_port=f"gre-{name}",
+        )
+
+    hub = site(0, config.hub_subnet, behind_nat=False)
+    spokes = tuple(site(n, subnet, behind_nat=n not in config.routed_spokes)
+                   for n, subnet in enumerate(spoke_subnets, start=1))
+    return AddressPlan(
+        hub=hub,
+        spokes=spokes,
+        mgmt_gateway=config.mgmt_subnet.network_address + 1,
+        overlay_pool=config.overlay_pool,
+        bridge_subnet=config.bridge_subnet,
+        mgmt_subnet=config.mgmt_subnet,
+    )

@@ -1,0 +1,214 @@
+"""Stack config: parse and validate every key before any resource is declared.
+
+Values arrive as Pulumi delivers them, strings (arrays as JSON). Defaults
+live in Pulumi.yaml's config block only; the engine fills them in, and the
+tests do the same from that file.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping, TypeVar
+
+from lablib.addressing import build_plan
+from lablib.crypto import ProposalError, parse_proposals
+from lablib.errors import ConfigError
+from lablib.mtu import MtuPlan, plan_mtu
+
+__all__ = ["ConfigError", "LabConfig", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
+
+MAX_SPOKES = 250
+INTERFACE_MODES = ("vti", "xfrm")
+DOMAIN_TYPES = ("kvm", "qemu")
+SECRET_KEYS = ("masterSecret", "sshPrivateKey")
+PLAIN_KEYS = (
+    "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
+    "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", "tunnelMark", "ike", "esp", "greKey",
+    "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", "domainType", "memoryMib", "vcpus",
+    "installPackages", "poolPath", "sshPublicKey",
+)
+MIN_MASTER_SECRET = 16
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Validated, typed stack config (secrets excluded: they stay Outputs)."""
+
+    spokes: int
+    routed_spokes: frozenset[int]
+    hub_subnet: ipaddress.IPv4Network
+    spoke_subnet_pool: ipaddress.IPv4Network
+    site_subnet_prefix: int
+    overlay_pool: ipaddress.IPv4Network
+    bridge_subnet: ipaddress.IPv4Network
+    mgmt_subnet: ipaddress.IPv4Network
+    wan_mtu: int
+    interface_mode: str
+    tunnel_mark: int
+    ike: str
+    esp: str
+    gre_key: bool
+    dpd_delay: int
+    image: str
+    kernel: str
+    initrd: str
+    kernel_cmdline: str
+    domain_type: str
+    memory_mib: int
+    vcpus: int
+    install_packages: bool
+    pool_path: str
+    ssh_public_key: str
+    mtu: MtuPlan
+
+    @property
+    def direct_kernel_boot(self) -> bool:
+        return bool(self.kernel)
+
+
+def _required(raw: Mapping[str, str | None], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        raise ConfigError(key, None, "is missing (Pulumi.yaml declares its default)")
+    return value
+
+
+def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int) -> int:
+    text = _required(raw, key)
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ConfigError(key, text, f"must be an integer from {low} to {high}") from None
+    if not low <= value <= high:
+        raise ConfigError(key, text, f"must be an integer from {low} to {high}")
+    return value
+
+
+def _boolean(raw: Mapping[str, str | None], key: str) -> bool:
+    text = str(_required(raw, key)).strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(key, text, "must be true or false")
+    return text == "true"
+
+
+def _choice(raw: Mapping[str, str | None], key: str, allowed: tuple[str, ...]) -> str:
+    text = _required(raw, key)
+    if text not in allowed:
+        raise ConfigError(key, text, f"must be one of {', '.join(allowed)}")
+    return text
+
+
+def _network(raw: Mapping[str, str | None], key: str) -> ipaddress.IPv4Network:
+    text = _required(raw, key)
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as error:
+        raise ConfigError(key, text, f"must be an IPv4 network in CIDR form ({error})") from None
+
+
+def _checked(key: str, value: T, ok: Callable[[T], bool], allowed: str) -> T:
+    if not ok(value):
+        raise ConfigError(key, str(value), allowed)
+    return value
+
+
+def _routed_spokes(raw: Mapping[str, str | None], spokes: int) -> frozenset[int]:
+    text = _required(raw, "routedSpokes")
+    allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
+    try:
+        numbers = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError("routedSpokes", text, allowed) from None
+    if not isinstance(numbers, list) or not all(type(n) is int and 1 <= n <= spokes for n in numbers):
+        raise ConfigError("routedSpokes", text, allowed)
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError("routedSpokes", text, allowed)
+    return frozenset(numbers)
+
+
+def _proposals(raw: Mapping[str, str | None], key: str) -> str:
+    text = _required(raw, key)
+    try:
+        parse_proposals(text, key)
+    except ProposalError as error:
+        raise ConfigError(key, text, f"{error}; allowed: AES-CBC/CTR/GCM or ChaCha20-Poly1305 "
+                                     "with SHA-2 and DH groups of 2048 bits or more") from None
+    return text
+
+
+def _path(text: str) -> str:
+    """Expand ~ in local paths so stack files can point into the user's cache."""
+    return text if "://" in text else os.path.expanduser(text)
+
+
+def check_secrets(secrets: Mapping[str, str | None]) -> None:
+    """Reject missing or weak secrets; the error never shows a secret's value."""
+    for key in SECRET_KEYS:
+        if not secrets.get(key):
+            raise ConfigError(key, None, f"is missing: set it with `pulumi config set --secret {key} ...`")
+    if len(secrets["masterSecret"] or "") < MIN_MASTER_SECRET:
+        raise ConfigError("masterSecret", "[secret]", f"must be at least {MIN_MASTER_SECRET} characters")
+    if "PRIVATE KEY-----" not in (secrets["sshPrivateKey"] or ""):
+        raise ConfigError("sshPrivateKey", "[secret]", "must be an OpenSSH private key (PEM text)")
+
+
+def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None]) -> LabConfig:
+    """Validate all keys and return a LabConfig; raise ConfigError on the first bad one.
+
+    secrets are only checked: they stay out of LabConfig and are wrapped as Pulumi secrets.
+    """
+    check_secrets(secrets)
+    spokes = _integer(raw, "spokes", 1, MAX_SPOKES)
+    routed = _routed_spokes(raw, spokes)
+    site_prefix = _integer(raw, "siteSubnetPrefix", 16, 28)
+    ike = _proposals(raw, "ike")
+    esp = _proposals(raw, "esp")
+    wan_mtu = _integer(raw, "wanMtu", 1280, 9000)
+    gre_key = _boolean(raw, "greKey")
+    image = _required(raw, "image").strip()
+    if not image:
+        raise ConfigError("image", image, "must name a cloud image (path or http(s) URL)")
+    kernel, initrd, cmdline = (_required(raw, k).strip() for k in ("kernel", "initrd", "kernelCmdline"))
+    if bool(kernel) != bool(initrd) or (kernel and not cmdline):
+        raise ConfigError("kernel", kernel, "direct kernel boot needs kernel, initrd and kernelCmdline together")
+    ssh_key = _required(raw, "sshPublicKey").strip()
+    _checked("sshPublicKey", ssh_key, lambda k: k.startswith(("ssh-", "ecdsa-")) and len(k.split()) >= 2,
+             "must be an OpenSSH public key line (ssh-ed25519 AAAA... or ssh-rsa AAAA...)")
+    pool_path = _required(raw, "poolPath").strip()
+    _checked("poolPath", pool_path, os.path.isabs, "must be an absolute directory path")
+
+    config = LabConfig(
+        spokes=spokes,
+        routed_spokes=routed,
+        hub_subnet=_network(raw, "hubSubnet"),
+        spoke_subnet_pool=_network(raw, "spokeSubnetPool"),
+        site_subnet_prefix=site_prefix,
+        overlay_pool=_network(raw, "overlayPool"),
+        bridge_subnet=_network(raw, "bridgeSubnet"),
+        mgmt_subnet=_network(raw, "mgmtSubnet"),
+        wan_mtu=wan_mtu,
+        interface_mode=_choice(raw, "interfaceMode", INTERFACE_MODES),
+        tunnel_mark=_integer(raw, "tunnelMark", 1, 65535),
+        ike=ike,
+        esp=esp,
+        gre_key=gre_key,
+        dpd_delay=_integer(raw, "dpdDelay", 1, 300),
+        image=_path(image),
+        kernel=_path(kernel) if kernel else "",
+        initrd=_path(initrd) if initrd else "",
+        kernel_cmdline=cmdline,
+        domain_type=_choice(raw, "domainType", DOMAIN_TYPES),
+        memory_mib=_integer(raw, "memoryMib", 256, 65536),
+        vcpus=_integer(raw, "vcpus", 1, 16),
+        install_packages=_boolean(raw, "installPackages"),
+        pool_path=pool_path,
+        ssh_public_key=ssh_key,
+        # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
+        mtu=plan_mtu(wan_mtu, parse_proposals(esp, "esp"), nat_t=True, gre_key=gre_key),
+    )
+    build_plan(config)  # raises ConfigError on overlapping or too small subnets
+    return config

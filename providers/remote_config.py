@@ -1,0 +1,133 @@
+"""RemoteConfig: files and a script pushed to a running VM over SSH (paramiko).
+
+Cloud-init runs once per instance, so the hub cannot learn about a spoke
+added later from its own payload. Each spoke's hub-side conn, secrets and GRE
+port are therefore a resource of their own: created, updated and deleted in
+place on the running hub, which is never replaced or rebooted for it.
+"""
+from __future__ import annotations
+
+import io
+import time
+from typing import Any
+
+import paramiko
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+
+CONNECT_RETRY_SECONDS = 5
+DELETE_TIMEOUT_SECONDS = 60
+
+
+class RemoteError(RuntimeError):
+    """A remote command failed; carries what it printed."""
+
+
+def _private_key(text: str) -> paramiko.PKey:
+    for key_type in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_type.from_private_key(io.StringIO(text))
+        except paramiko.SSHException:
+            continue
+    raise RemoteError("sshPrivateKey is not an Ed25519, ECDSA or RSA private key")
+
+
+def _connect(props: dict[str, Any], timeout: float) -> paramiko.SSHClient:
+    """Connect, retrying until timeout: the VM may still be booting."""
+    deadline = time.monotonic() + timeout
+    key = _private_key(props["privateKey"])
+    while True:
+        client = paramiko.SSHClient()
+        # Lab VMs get fresh host keys on every create, on a network private to this run.
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(props["host"], username=props["user"], pkey=key, timeout=10,
+                           banner_timeout=30, auth_timeout=30, allow_agent=False, look_for_keys=False)
+            return client
+        except (OSError, paramiko.SSHException) as error:
+            client.close()
+            if time.monotonic() > deadline:
+                raise RemoteError(f"could not reach {props['user']}@{props['host']} over SSH "
+                                  f"within {timeout:.0f} s: {error}") from error
+            time.sleep(CONNECT_RETRY_SECONDS)
+
+
+def _run(client: paramiko.SSHClient, command: str, stdin: str = "") -> str:
+    """Run command, feeding stdin; raise RemoteError with its output when it fails."""
+    channel_in, channel_out, channel_err = client.exec_command(command)
+    channel_in.write(stdin)
+    channel_in.channel.shutdown_write()
+    out = channel_out.read().decode(errors="replace")
+    err = channel_err.read().decode(errors="replace")
+    status = channel_out.channel.recv_exit_status()
+    if status != 0:
+        raise RemoteError(f"`{command}` exited {status}: {err.strip() or out.strip()}")
+    return out
+
+
+def _apply(props: dict[str, Any]) -> None:
+    client = _connect(props, float(props["readyTimeout"]))
+    try:
+        # The base payload (ipsec, OVS bridge, tunnel interface) must be in place first.
+        _run(client, "sudo cloud-init status --wait >/dev/null")
+        for file in props["files"]:
+            # Content goes over stdin: secrets never appear on a command line or in /tmp.
+            _run(client, f"sudo install -o root -g root -m {file['mode']} /dev/stdin {file['path']}",
+                 stdin=file["content"])
+        _run(client, "sudo sh -s", stdin=props["upScript"])
+    finally:
+        client.close()
+
+
+class RemoteConfigProvider(ResourceProvider):
+    """Pushes files and runs scripts; a change of host replaces, anything else updates."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        _apply(props)
+        return CreateResult(id_=f"{props['host']}:{props['name']}", outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        keys = ("host", "user", "name", "files", "upScript", "downScript")
+        changed = [key for key in keys if olds.get(key) != news.get(key)]
+        replaces = [key for key in ("host", "name") if key in changed]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        _apply(news)
+        return UpdateResult(outs=news)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        try:
+            client = _connect(props, DELETE_TIMEOUT_SECONDS)
+        except RemoteError as error:
+            # The VM itself is gone or going: nothing is left to clean on it.
+            pulumi.log.warn(f"{props['name']}: skipped remote cleanup, {error}")
+            return
+        try:
+            _run(client, "sudo sh -s", stdin=props["downScript"])
+        finally:
+            client.close()
+
+
+class RemoteConfig(pulumi.dynamic.Resource):
+    """Files + up/down scripts on one VM, applied over SSH as user with sudo."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        host: pulumi.Input[str],
+        user: pulumi.Input[str],
+        private_key: pulumi.Input[str],
+        files: pulumi.Input[list[dict[str, str]]],
+        up_script: pulumi.Input[str],
+        down_script: pulumi.Input[str],
+        ready_timeout: int = 900,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name, "host": host, "user": user, "privateKey": private_key, "files": files,
+            "upScript": up_script, "downScript": down_script, "readyTimeout": ready_timeout,
+        }
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["privateKey", "files"])
+        super().__init__(RemoteConfigProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret_outputs))

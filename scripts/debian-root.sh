@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Build a Debian 12 (bookworm) root tree at $CACHE/rootfs with mmdebstrap.
+#
+# The tree has two uses:
+#   (a) the base of the lab VM disk image (scripts/build-image.sh), so it is
+#       made to first-boot like a Debian cloud image (cloud-init NoCloud,
+#       empty machine-id, no baked ssh host keys, serial console);
+#   (b) the test suite runs Debian's own tools from it through
+#       scripts/in-root.sh (ipsec addconn/algparse, cloud-init schema and
+#       net-convert) without installing them on the host.
+#
+# Idempotent: the build is skipped when $CACHE/rootfs.stamp holds the hash of
+# this recipe (this file + mirror settings).  --force rebuilds anyway (e.g. to
+# pick up Debian security updates).
+# Pinned: suite bookworm, the package list below; the exact versions that
+# got installed are recorded in $CACHE/rootfs.manifest.
+set -euo pipefail
+
+log() { printf '[debian-root %s] %s\n' "$(date +%T)" "$*" >&2; }
+t0=$SECONDS
+
+CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+ROOT=$CACHE/rootfs
+STAMP=$CACHE/rootfs.stamp
+MANIFEST=$CACHE/rootfs.manifest
+MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${LAB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+SUITE=bookworm
+force=0
+[ "${1:-}" = "--force" ] && force=1
+
+PACKAGES=(
+  linux-image-cloud-amd64   # has esp4, ip_vti, xfrm_interface, ip_gre, openvswitch
+  initramfs-tools zstd kmod
+  systemd-sysv udev dbus
+  systemd-resolved          # DNS for netplan/networkd, as on Debian cloud images
+  cloud-init
+  netplan.io                # cloud-init renders v2 config with netplan -> networkd
+                            # (22.4's ENI renderer drops the default route)
+  libreswan openvswitch-switch
+  openssh-server sudo
+  iproute2 iputils-ping tcpdump ethtool iptables
+  procps less e2fsprogs netbase ca-certificates python3
+)
+
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+# Everything that decides the tree's content goes into the recipe hash.
+recipe_hash=$( { cat "$SCRIPT_PATH"; echo "$MIRROR $SECURITY_MIRROR $SUITE"; } | sha256sum | cut -d' ' -f1)
+
+if [ $force -eq 0 ] && [ -d "$ROOT" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$recipe_hash" ]; then
+  log "rootfs up to date at $ROOT ($((SECONDS - t0))s)"
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || { log "must run as root (mmdebstrap root mode, device nodes)"; exit 1; }
+command -v mmdebstrap >/dev/null || { log "mmdebstrap missing: run scripts/host-deps.sh"; exit 1; }
+
+mkdir -p "$CACHE"
+work=$(mktemp -d "$CACHE/rootfs.build.XXXXXX")
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+
+# Runs inside mmdebstrap's customize phase with $1 = the new root.
+cat > "$work/customize.sh" <<'HOOK'
+#!/bin/sh
+set -eu
+R=$1
+inr() { chroot "$R" "$@"; }
+
+# cloud-init: only NoCloud (libvirt provider attaches an ISO labelled cidata),
+# fall back to None; render networking with netplan (-> systemd-networkd).
+cat > "$R/etc/cloud/cloud.cfg.d/99_lab.cfg" <<'EOF'
+# gre-ipsec-lab image: NoCloud seed ISO only, nothing fetched at boot.
+datasource_list: [ NoCloud, None ]
+system_info:
+  network:
+    renderers: [ netplan ]
+EOF
+
+# Networking: netplan writes networkd units, resolved serves DNS.
+inr systemctl enable systemd-networkd.service systemd-resolved.service
+# The lab services must come up on boot.
+inr systemctl enable ipsec.service openvswitch-switch.service ssh.service
+inr systemctl enable serial-getty@ttyS0.service
+# No internet at boot: keep apt's timers from trying.
+inr systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+# networkd-wait-online would hold boot for 2 min on a NIC left unconfigured.
+mkdir -p "$R/etc/systemd/system/systemd-networkd-wait-online.service.d"
+cat > "$R/etc/systemd/system/systemd-networkd-wait-online.service.d/lab.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=30
+EOF
+
+# ssh host keys are per instance: none baked in.  cloud-init's ssh module
+# makes them before ssh.service; ssh-keygen -A is the fallback in case
+# cloud-init did not (it must run before sshd -t, hence the reset).
+rm -f "$R"/etc/ssh/ssh_host_*
+mkdir -p "$R/etc/systemd/system/ssh.service.d"
+cat > "$R/etc/systemd/system/ssh.service.d/lab-hostkeys.conf" <<'EOF'
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
+EOF
+
+# Empty machine-id: systemd generates one on first boot (cloud image style).
+: > "$R/etc/machine-id"
+if [ -f "$R/var/lib/dbus/machine-id" ] && [ ! -L "$R/var/lib/dbus/machine-id" ]; then
+  rm -f "$R/var/lib/dbus/machine-id"
+fi
+
+# root: no password (locked); access is by the cloud-init user's ssh key.
+inr usermod -p '*' root
+
+echo localhost > "$R/etc/hostname"
+cat > "$R/etc/hosts" <<'EOF'
+127.0.0.1 localhost
+::1 localhost ip6-localhost ip6-loopback
+EOF
+cat > "$R/etc/fstab" <<'EOF'
+# The image is a whole-disk ext4 (no partition table), label rootfs.
+LABEL=rootfs / ext4 defaults,errors=remount-ro 0 1
+EOF
+
+# No apt sources reaching the internet at boot (package_update must not hang).
+cat > "$R/etc/apt/sources.list" <<'EOF'
+# Empty on purpose: the lab VMs have no internet.  Packages are baked in by
+# scripts/debian-root.sh.
+EOF
+rm -f "$R"/etc/apt/sources.list.d/*
+
+# resolved's stub as resolv.conf, as on Debian cloud images.
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
+
+# Nothing from the build that would make the image look already booted.
+rm -rf "$R"/var/lib/cloud/* "$R"/var/log/cloud-init* "$R"/var/lib/apt/lists/* \
+       "$R"/var/cache/apt/*.bin "$R"/var/cache/apt/archives/*.deb "$R"/tmp/* \
+       "$R"/var/tmp/*
+HOOK
+chmod +x "$work/customize.sh"
+
+pkgs=$(IFS=,; echo "${PACKAGES[*]}")
+t=$SECONDS
+log "mmdebstrap $SUITE (${#PACKAGES[@]} packages + deps) into $work/root"
+# Docs/man/locales are dead weight in a lab VM (copyright files are kept).
+mmdebstrap --variant=apt --mode=root --arch=amd64 \
+  --include="$pkgs" \
+  --dpkgopt='path-exclude=/usr/share/man/*' \
+  --dpkgopt='path-exclude=/usr/share/info/*' \
+  --dpkgopt='path-exclude=/usr/share/doc/*' \
+  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+  --dpkgopt='path-exclude=/usr/share/locale/*' \
+  --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+  --customize-hook="$work/customize.sh \"\$1\"" \
+  "$SUITE" "$work/root" \
+  "deb $MIRROR $SUITE main" \
+  "deb $MIRROR $SUITE-updates main" \
+  "deb $SECURITY_MIRROR $SUITE-security main" >&2
+log "mmdebstrap done ($((SECONDS - t))s)"
+
+chroot "$work/root" dpkg-query -W -f='${Package} ${Version}\n' > "$work/manifest"
+# Swap in the new tree only once it is complete.
+rm -rf "$ROOT"
+mv "$work/root" "$ROOT"
+mv "$work/manifest" "$MANIFEST"
+echo "$recipe_hash" > "$STAMP"
+log "kernel: $(ls "$ROOT"/boot/ | grep '^vmlinuz' | tr '\n' ' ')"
+log "rootfs ready at $ROOT: $(du -sh "$ROOT" | cut -f1), $(wc -l < "$MANIFEST") packages ($((SECONDS - t0))s total)"
