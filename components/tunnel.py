@@ -41,7 +41,7 @@ class Tunnel(pulumi.ComponentResource):
             "psk": args.psk, "behindNat": spoke.behind_nat, "natT": config.mtu.nat_t,
             "wanMtu": config.mtu.wan_mtu, "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu,
             "overlayPool": str(plan.overlay_pool), "greKey": config.gre_key,
-            "hubPort": vars(hub_port), "spokePort": vars(spoke_port),
+            "hubPort": hub_port.as_props(), "spokePort": spoke_port.as_props(),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
         files = args.psk.apply(lambda psk: [vars(f) for f in render.tunnel_files(hub_end, psk)])

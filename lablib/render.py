@@ -76,6 +76,9 @@ class GrePort:
     remote_ip: str
     key: int | None
 
+    def as_props(self) -> dict[str, object]:
+        return {"name": self.name, "localIp": self.local_ip, "remoteIp": self.remote_ip, "key": self.key}
+
 
 @dataclass(frozen=True)
 class PayloadFile:
