@@ -1,0 +1,105 @@
+"""Rendered payloads: content checks (fast, pure Python)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from harness import TEST_MASTER_SECRET, ssh_private_key, stack_values
+from lablib import render
+from lablib.addressing import build_plan
+from lablib.config import parse_config
+
+SECRETS = {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
+PSK = "k" * 43
+
+
+def lab(**overrides: object):
+    config = parse_config(stack_values(overrides, secrets=False), SECRETS)
+    return config, build_plan(config)
+
+
+def conn_options(text: str) -> dict[str, str]:
+    return dict(line.strip().split("=", 1) for line in text.splitlines() if line.startswith("\t"))
+
+
+@pytest.mark.parametrize("mode", ["vti", "xfrm"])
+def test_hub_and_spoke_conns(mode: str) -> None:
+    config, plan = lab(interfaceMode=mode)
+    spoke = plan.spokes[1]
+    hub = conn_options(render.render_conn(render.hub_end(config, plan, spoke)))
+    remote = conn_options(render.render_conn(render.spoke_end(config, plan, spoke)))
+    assert hub["right"] == "%any" and hub["rightid"] == "@spoke2" and hub["auto"] == "add"
+    assert remote["left"] == "%defaultroute" and remote["right"] == "192.168.1.10" and remote["auto"] == "start"
+    for conn in (hub, remote):
+        assert conn["encapsulation"] == "yes" and conn["ike"] == "aes256-sha2" and conn["esp"] == "aes_gcm128-null"
+        assert "dpddelay" in conn and "ikev2" not in conn and "keyexchange" not in conn
+        if mode == "vti":
+            assert conn["mark"] == "20/0xffffffff" and conn["vti-interface"] == "ipsec0"
+        else:
+            assert conn["ipsec-interface"] == "20" and "mark" not in conn
+    assert hub["leftsubnet"] == remote["rightsubnet"] == "240.0.0.1/32"
+
+
+def test_user_data_is_cloud_config_with_secrets_0600() -> None:
+    config, plan = lab(installPackages=False)
+    text = render.render_user_data(config, plan, plan.spokes[0], PSK)
+    assert text.startswith("#cloud-config\n")
+    data = yaml.safe_load(text)
+    files = {f["path"]: f for f in data["write_files"]}
+    assert files["/etc/ipsec.d/spoke1-hub.secrets"]["permissions"] == "0600"
+    assert f'@spoke1 @hub : PSK "{PSK}"' in files["/etc/ipsec.d/spoke1-hub.secrets"]["content"]
+    assert files["/usr/local/sbin/lab-network"]["content"].startswith("#!/bin/sh\n")
+    assert "packages" not in data and data["ssh_pwauth"] is False
+    assert data["users"][0]["ssh_authorized_keys"] == [config.ssh_public_key]
+
+
+def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
+    config, plan = lab()
+    text = render.render_user_data(config, plan, plan.hub, psk=None)
+    assert "PSK" not in text and "spoke" not in text
+    assert yaml.safe_load(text)["packages"] == ["libreswan", "openvswitch-switch"]
+
+
+@pytest.mark.parametrize("mode", ["vti", "xfrm"])
+def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
+    config, plan = lab(interfaceMode=mode, wanMtu=1492, greKey=False)
+    hub = render.render_lab_network(config, plan, plan.hub)
+    spoke = render.render_lab_network(config, plan, plan.spokes[0])
+    device = "ipsec0" if mode == "vti" else "ipsec20"
+    for script in (hub, spoke):
+        assert f"ip link set {device} mtu 1430 up" in script
+        assert "mtu_request=1392" in script
+        subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+    assert "ip route replace 240.0.0.0/24 dev" in hub and "add-port" not in hub
+    assert ("add-port br0 gre-hub -- set interface gre-hub type=gre options:local_ip=240.0.0.2 "
+            "options:remote_ip=240.0.0.1\n") in spoke
+
+
+def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
+    config, plan = lab()
+    up = render.render_hub_tunnel_up(config, plan, plan.spokes[0])
+    down = render.render_hub_tunnel_down(config, plan, plan.spokes[0])
+    assert "add-port br0 gre-spoke1" in up and "options:key=1" in up and "ipsec auto --replace hub-spoke1" in up
+    assert "del-port br0 gre-spoke1" in down and "ipsec auto --delete hub-spoke1" in down
+    assert "/etc/ipsec.d/hub-spoke1.secrets" in down
+    for script in (up, down):
+        subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+
+
+def test_network_config_static_wan_and_dhcp_management() -> None:
+    config, plan = lab()
+    site = plan.spokes[0]
+    data = yaml.safe_load(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))
+    wan, mgmt = data["ethernets"]["wan0"], data["ethernets"]["mgmt0"]
+    assert wan["addresses"] == ["192.168.2.10/24"] and wan["routes"][0]["via"] == "192.168.2.1"
+    assert wan["match"]["macaddress"] == "52:54:00:00:02:00" and wan["mtu"] == 1500
+    assert mgmt["dhcp4"] is True and mgmt["dhcp4-overrides"]["use-routes"] is False
+
+
+def test_macs_are_stable_and_distinct() -> None:
+    _, plan = lab(spokes=250)
+    macs = [render.mac_address("ci", site, nic) for site in plan.sites for nic in (0, 1)]
+    assert len(set(macs)) == len(macs)
+    assert render.mac_address("ci", plan.hub, 0) == render.mac_address("ci", plan.hub, 0)
