@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
+from lablib import render
 from lablib.addressing import Site
 from lablib.config import LabConfig
 
@@ -64,9 +65,10 @@ class LabNode(pulumi.ComponentResource):
         if args.kernel_path is not None:
             direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
                            "cmdlines": kernel_cmdlines(config.kernel_cmdline)}
+        domain_name = f"{args.prefix}-{site.name}"
         self.domain = libvirt.Domain(
             f"{name}-domain",
-            name=f"{args.prefix}-{site.name}",
+            name=domain_name,
             type=config.domain_type,
             memory=config.memory_mib,
             vcpu=config.vcpus,
@@ -78,6 +80,7 @@ class LabNode(pulumi.ComponentResource):
                                                    addresses=[str(site.mgmt_address)], hostname=site.name),
             ],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
+            xml=libvirt.DomainXmlArgs(xslt=render.render_console_xslt(domain_name)),
             running=True,
             **direct_boot,
             # libvirt does not apply NIC or boot changes to a defined domain: replace it.

@@ -16,12 +16,13 @@ import jinja2
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "cloud-init"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TEMPLATE_DIRS = [PROJECT_DIR / "cloud-init", PROJECT_DIR / "libvirt"]
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = "/etc/systemd/system/lab-network.service"
 
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIRS),
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -202,3 +203,12 @@ def render_network_config(config: LabConfig, site: Site, wan_mac: str, mgmt_mac:
 def render_meta_data(stack: str, site: Site) -> str:
     """A stable instance-id: cloud-init must not re-run on the second `pulumi up`."""
     return _ENV.get_template("meta-data.yaml.j2").render(instance_id=f"lab-{stack}-{site.name}", site=site)
+
+
+def console_log_path(domain_name: str) -> str:
+    return f"/var/log/libvirt/qemu/{domain_name}-console.log"
+
+
+def render_console_xslt(domain_name: str) -> str:
+    """XSLT that logs the serial console to console_log_path (read when a test fails)."""
+    return _ENV.get_template("console-log.xsl.j2").render(log_file=console_log_path(domain_name))
