@@ -30,11 +30,16 @@ deps: venv
 test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e
 
+# Every test runs inside the lab's network namespace, where libvirtd runs.
 test: deps
-	$(PY) -m pytest -v tests
+	scripts/labns.sh start
+	trap 'scripts/labns.sh stop' EXIT
+	scripts/labns.sh exec $(PY) -m pytest -v -rfEs tests
 
 e2e: deps
-	$(PY) -m pytest -v tests/e2e
+	scripts/labns.sh start
+	trap 'scripts/labns.sh stop' EXIT
+	scripts/labns.sh exec $(PY) -m pytest -v -rfEs tests/e2e
 
 up: deps
 	start=$$SECONDS

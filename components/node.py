@@ -32,9 +32,12 @@ class LabNodeArgs:
 
 
 def kernel_cmdlines(cmdline: str) -> list[dict[str, str]]:
-    """The provider's cmdlines form: one map per word, "_" for words without a value."""
-    words = [word.split("=", 1) for word in cmdline.split()]
-    return [{word[0]: word[1]} if len(word) == 2 else {"_": word[0]} for word in words]
+    """The provider's cmdlines form exactly as it reads it back: one map of the key=value
+    words, then a {"_": word} map per bare word (anything else is a diff, and a replacement,
+    on every run)."""
+    words = [word.partition("=") for word in cmdline.split()]
+    pairs = {key: value for key, sep, value in words if sep}
+    return ([pairs] if pairs else []) + [{"_": key} for key, sep, _ in words if not sep]
 
 
 class LabNode(pulumi.ComponentResource):
@@ -83,9 +86,11 @@ class LabNode(pulumi.ComponentResource):
             xml=libvirt.DomainXmlArgs(xslt=render.render_console_xslt(domain_name)),
             running=True,
             **direct_boot,
-            # libvirt does not apply NIC or boot changes to a defined domain: replace it.
+            # libvirt does not apply NIC or boot changes to a defined domain: replace it. The
+            # provider reads addresses back from DHCP leases only, so that field never matches.
             opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["networkInterfaces", "kernel",
-                                                                         "initrd", "cmdlines"]),
+                                                                         "initrd", "cmdlines"],
+                                        ignore_changes=["networkInterfaces[1].addresses"]),
         )
         self.ssh_command = f"ssh {SSH_USER}@{site.mgmt_address}"
         self.register_outputs({"domainId": self.domain.id, "sshCommand": self.ssh_command})

@@ -28,7 +28,7 @@ class LabStorage(pulumi.ComponentResource):
         super().__init__("lab:index:LabStorage", name, {"image": args.image, "poolPath": args.pool_path}, opts)
         child = pulumi.ResourceOptions(parent=self)
         pool = libvirt.Pool(f"{name}-pool", name=args.prefix, type="dir",
-                            path=f"{args.pool_path}/{args.prefix}", opts=child)
+                            target=libvirt.PoolTargetArgs(path=f"{args.pool_path}/{args.prefix}"), opts=child)
         self.pool_name = pool.name
         base = libvirt.Volume(f"{name}-base", name=f"{args.prefix}-base.qcow2", pool=pool.name,
                               source=args.image, format="qcow2", opts=child)

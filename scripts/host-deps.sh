@@ -16,6 +16,7 @@ PKGS=(
   # qemu-system-x86 depends on seabios + ipxe-qemu (virtio-net option ROM).
   qemu-system-x86 qemu-utils
   genisoimage     # mkisofs: pulumi-libvirt builds the cidata ISO with it
+  xsltproc        # pulumi-libvirt applies domain XSLT (console log) with it
   dnsmasq-base    # libvirt networks (DHCP/DNS)
   iptables        # libvirt NAT/route networks program it
   iproute2        # ip netns
@@ -69,7 +70,7 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 log "apt-get install done ($((SECONDS - t))s)"
 
 # Sanity: the commands the other scripts call.
-for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img mkisofs dnsmasq \
+for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img mkisofs xsltproc dnsmasq \
          iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen unshare; do
   command -v "$c" >/dev/null || { log "missing command after install: $c"; exit 1; }
 done

@@ -512,8 +512,7 @@ build_langhost() {
 	(cd "$CLI_MOD" && go build -trimpath -ldflags "-s -w $VERSION_LDFLAG" -o "$BIN/pulumi-language-python" \
 		./cmd/pulumi-language-python)
 	# The helper scripts ship in the sdk module at the same version.
-	local sdk
-	sdk=$(cd "$CLI_MOD" && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+	local sdk=$GOMODCACHE/github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/"
 	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/"
 	# sdk >= v3.2xx no longer ships pulumi-analyzer-policy-python: this CLI
@@ -702,7 +701,8 @@ build_libvirt() (
 	# The resource plugin embeds its schema, which tfgen derives from the same mapping.
 	log "pulumi-resource-libvirt: building tfgen (about 2 min with a cold cache)"
 	go build -trimpath -ldflags "$ldflags" -o bin/pulumi-tfgen-libvirt ./cmd/pulumi-tfgen-libvirt
-	upstream=$(go list -m -f '{{.Dir}}' github.com/dmacvicar/terraform-provider-libvirt)
+	# Not `go list -m`: it asks for the module's .info, which the proxy refuses here.
+	upstream=$GOMODCACHE/github.com/dmacvicar/terraform-provider-libvirt@$TF_LIBVIRT_VERSION
 	rm -rf schema-out
 	UPSTREAM_REPO_PATH=$upstream bin/pulumi-tfgen-libvirt schema --out schema-out >tfgen.log 2>&1 ||
 		{ cat tfgen.log >&2; die "tfgen failed"; }

@@ -51,7 +51,7 @@ def test_direct_kernel_boot_adds_kernel_and_initrd_volumes() -> None:
                                     "kernelCmdline": "root=/dev/vda rw console=ttyS0"}))
     assert len(run.of_type(VOLUME)) == 1 + 3 + 2  # base, three clones, kernel, initrd
     domain = run.named("lab-hub-domain").inputs
-    assert domain["cmdlines"] == [{"root": "/dev/vda"}, {"_": "rw"}, {"console": "ttyS0"}]
+    assert domain["cmdlines"] == [{"root": "/dev/vda", "console": "ttyS0"}, {"_": "rw"}]
 
 
 def test_child_names_derive_from_the_component_name() -> None:
