@@ -57,4 +57,4 @@ down: venv
 preview: deps
 	scripts/labns.sh start
 	$(PY) tools/labctl.py stack-config $(STACK)
-	scripts/pulumi.sh $(STACK) preview --policy-pack policy
+	scripts/pulumi.sh $(STACK) preview --policy-pack $(CURDIR)/policy

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tools.probe import Node, diagnostics, established_conns, wait_until  # noqa: E402
+from tools.probe import Node, cloud_init_done, diagnostics, established_conns, wait_until  # noqa: E402
 
 STATE = ROOT / ".lab"
 PROJECT = STATE / "project"
@@ -119,7 +119,8 @@ def wait(stack: str, timeout: int) -> None:
 
     def all_up() -> bool:
         for node in spokes:
-            if node.name in pending and node.reachable() and f"{node.name}-hub" in established_conns(node):
+            if (node.name in pending and node.reachable() and cloud_init_done(node)
+                    and f"{node.name}-hub" in established_conns(node)):
                 pending.discard(node.name)
                 click.echo(f"  {node.name}: tunnel to hub established ({time.monotonic() - start:.0f} s)")
         return not pending

@@ -51,6 +51,11 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+def cloud_init_done(node: Node) -> bool:
+    """cloud-init's final stage has run (so has the payload's one-time ipsec restart)."""
+    return "status: done" in node.run("cloud-init status", check=False)
+
+
 def established_conns(node: Node) -> set[str]:
     """Conns with an established child SA (one traffic line each in `ipsec trafficstatus`)."""
     out = node.run("ipsec trafficstatus", check=False)

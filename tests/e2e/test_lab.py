@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.probe import Node, diagnostics, established_conns, esp_bytes, virsh, wait_until
+from tools.probe import Node, cloud_init_done, diagnostics, established_conns, esp_bytes, virsh, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ci"
@@ -71,7 +71,8 @@ def wait_for_tunnels(lab_nodes: dict[str, Node]) -> float:
     spokes = [n for name, n in lab_nodes.items() if name != "hub"]
 
     def up() -> bool:
-        return all(n.reachable() and f"{n.name}-hub" in established_conns(n) for n in spokes)
+        return all(n.reachable() and cloud_init_done(n) and f"{n.name}-hub" in established_conns(n)
+                   for n in spokes)
 
     try:
         wait_until("all spoke tunnels", up, TUNNEL_TIMEOUT)
