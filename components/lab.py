@@ -45,7 +45,7 @@ class Lab(pulumi.ComponentResource):
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
             prefix=prefix, plan=plan, wan_mtu=config.wan_mtu), opts=child)
 
-        def node(site: Site, user_data: pulumi.Input[str]) -> LabNode:
+        def node(site: Site, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
                 prefix=prefix, site=site, config=config, user_data=user_data,
                 network_config=render.render_network_config(
@@ -54,13 +54,16 @@ class Lab(pulumi.ComponentResource):
                 wan_mac=render.mac_address(args.stack, site, 0), mgmt_mac=render.mac_address(args.stack, site, 1),
                 pool_name=storage.pool_name, base_volume_id=storage.base_volume_id,
                 wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
-                kernel_path=storage.kernel_path, initrd_path=storage.initrd_path), opts=child)
+                kernel_path=storage.kernel_path, initrd_path=storage.initrd_path,
+                cloudinit_after=after.cloudinit if after else None), opts=child)
 
-        hub = node(plan.hub, render.render_user_data(config, plan, plan.hub, psk=None))
+        hub = node(plan.hub, render.render_user_data(config, plan, plan.hub, psk=None), after=None)
+        previous = hub
         for spoke in plan.spokes:
             psk = args.master_secret.apply(
                 lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
-            node(spoke, psk.apply(lambda key, spoke=spoke: render.render_user_data(config, plan, spoke, key)))
+            previous = node(spoke, psk.apply(lambda key, spoke=spoke: render.render_user_data(config, plan, spoke, key)),
+                            after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 config=config, plan=plan, spoke=spoke, psk=psk, hub_host=str(plan.hub.mgmt_address),
                 ssh_user=SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)

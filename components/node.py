@@ -29,6 +29,7 @@ class LabNodeArgs:
     mgmt_network_id: pulumi.Input[str]
     kernel_path: pulumi.Input[str] | None = None
     initrd_path: pulumi.Input[str] | None = None
+    cloudinit_after: pulumi.Resource | None = None  # see LabNode
 
 
 def kernel_cmdlines(cmdline: str) -> list[dict[str, str]]:
@@ -44,6 +45,7 @@ class LabNode(pulumi.ComponentResource):
     """Registers the site's addresses and sizing as props so policies can judge the VM."""
 
     domain: libvirt.Domain
+    cloudinit: libvirt.CloudInitDisk
     ssh_command: str
 
     def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -60,10 +62,13 @@ class LabNode(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         disk = libvirt.Volume(f"{name}-disk", name=f"{args.prefix}-{site.name}.qcow2", pool=args.pool_name,
                               base_volume_id=args.base_volume_id, format="qcow2", opts=child)
+        # The provider reads each ISO back after uploading it, and concurrent uploads came back
+        # truncated ("corrupted-image: EOF"): the Lab creates them one after another.
         cloudinit = libvirt.CloudInitDisk(
             f"{name}-cloudinit", name=f"{args.prefix}-{site.name}-cloudinit.iso", pool=args.pool_name,
             user_data=args.user_data, network_config=args.network_config, meta_data=args.meta_data,
-            opts=child)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cloudinit_after] if args.cloudinit_after else []))
+        self.cloudinit = cloudinit
         direct_boot = {}
         if args.kernel_path is not None:
             direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
