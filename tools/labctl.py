@@ -70,9 +70,11 @@ def write_run_project() -> None:
 @cli.command("stack-config")
 @click.argument("stack")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Plain config to override.")
-def stack_config(stack: str, overrides: tuple[str, ...]) -> None:
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Stack file to start from (default stacks/Pulumi.STACK.yaml).")
+def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) -> None:
     """Write .lab/project/Pulumi.STACK.yaml: stacks/Pulumi.STACK.yaml + this checkout's secrets."""
-    committed = ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    committed = source or ROOT / "stacks" / f"Pulumi.{stack}.yaml"
     if not committed.exists():
         known = sorted(p.name.split(".")[1] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
         raise click.BadParameter(f"no stacks/Pulumi.{stack}.yaml; stacks: {', '.join(known)}", param_hint="STACK")
