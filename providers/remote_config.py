@@ -8,6 +8,7 @@ place on the running hub, which is never replaced or rebooted for it.
 from __future__ import annotations
 
 import io
+import sys
 import time
 from typing import Any
 
@@ -100,8 +101,9 @@ class RemoteConfigProvider(ResourceProvider):
         try:
             client = _connect(props, DELETE_TIMEOUT_SECONDS)
         except RemoteError as error:
-            # The VM itself is gone or going: nothing is left to clean on it.
-            pulumi.log.warn(f"{props['name']}: skipped remote cleanup, {error}")
+            # The VM itself is gone or going: nothing is left to clean on it. (No engine runs
+            # in the dynamic provider's process: pulumi.log would only print too.)
+            print(f"warning: {props['name']}: skipped remote cleanup, {error}", file=sys.stderr)
             return
         try:
             _run(client, "sudo sh -s", stdin=props["downScript"])

@@ -59,11 +59,16 @@ flock 9
 # step NAME KEY CHECK BUILD: run BUILD unless the stamp holds KEY and CHECK passes.
 step() {
 	local name=$1 key=$2 check=$3 build=$4 t0=$SECONDS
-	if [ $FORCE = 0 ] && [ "$(cat "$STAMPS/$name" 2>/dev/null)" = "$key" ] && $check; then
+	if [ $FORCE = 1 ]; then
+		log "$name: building (--force)"
+	elif [ "$(cat "$STAMPS/$name" 2>/dev/null)" != "$key" ]; then
+		log "$name: building (new or changed)"
+	elif ! $check; then
+		log "$name: building (output missing or wrong version)"
+	else
 		log "$name: up to date"
 		return
 	fi
-	log "$name: building"
 	$build
 	$check || die "$name: built, but its check fails"
 	printf '%s\n' "$key" >"$STAMPS/$name"
@@ -498,7 +503,7 @@ VERSION_LDFLAG="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PU
 
 check_cli() { [ "$("$BIN/pulumi" version 2>/dev/null)" = "$PULUMI_VERSION" ]; }
 build_cli() {
-	log "pulumi: go build (about 5 min on 2 cores with a cold cache)"
+	log "pulumi: go build (5-7 min on 2 cores with a cold cache)"
 	(cd "$CLI_MOD" && go build -trimpath -ldflags "-s -w $VERSION_LDFLAG" -o "$BIN/pulumi" \
 		github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 }
@@ -515,8 +520,9 @@ build_langhost() {
 	local sdk=$GOMODCACHE/github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION
 	install -m 0755 "$sdk/python/cmd/pulumi-language-python-exec" "$BIN/"
 	install -m 0755 "$sdk/python/dist/pulumi-resource-pulumi-python" "$BIN/"
-	# sdk >= v3.2xx no longer ships pulumi-analyzer-policy-python: this CLI
-	# runs Python policy packs through the language host (RunPlugin) instead.
+	# No pulumi-analyzer-policy-python: the sdk module no longer ships it
+	# (absent at v3.272.0 and v3.274.1) and this CLI runs policy packs
+	# (`--policy-pack DIR`) through the language host's RunPlugin instead.
 	rm -f "$BIN/pulumi-analyzer-policy-python"
 }
 
@@ -693,7 +699,7 @@ EOF
 PLUGIN_FILE=$PULUMI_HOME/plugins/resource-libvirt-v$LIBVIRT_PLUGIN_VERSION/pulumi-resource-libvirt
 check_libvirt() {
 	[ -x "$PLUGIN_FILE" ] &&
-		"$BIN/pulumi" plugin ls 2>/dev/null | grep -Eq "^libvirt +resource +$LIBVIRT_PLUGIN_VERSION "
+		"$BIN/pulumi" plugin ls 2>/dev/null | grep -E "^libvirt +resource +$LIBVIRT_PLUGIN_VERSION " >/dev/null
 }
 build_libvirt() (
 	ldflags="-s -w -X lab.local/pulumi-libvirt/libvirtinfo.Version=$LIBVIRT_PLUGIN_VERSION"
