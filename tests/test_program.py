@@ -168,3 +168,14 @@ def test_declared_keys_are_the_keys_the_program_reads() -> None:
     assert set(project_config()) == set(PLAIN_KEYS) | set(SECRET_KEYS)
     assert all(project_config()[key].get("secret") for key in SECRET_KEYS)
     assert Path(ROOT / "Pulumi.yaml").exists()
+
+
+def test_remote_config_diff_updates_in_place_and_replaces_only_on_a_new_host() -> None:
+    from providers.remote_config import RemoteConfigProvider
+    old = {"host": "10.10.0.2", "user": "lab", "name": "t", "files": [{"path": "/a"}], "upScript": "u",
+           "downScript": "d"}
+    diff = RemoteConfigProvider().diff
+    assert not diff("id", old, dict(old)).changes
+    changed = diff("id", old, {**old, "files": [{"path": "/b"}]})
+    assert changed.changes and not changed.replaces
+    assert diff("id", old, {**old, "host": "10.10.0.9"}).replaces == ["host"]
