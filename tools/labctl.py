@@ -137,7 +137,7 @@ def wait(stack: str, timeout: int) -> None:
     for name, info in stack_nodes(stack).items():
         click.echo(f"  {name:8} ssh -i {SSH_KEY} lab@{info['mgmtAddress']}   (WAN {info['wanAddress']}, "
                    f"overlay {info['overlayAddress']}, tunnel MTU {info['tunnelMtu']})")
-    click.echo(f"  (run ssh inside the lab namespace: scripts/labns.sh exec ssh ...)")
+    click.echo("  (run ssh inside the lab namespace: scripts/labns.sh exec ssh ...)")
 
 
 @cli.command()

@@ -1,7 +1,8 @@
 """End to end: the real Pulumi engine brings the `ci` stack up in a real libvirt
 daemon (inside this run's network namespace) and traffic crosses the tunnels.
 
-The tests run in order on one lab; the module fixture destroys it at the end
+The tests run in order on one lab, once per interface mode (XFRM, then VTI);
+the module fixture destroys it at the end
 whatever happened. On failure each check prints the VMs' console tails and
 IPsec/OVS state. Needs `make deps` (toolchain, image) and must run inside the
 namespace (`make test` does both); it fails loudly otherwise, never skips.
@@ -12,7 +13,9 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -57,8 +60,16 @@ def explain(lab_nodes: dict[str, Node]) -> str:
     return "\n".join(diagnostics(node, f"{PREFIX}-{node.name}") for node in lab_nodes.values())
 
 
-def set_spokes(count: int) -> None:
-    labctl("stack-config", STACK, "--set", f"domainType={domain_type()}", "--set", f"spokes={count}")
+@dataclass
+class Lab:
+    mode: str  # the route-based interface: "xfrm" or "vti"
+    nodes: dict[str, Node]
+    figures: dict[str, object]
+
+
+def configure(mode: str, spokes: int) -> None:
+    labctl("stack-config", STACK, "--set", f"domainType={domain_type()}", "--set", f"spokes={spokes}",
+           "--set", f"interfaceMode={mode}")
 
 
 def domain_type() -> str:
@@ -90,20 +101,23 @@ def boot_to_final_seconds(node: Node) -> float:
     return float(out.strip())
 
 
-@pytest.fixture(scope="module")
-def lab() -> dict[str, Node]:
+@pytest.fixture(scope="module", params=["xfrm", "vti"])
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The ci lab, once per route-based interface mode (XFRM interface, then shared VTI)."""
+    mode: str = request.param
     assert os.geteuid() == 0, "the end-to-end test needs root (libvirt, network namespace)"
     assert subprocess.run(["virsh", "version"], capture_output=True).returncode == 0, \
         "no libvirt daemon: run inside `scripts/labns.sh exec` (make test does)"
-    labctl("stack-config", STACK, "--set", f"domainType={domain_type()}", "--set", "spokes=2")
+    configure(mode, spokes=2)
+    lab_figures: dict[str, object] = figures.setdefault(mode, {})
     start = time.monotonic()
     try:
         pulumi("up", "--yes", "--skip-preview")
-        figures["pulumi_up_seconds"] = round(time.monotonic() - start)
+        lab_figures["pulumi_up_seconds"] = round(time.monotonic() - start)
         lab_nodes = nodes()
-        figures["tunnels_up_after_up_seconds"] = round(wait_for_tunnels(lab_nodes))
-        figures["up_to_all_tunnels_seconds"] = round(time.monotonic() - start)
-        yield lab_nodes
+        lab_figures["tunnels_up_after_up_seconds"] = round(wait_for_tunnels(lab_nodes))
+        lab_figures["up_to_all_tunnels_seconds"] = round(time.monotonic() - start)
+        yield Lab(mode, lab_nodes, lab_figures)
     finally:
         pulumi("destroy", "--yes", "--skip-preview", check=False)
         FIGURES.parent.mkdir(exist_ok=True)
@@ -111,32 +125,32 @@ def lab() -> dict[str, Node]:
         print("figures:", json.dumps(figures), flush=True)
 
 
-def test_every_vm_ran_cloud_init(lab: dict[str, Node]) -> None:
-    for node in lab.values():
+def test_every_vm_ran_cloud_init(lab: Lab) -> None:
+    for node in lab.nodes.values():
         status = node.run("cloud-init status --long", check=False)
-        assert "status: done" in status, f"{node.name}: {status}\n{explain(lab)}"
-    figures["boot_to_cloud_init_final_seconds"] = {n.name: round(boot_to_final_seconds(n)) for n in lab.values()}
+        assert "status: done" in status, f"{node.name}: {status}\n{explain(lab.nodes)}"
+    lab.figures["boot_to_cloud_init_final_seconds"] = {n.name: round(boot_to_final_seconds(n)) for n in lab.nodes.values()}
 
 
-def test_ike_and_child_sas_up_over_nat_t(lab: dict[str, Node]) -> None:
+def test_ike_and_child_sas_up_over_nat_t(lab: Lab) -> None:
     wan = {name: info["wanAddress"] for name, info in outputs()["nodes"].items()}
     behind_nat = {name: info["behindNat"] for name, info in outputs()["nodes"].items()}
     for name in ("spoke1", "spoke2"):
-        spoke = lab[name]
-        assert f"{name}-hub" in established_conns(spoke), explain(lab)
+        spoke = lab.nodes[name]
+        assert f"{name}-hub" in established_conns(spoke), explain(lab.nodes)
         assert "established IKE SA" in spoke.run("ipsec status") or "IKE SA established" in spoke.run(
-            "ipsec status"), explain(lab)
+            "ipsec status"), explain(lab.nodes)
         xfrm = spoke.run("ip xfrm state")
         assert "encap type espinudp sport 4500 dport 4500" in xfrm, f"{name}: no NAT-T\n{xfrm}"
         # The hub sees a NATed spoke from the masquerade address, a routed one from its own.
-        hub_states = lab["hub"].run("ip xfrm state")
+        hub_states = lab.nodes["hub"].run("ip xfrm state")
         assert (wan[name] in hub_states) != behind_nat[name], f"{name} behindNat={behind_nat[name]}:\n{hub_states}"
 
 
-def test_tunnel_interface_mtu_and_gre_ports(lab: dict[str, Node]) -> None:
+def test_tunnel_interface_mtu_and_gre_ports(lab: Lab) -> None:
     out = outputs()
     device = out["nodes"]["hub"]["tunnelInterface"]
-    for node in lab.values():
+    for node in lab.nodes.values():
         link = node.run(f"ip -o link show {device}")
         assert f" mtu {out['tunnelMtu']} " in link, f"{node.name}: {link}"
         br0 = node.run("ip -o link show br0")
@@ -152,26 +166,26 @@ def ping(node: Node, address: str, size: int | None = None, count: int = 3) -> b
     return f"{count} received" in out or f" {count} packets received" in out
 
 
-def test_overlay_pings_hub_to_spoke_and_spoke_to_spoke(lab: dict[str, Node]) -> None:
+def test_overlay_pings_hub_to_spoke_and_spoke_to_spoke(lab: Lab) -> None:
     bridge = {name: info["bridgeAddress"].split("/")[0] for name, info in outputs()["nodes"].items()}
-    before = esp_bytes(lab["spoke1"], "spoke1-hub")
-    assert ping(lab["hub"], bridge["spoke1"]), explain(lab)
-    assert ping(lab["hub"], bridge["spoke2"]), explain(lab)
-    assert ping(lab["spoke1"], bridge["spoke2"]), explain(lab)  # through the hub's bridge
-    assert ping(lab["spoke2"], bridge["spoke1"]), explain(lab)
-    after = esp_bytes(lab["spoke1"], "spoke1-hub")
+    before = esp_bytes(lab.nodes["spoke1"], "spoke1-hub")
+    assert ping(lab.nodes["hub"], bridge["spoke1"]), explain(lab.nodes)
+    assert ping(lab.nodes["hub"], bridge["spoke2"]), explain(lab.nodes)
+    assert ping(lab.nodes["spoke1"], bridge["spoke2"]), explain(lab.nodes)  # through the hub's bridge
+    assert ping(lab.nodes["spoke2"], bridge["spoke1"]), explain(lab.nodes)
+    after = esp_bytes(lab.nodes["spoke1"], "spoke1-hub")
     assert after[0] > before[0] and after[1] > before[1], f"ESP counters did not rise: {before} -> {after}"
 
 
-def test_dont_fragment_ping_of_exactly_the_inner_mtu(lab: dict[str, Node]) -> None:
+def test_dont_fragment_ping_of_exactly_the_inner_mtu(lab: Lab) -> None:
     inner = outputs()["innerMtu"]
     hub_bridge = outputs()["nodes"]["hub"]["bridgeAddress"].split("/")[0]
     for name in ("spoke1", "spoke2"):
-        assert ping(lab[name], hub_bridge, size=inner), f"{name}: DF ping of {inner} bytes failed\n{explain(lab)}"
-        assert not ping(lab[name], hub_bridge, size=inner + 1, count=1), f"{name}: {inner + 1} bytes passed"
+        assert ping(lab.nodes[name], hub_bridge, size=inner), f"{name}: DF ping of {inner} bytes failed\n{explain(lab.nodes)}"
+        assert not ping(lab.nodes[name], hub_bridge, size=inner + 1, count=1), f"{name}: {inner + 1} bytes passed"
 
 
-def test_second_preview_shows_no_changes(lab: dict[str, Node]) -> None:
+def test_second_preview_shows_no_changes(lab: Lab) -> None:
     result = pulumi("preview", "--expect-no-changes", check=False)
     assert result.returncode == 0, "second preview shows changes"
 
@@ -185,31 +199,31 @@ def domain_uuids() -> dict[str, str]:
     return {name: virsh("domuuid", name).strip() for name in names}
 
 
-def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab: dict[str, Node]) -> None:
-    before_boot, before_uuid = boot_ids(lab), domain_uuids()
-    set_spokes(3)
+def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab: Lab) -> None:
+    before_boot, before_uuid = boot_ids(lab.nodes), domain_uuids()
+    configure(lab.mode, spokes=3)
     start = time.monotonic()
     result = pulumi("up", "--yes", "--skip-preview")
     assert "replace" not in result.stdout.split("Resources:")[-1], result.stdout[-3000:]
     grown = nodes()
-    figures["add_spoke_to_tunnel_seconds"] = round(wait_for_tunnels(grown) + time.monotonic() - start)
+    lab.figures["add_spoke_to_tunnel_seconds"] = round(wait_for_tunnels(grown) + time.monotonic() - start)
     assert boot_ids({k: grown[k] for k in before_boot}) == before_boot, "an existing VM rebooted"
     assert {k: v for k, v in domain_uuids().items() if k in before_uuid} == before_uuid, "a domain was replaced"
     assert {"gre-spoke1", "gre-spoke2", "gre-spoke3"} == set(grown["hub"].run("ovs-vsctl list-ports br0").split())
     for name in ("spoke1", "spoke2", "spoke3"):
         assert f"{name}-hub" in established_conns(grown[name]), explain(grown)
-    figures["disk_mib"] = disk_usage()
+    lab.figures["disk_mib"] = disk_usage()
 
-    set_spokes(2)
+    configure(lab.mode, spokes=2)
     pulumi("up", "--yes", "--skip-preview")
     hub = grown["hub"]
     assert "gre-spoke3" not in hub.run("ovs-vsctl list-ports br0")
     assert hub.run("ls /etc/ipsec.d/").count("hub-spoke3") == 0
     assert "hub-spoke3" not in hub.run("ipsec status", check=False)
     assert f"{PREFIX}-spoke3" not in virsh("list", "--all", "--name")
-    assert boot_ids(lab) == before_boot
+    assert boot_ids(lab.nodes) == before_boot
     for name in ("spoke1", "spoke2"):
-        assert f"{name}-hub" in established_conns(lab[name]), explain(lab)
+        assert f"{name}-hub" in established_conns(lab.nodes[name]), explain(lab.nodes)
 
 
 def disk_usage() -> dict[str, float]:
@@ -222,7 +236,7 @@ def disk_usage() -> dict[str, float]:
     return usage
 
 
-def test_destroy_leaves_nothing_in_libvirt(lab: dict[str, Node]) -> None:
+def test_destroy_leaves_nothing_in_libvirt(lab: Lab) -> None:
     pulumi("destroy", "--yes", "--skip-preview")
     leftovers = [line for command in (("list", "--all", "--name"), ("net-list", "--all", "--name"),
                                       ("pool-list", "--all", "--name"))
