@@ -6,10 +6,11 @@ from dataclasses import dataclass
 import pulumi
 
 from components.networks import LabNetworks, LabNetworksArgs
-from components.node import SSH_USER, LabNode, LabNodeArgs
+from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
 from lablib import render, report
+from lablib.report import SSH_USER
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 from lablib.keys import derive_psk
@@ -46,12 +47,11 @@ class Lab(pulumi.ComponentResource):
             prefix=prefix, plan=plan, wan_mtu=config.wan_mtu), opts=child)
 
         def node(site: Site, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
+            wan_mac, mgmt_mac = render.mac_address(args.stack, site, 0), render.mac_address(args.stack, site, 1)
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
                 prefix=prefix, site=site, config=config, user_data=user_data,
-                network_config=render.render_network_config(
-                    config, site, render.mac_address(args.stack, site, 0), render.mac_address(args.stack, site, 1)),
-                meta_data=render.render_meta_data(args.stack, site),
-                wan_mac=render.mac_address(args.stack, site, 0), mgmt_mac=render.mac_address(args.stack, site, 1),
+                network_config=render.render_network_config(config, site, wan_mac, mgmt_mac),
+                meta_data=render.render_meta_data(args.stack, site), wan_mac=wan_mac, mgmt_mac=mgmt_mac,
                 pool_name=storage.pool_name, base_volume_id=storage.base_volume_id,
                 wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
                 kernel_path=storage.kernel_path, initrd_path=storage.initrd_path,

@@ -9,8 +9,7 @@ import pulumi_libvirt as libvirt
 from lablib import render
 from lablib.addressing import Site
 from lablib.config import LabConfig
-
-SSH_USER = "lab"
+from lablib.report import SSH_USER
 
 
 @dataclass
