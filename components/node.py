@@ -55,7 +55,7 @@ class LabNode(pulumi.ComponentResource):
             "overlayAddress": str(site.overlay_address), "bridgeAddress": str(site.bridge_address),
             "behindNat": site.behind_nat, "domainType": config.domain_type,
             "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.mtu.wan_mtu,
-            "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu, "hasCloudInit": True,
+            "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu,
         }
         super().__init__("lab:index:LabNode", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
