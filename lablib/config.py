@@ -65,10 +65,6 @@ class LabConfig:
     ssh_public_key: str
     mtu: MtuPlan
 
-    @property
-    def direct_kernel_boot(self) -> bool:
-        return bool(self.kernel)
-
 
 def _required(raw: Mapping[str, str | None], key: str) -> str:
     value = raw.get(key)

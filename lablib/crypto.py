@@ -93,8 +93,7 @@ def parse_proposals(line: str, kind: str) -> list[Proposal]:
         raise ValueError(f"kind must be 'ike' or 'esp', not {kind!r}")
     if not line or not line.strip():
         raise ProposalError("is empty")
-    proposals = [_parse_one(part.strip().lower(), kind) for part in line.split(",")]
-    return proposals
+    return [_parse_one(part.strip().lower(), kind) for part in line.split(",")]
 
 
 def _parse_one(text: str, kind: str) -> Proposal:

@@ -30,15 +30,6 @@ class MtuPlan:
     tunnel_mtu: int  # MTU of ipsec0 / the XFRM interface: largest packet into ESP
     inner_mtu: int  # MTU of br0: largest frame payload over GRE over ESP
 
-    @property
-    def esp_overhead(self) -> int:
-        """Bytes ESP adds to a tunnel-MTU-sized packet (with padding)."""
-        return self.wan_mtu - self.tunnel_mtu
-
-    @property
-    def gre_overhead(self) -> int:
-        return self.tunnel_mtu - self.inner_mtu
-
 
 def largest_esp_payload(wan_mtu: int, proposal: Proposal, nat_t: bool) -> int:
     """Largest inner IPv4 packet that ESP tunnel mode fits into wan_mtu unfragmented."""
