@@ -20,6 +20,7 @@ from typing import Iterator
 import pytest
 import yaml
 
+from lablib.keys import derive_psk
 from tools.probe import Node, cloud_init_done, diagnostics, established_conns, esp_bytes, virsh, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +31,14 @@ TUNNEL_TIMEOUT = 1500
 figures: dict[str, object] = {}
 
 
-def pulumi(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run pulumi on the ci stack, streaming its progress into the test log."""
+def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run pulumi on the ci stack, copying its output into the test log unless echo is off
+    (it must be off for anything that prints a secret)."""
     print(f"$ pulumi {' '.join(args)}", flush=True)
     result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), STACK, *args], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    print(result.stdout[-6000:], flush=True)
+    if echo:
+        print(result.stdout[-6000:], flush=True)
     if check and result.returncode != 0:
         raise AssertionError(f"pulumi {' '.join(args)} exited {result.returncode}")
     return result
@@ -183,6 +186,16 @@ def test_dont_fragment_ping_of_exactly_the_inner_mtu(lab: Lab) -> None:
     for name in ("spoke1", "spoke2"):
         assert ping(lab.nodes[name], hub_bridge, size=inner), f"{name}: DF ping of {inner} bytes failed\n{explain(lab.nodes)}"
         assert not ping(lab.nodes[name], hub_bridge, size=inner + 1, count=1), f"{name}: {inner + 1} bytes passed"
+
+
+def test_no_key_in_plain_text_in_state_or_outputs(lab: Lab) -> None:
+    master = pulumi("config", "get", "lab:masterSecret", echo=False).stdout.strip()
+    keys = [derive_psk(master, "@hub", f"@{name}") for name in lab.nodes if name != "hub"]
+    private_key_line = (ROOT / ".lab" / "ssh" / "id_ed25519").read_text().splitlines()[1]
+    exposed = pulumi("stack", "export", echo=False).stdout + pulumi("stack", "output", "--json", echo=False).stdout
+    exposed += "".join(p.read_text(errors="replace") for p in (ROOT / ".lab" / "state").rglob("*.json"))
+    leaked = [i for i, secret in enumerate((*keys, master, private_key_line)) if secret in exposed]
+    assert not leaked, f"secrets number {leaked} appear in plain text"  # never print a secret itself
 
 
 def test_second_preview_shows_no_changes(lab: Lab) -> None:
