@@ -73,10 +73,19 @@ def esp_bytes(node: Node, conn: str) -> tuple[int, int]:
 
 
 def wait_until(what: str, check, timeout: float, interval: float = 5, progress=print) -> None:
-    """Poll check() until true; report progress every minute; raise TimeoutError at timeout."""
+    """Poll check() until true; report progress every minute; raise TimeoutError at timeout.
+
+    A connection error inside check() counts as "not yet": booting VMs restart sshd.
+    """
+    def settled() -> bool:
+        try:
+            return check()
+        except (OSError, paramiko.SSHException):
+            return False
+
     start = time.monotonic()
     last_report = start
-    while not check():
+    while not settled():
         now = time.monotonic()
         if now - start > timeout:
             raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
