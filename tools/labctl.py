@@ -84,10 +84,12 @@ def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) ->
     config = dict(yaml.safe_load(committed.read_text())["config"])
     # Keep the encrypted values and the salt they were encrypted with.
     config.update({k: v for k, v in (existing.get("config") or {}).items() if isinstance(v, dict) and "secure" in v})
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     for override in overrides:
         key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{override!r} is not KEY=VALUE", param_hint="--set")
+        if not sep or key not in declared or declared[key].get("secret"):
+            plain = ", ".join(k for k, v in declared.items() if not v.get("secret"))
+            raise click.BadParameter(f"{override!r} is not KEY=VALUE with KEY one of: {plain}", param_hint="--set")
         config[f"lab:{key}"] = yaml.safe_load(value)
     key_file = ssh_key()
     config["lab:sshPublicKey"] = key_file.with_suffix(".pub").read_text().strip()
