@@ -18,6 +18,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from lablib.addressing import AddressPlan, build_plan
+from lablib.config import LabConfig, parse_config
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "lab"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -99,6 +102,17 @@ def stack_values(overrides: dict[str, Any] | None = None, stack: str | None = No
         values.update({"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()})
     values.update(overrides or {})
     return {key: as_config_string(value) for key, value in values.items() if value is not None}
+
+
+def secrets_for_tests() -> dict[str, str]:
+    """The secrets parse_config checks, as the program reads them."""
+    return {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
+
+
+def parse_lab(**overrides: Any) -> tuple[LabConfig, AddressPlan]:
+    """Validated config and address plan for the defaults plus overrides (no Pulumi)."""
+    config = parse_config(stack_values(overrides, secrets=False), secrets_for_tests())
+    return config, build_plan(config)
 
 
 def run_program(values: dict[str, str], stack: str = "test", preview: bool = False) -> Run:

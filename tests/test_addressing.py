@@ -1,15 +1,11 @@
 """The address plan, computed with ipaddress from config."""
 import ipaddress
 
-from harness import TEST_MASTER_SECRET, ssh_private_key, stack_values
-from lablib.addressing import build_plan
-from lablib.config import parse_config
-
-SECRETS = {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
+from harness import parse_lab
 
 
 def plan_for(**overrides: object):
-    return build_plan(parse_config(stack_values(overrides, secrets=False), SECRETS))
+    return parse_lab(**overrides)[1]
 
 
 def test_default_plan_matches_the_original_deployment() -> None:

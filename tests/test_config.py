@@ -3,10 +3,10 @@ import ipaddress
 
 import pytest
 
-from harness import TEST_MASTER_SECRET, ssh_private_key, stack_values
+from harness import stack_values, secrets_for_tests
 from lablib.config import ConfigError, parse_config
 
-SECRETS = {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
+SECRETS = secrets_for_tests()
 
 
 def parse(**overrides: object):

@@ -11,14 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, TEST_MASTER_SECRET, ssh_private_key, stack_values
+from harness import ROOT, TEST_MASTER_SECRET, parse_lab
 from lablib import render
-from lablib.addressing import build_plan
-from lablib.config import parse_config
 from lablib.keys import derive_psk
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
-SECRETS = {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
 
 
 def in_root(*command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -31,14 +28,9 @@ def debian_tree() -> None:
     assert probe.returncode == 0, f"Debian tools unavailable ({probe.stderr.strip()}): run `make deps` first"
 
 
-def lab(**overrides: object):
-    config = parse_config(stack_values(overrides, secrets=False), SECRETS)
-    return config, build_plan(config)
-
-
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_conns_pass_addconn_checkconfig_with_nothing_on_stderr(mode: str, tmp_path: Path) -> None:
-    config, plan = lab(interfaceMode=mode, spokes=3)
+    config, plan = parse_lab(interfaceMode=mode, spokes=3)
     conns = [render.render_conn(render.hub_end(config, plan, spoke)) for spoke in plan.spokes]
     for name, texts in {"hub": conns, "spoke": [render.render_conn(render.spoke_end(config, plan, plan.spokes[0]))]}.items():
         conf = tmp_path / f"{name}.conf"
@@ -49,7 +41,7 @@ def test_conns_pass_addconn_checkconfig_with_nothing_on_stderr(mode: str, tmp_pa
 
 def test_checkconfig_catches_a_duplicate_key(tmp_path: Path) -> None:
     """The original deployment's mistake (a key twice) exits 0 but prints to stderr: we look at both."""
-    config, plan = lab(interfaceMode="vti")
+    config, plan = parse_lab(interfaceMode="vti")
     text = render.render_conn(render.hub_end(config, plan, plan.spokes[0])) + "\tvti-routing=yes\n\tvti-routing=yes\n"
     conf = tmp_path / "dup.conf"
     conf.write_text("config setup\n\n" + text)
@@ -71,7 +63,7 @@ def test_algparse_rejects_aead_with_integrity(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("install_packages", [True, False])
 def test_user_data_passes_cloud_init_schema(install_packages: bool, tmp_path: Path) -> None:
-    config, plan = lab(installPackages=install_packages)
+    config, plan = parse_lab(installPackages=install_packages)
     for site in (plan.hub, plan.spokes[0]):
         psk = None if site.is_hub else derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, site.ike_id)
         user_data = tmp_path / f"{site.name}.yaml"
@@ -88,7 +80,7 @@ def test_schema_check_can_fail(tmp_path: Path) -> None:
 
 
 def test_network_config_renders_to_netplan(tmp_path: Path) -> None:
-    config, plan = lab()
+    config, plan = parse_lab()
     site = plan.spokes[0]
     network = tmp_path / "network-config.yaml"
     network.write_text(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))

@@ -6,18 +6,10 @@ import subprocess
 import pytest
 import yaml
 
-from harness import TEST_MASTER_SECRET, ssh_private_key, stack_values
+from harness import parse_lab
 from lablib import render
-from lablib.addressing import build_plan
-from lablib.config import parse_config
 
-SECRETS = {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
 PSK = "k" * 43
-
-
-def lab(**overrides: object):
-    config = parse_config(stack_values(overrides, secrets=False), SECRETS)
-    return config, build_plan(config)
 
 
 def conn_options(text: str) -> dict[str, str]:
@@ -26,7 +18,7 @@ def conn_options(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_hub_and_spoke_conns(mode: str) -> None:
-    config, plan = lab(interfaceMode=mode)
+    config, plan = parse_lab(interfaceMode=mode)
     spoke = plan.spokes[1]
     hub = conn_options(render.render_conn(render.hub_end(config, plan, spoke)))
     remote = conn_options(render.render_conn(render.spoke_end(config, plan, spoke)))
@@ -43,7 +35,7 @@ def test_hub_and_spoke_conns(mode: str) -> None:
 
 
 def test_user_data_is_cloud_config_with_secrets_0600() -> None:
-    config, plan = lab(installPackages=False)
+    config, plan = parse_lab(installPackages=False)
     text = render.render_user_data(config, plan, plan.spokes[0], PSK)
     assert text.startswith("#cloud-config\n")
     data = yaml.safe_load(text)
@@ -56,7 +48,7 @@ def test_user_data_is_cloud_config_with_secrets_0600() -> None:
 
 
 def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
-    config, plan = lab()
+    config, plan = parse_lab()
     text = render.render_user_data(config, plan, plan.hub, psk=None)
     assert "PSK" not in text and "spoke" not in text
     assert yaml.safe_load(text)["packages"] == ["libreswan", "openvswitch-switch"]
@@ -64,7 +56,7 @@ def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
 
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
-    config, plan = lab(interfaceMode=mode, wanMtu=1492, greKey=False)
+    config, plan = parse_lab(interfaceMode=mode, wanMtu=1492, greKey=False)
     hub = render.render_lab_network(config, plan, plan.hub)
     spoke = render.render_lab_network(config, plan, plan.spokes[0])
     device = "ipsec0" if mode == "vti" else "ipsec20"
@@ -78,7 +70,7 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
 
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
-    config, plan = lab()
+    config, plan = parse_lab()
     up = render.render_hub_tunnel_up(config, plan, plan.spokes[0])
     down = render.render_hub_tunnel_down(config, plan, plan.spokes[0])
     assert "add-port br0 gre-spoke1" in up and "options:key=1" in up and "ipsec auto --replace hub-spoke1" in up
@@ -89,7 +81,7 @@ def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
 
 
 def test_network_config_static_wan_and_dhcp_management() -> None:
-    config, plan = lab()
+    config, plan = parse_lab()
     site = plan.spokes[0]
     data = yaml.safe_load(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))
     wan, mgmt = data["ethernets"]["wan0"], data["ethernets"]["mgmt0"]
@@ -99,7 +91,7 @@ def test_network_config_static_wan_and_dhcp_management() -> None:
 
 
 def test_macs_are_stable_and_distinct() -> None:
-    _, plan = lab(spokes=250)
+    _, plan = parse_lab(spokes=250)
     macs = [render.mac_address("ci", site, nic) for site in plan.sites for nic in (0, 1)]
     assert len(set(macs)) == len(macs)
     assert render.mac_address("ci", plan.hub, 0) == render.mac_address("ci", plan.hub, 0)
