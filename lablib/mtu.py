@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lablib.crypto import Proposal
+from lablib.crypto import OVERHEAD_BYTES, Proposal
 
-IPV4_HEADER = 20
-NAT_T_UDP_HEADER = 8
-ESP_HEADER = 8  # SPI + sequence number
-ESP_TRAILER = 2  # pad length + next header
-GRE_HEADER = 4
-GRE_KEY = 4
-ETHERNET_HEADER = 14  # OVS GRE ports carry whole Ethernet frames
+# Header sizes from ipsec.yaml (shared with the policy pack).
+IPV4_HEADER = OVERHEAD_BYTES["ipv4_header"]
+NAT_T_UDP_HEADER = OVERHEAD_BYTES["nat_t_udp_header"]
+ESP_HEADER = OVERHEAD_BYTES["esp_header"]  # SPI + sequence number
+ESP_TRAILER = OVERHEAD_BYTES["esp_trailer"]  # pad length + next header
+GRE_HEADER = OVERHEAD_BYTES["gre_header"]
+GRE_KEY = OVERHEAD_BYTES["gre_key"]
+ETHERNET_HEADER = OVERHEAD_BYTES["ethernet_header"]  # OVS GRE ports carry whole Ethernet frames
 
 
 @dataclass(frozen=True)
