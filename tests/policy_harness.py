@@ -20,7 +20,7 @@ from pulumi_policy.proxy import unknown_checking_proxy
 from harness import PROJECT, ROOT, SECRET_SIG, Recorded, run_program, stack_values
 
 sys.path.insert(0, str(ROOT / "policy"))
-import lab_policies  # noqa: E402  (the pack's module, importable without starting its server)
+import lab_policies  # noqa: E402  (the pack's package, importable without starting its server)
 
 SECRET = "1b47061264138c4ac30d75fd1eb44270"  # the value of SECRET_SIG that marks a secret
 OPTIONS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
@@ -52,13 +52,13 @@ def planned(stack: str, program_stack: str | None = None, **overrides: Any) -> l
 
 def evaluate(resources: list[Recorded], stack: str, config: dict[str, dict[str, Any]] | None = None) -> list[Violation]:
     """Every violation the pack reports for this plan; config is the pack config (policy -> values)."""
-    lab_policies.forget_recorded_inputs()
+    lab_policies.plumbing.forget_recorded_inputs()
     found: list[Violation] = []
     resource_policies = [p for p in lab_policies.POLICIES if isinstance(p, ResourceValidationPolicy)]
     stack_policies = [p for p in lab_policies.POLICIES if p not in resource_policies]
 
     def props(r: Recorded) -> Any:
-        return unknown_checking_proxy(lab_policies.deserialize_inputs(r.inputs))
+        return unknown_checking_proxy(lab_policies.plumbing.deserialize_inputs(r.inputs))
 
     def reporter(policy: Any, default_urn: str | None):
         def report(message: str, urn_: str | None = None) -> None:

@@ -321,8 +321,8 @@ def test_scale_stack_is_over_the_default_budget() -> None:
     ("dev", False), ("ci", False), ("scale", False), ("nonprod", False), ("product-demo", False),
 ])
 def test_production_stack_names(stack: str, production: bool) -> None:
-    pattern = lab_policies.KVM_SCHEMA.properties["productionStackPattern"]["default"]
-    assert lab_policies.is_production(stack, pattern) == production
+    pattern = lab_policies.capacity.KVM_SCHEMA.properties["productionStackPattern"]["default"]
+    assert lab_policies.capacity.is_production(stack, pattern) == production
 
 
 # --- the pack's own tables, checked against libreswan, the field notes and the program ---
@@ -334,7 +334,7 @@ def test_production_stack_names(stack: str, production: bool) -> None:
     ("esp", "aes_ctr128-sha2_256"), ("esp", "aes_gcm_16_192-null,aes256-sha2_512"),
 ])
 def test_strong_proposals_pass(kind: str, line: str) -> None:
-    assert [p.problems for p in lab_policies.parse_proposals(line, kind)] == [()] * len(line.split(","))
+    assert [p.problems for p in lab_policies.ipsec.parse_proposals(line, kind)] == [()] * len(line.split(","))
 
 
 @pytest.mark.parametrize("kind, line, problem", [
@@ -346,7 +346,7 @@ def test_strong_proposals_pass(kind: str, line: str) -> None:
     ("esp", "", "is empty"), ("esp", "aes 128", "malformed"),
 ])
 def test_weak_proposals_fail(kind: str, line: str, problem: str) -> None:
-    problems = [text for p in lab_policies.parse_proposals(line, kind) for text in p.problems]
+    problems = [text for p in lab_policies.ipsec.parse_proposals(line, kind) for text in p.problems]
     assert any(problem in text for text in problems), problems
 
 
@@ -359,8 +359,8 @@ def test_weak_proposals_fail(kind: str, line: str, problem: str) -> None:
     (1500, True, "aes256", 1406, 1368, 1364),  # no integrity given: sized for sha2_512
 ])
 def test_mtu_table(wan: int, nat_t: bool, esp: str, tunnel: int, inner_no_key: int, inner_key: int) -> None:
-    limit = lab_policies.tunnel_mtu_limit(wan, [esp], nat_t)
-    assert (limit, limit - lab_policies.gre_overhead(False), limit - lab_policies.gre_overhead(True)) == (
+    limit = lab_policies.ipsec.tunnel_mtu_limit(wan, [esp], nat_t)
+    assert (limit, limit - lab_policies.ipsec.gre_overhead(False), limit - lab_policies.ipsec.gre_overhead(True)) == (
         tunnel, inner_no_key, inner_key)
 
 
@@ -372,7 +372,7 @@ def test_pack_and_program_agree_on_esp_overhead(esp: str, wan: int) -> None:
     from lablib.crypto import parse_proposals
     from lablib.mtu import plan_mtu
     for nat_t in (True, False):
-        assert lab_policies.tunnel_mtu_limit(wan, [esp], nat_t) == plan_mtu(
+        assert lab_policies.ipsec.tunnel_mtu_limit(wan, [esp], nat_t) == plan_mtu(
             wan, parse_proposals(esp, "esp"), nat_t=nat_t, gre_key=False).tunnel_mtu
 
 
@@ -393,8 +393,8 @@ def analyze(resources: list[Recorded], stack: str, monkeypatch: pytest.MonkeyPat
     """
     monkeypatch.setattr(analyzer, "deserialize_properties", analyzer.deserialize_properties)  # restored after
     if keep_secrets:
-        lab_policies.keep_secret_markers()
-    lab_policies.forget_recorded_inputs()
+        lab_policies.plumbing.keep_secret_markers()
+    lab_policies.plumbing.forget_recorded_inputs()
     service = analyzer._PolicyAnalyzerServicer("gre-ipsec-lab", "0.1.0", lab_policies.POLICIES,
                                                EnforcementLevel.MANDATORY)
     service.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
@@ -414,7 +414,7 @@ def analyze(resources: list[Recorded], stack: str, monkeypatch: pytest.MonkeyPat
 def test_stock_deserializer_drops_the_secret_marker() -> None:
     tunnel = named(planned("ci"), "lab-spoke1-tunnel")
     assert isinstance(deserialize_properties(tunnel.inputs)["psk"], str)  # what Analyze hands a policy
-    assert isinstance(lab_policies.deserialize_inputs(tunnel.inputs)["psk"], pulumi_policy.Secret)
+    assert isinstance(lab_policies.plumbing.deserialize_inputs(tunnel.inputs)["psk"], pulumi_policy.Secret)
 
 
 def test_analyzer_service_passes_ci(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,7 +451,7 @@ def test_pack_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(analyzer, "deserialize_properties", analyzer.deserialize_properties)
     runpy.run_path(str(ROOT / "policy" / "__main__.py"), run_name="__main__")
     assert built["policies"] is lab_policies.POLICIES
-    assert analyzer.deserialize_properties is lab_policies.deserialize_inputs
+    assert analyzer.deserialize_properties is lab_policies.plumbing.deserialize_inputs
     project = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert project["runtime"] == {"name": "python", "options": {"virtualenv": "venv"}}
     pins = (ROOT / "policy" / "requirements.txt").read_text().split()
