@@ -92,7 +92,7 @@ def _parse_one(text: str, kind: str) -> Proposal:
         raise ProposalError(f"proposal {text!r} uses weak algorithm(s) {', '.join(weak)}")
     cipher_name, rest = tokens[0], tokens[1:]
     if cipher_name == "null":
-        raise ProposalError(f"proposal {text!r} uses cipher null: no encryption")
+        raise ProposalError(f"proposal {text!r} uses weak algorithm(s) null: no encryption")
     if cipher_name not in CIPHERS:
         raise ProposalError(f"proposal {text!r} has unknown cipher {cipher_name!r}")
     cipher = CIPHERS[cipher_name]

@@ -1,0 +1,113 @@
+"""One crypto truth: the program (lablib.crypto) and the pack (policy/lab_policies/ipsec.py) agree.
+
+Both read ipsec.yaml with parsers of their own. Every cipher x integrity x DH
+combination of the grammar, in both ike= and esp=, gets the same verdict
+from both; so do lines Hypothesis builds from known, weak, unknown and
+malformed tokens, and arbitrary text.
+"""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import parse_lab
+from lablib import crypto, mtu
+from lablib.config import ConfigError
+from policy_harness import lab_policies
+
+PACK = lab_policies.ipsec
+KINDS = ("ike", "esp")
+TABLE = yaml.safe_load(crypto.IPSEC_FILE.read_text())
+CIPHERS = [name for family in TABLE["ciphers"] for name in family["names"]]
+INTEGRITY = list(TABLE["integrity_icv_bytes"])
+DH_GROUPS = list(TABLE["dh_groups"])
+WEAK = list(TABLE["weak"])
+
+
+def program_accepts(line: object, kind: str) -> bool:
+    try:
+        crypto.parse_proposals(line, kind)  # type: ignore[arg-type]
+    except crypto.ProposalError:
+        return False
+    return True
+
+
+def pack_accepts(line: object, kind: str) -> bool:
+    return not any(p.problems for p in PACK.parse_proposals(line, kind))
+
+
+def test_both_read_the_same_table() -> None:
+    assert PACK.IPSEC_FILE == crypto.IPSEC_FILE
+    assert {name: (c.iv_bytes, c.block_bytes, c.aead_icv_bytes) for name, c in PACK.CIPHERS.items()} == {
+        name: (c.iv_bytes, c.block_bytes, c.aead_icv_bytes) for name, c in crypto.CIPHERS.items()}
+    assert PACK.INTEGRITY_ICV_BYTES == crypto.INTEGRITY_ICV_BYTES
+    assert PACK.NO_INTEGRITY_ICV_BYTES == crypto.DEFAULT_INTEGRITY_ICV_BYTES
+    assert PACK.DH_GROUPS == crypto.DH_GROUPS and set(PACK.WEAK) == crypto.WEAK
+    assert (mtu.IPV4_HEADER, mtu.NAT_T_UDP_HEADER, mtu.ESP_HEADER, mtu.ESP_TRAILER, mtu.GRE_HEADER, mtu.GRE_KEY,
+            mtu.ETHERNET_HEADER) == tuple(PACK.OVERHEAD[key] for key in (
+                "ipv4_header", "nat_t_udp_header", "esp_header", "esp_trailer", "gre_header", "gre_key",
+                "ethernet_header"))
+
+
+def grammar() -> list[str]:
+    """Every cipher x (integrity | null | nothing) x (DH group | none | nothing), in the usual spellings."""
+    lines = []
+    for cipher, integrity, dh in itertools.product(CIPHERS, INTEGRITY + ["null", ""], DH_GROUPS + ["none", ""]):
+        line = cipher + (f"-{integrity}" if integrity else "") + (f";{dh}" if dh else "")
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_combination_of_the_grammar_gets_one_verdict(kind: str) -> None:
+    lines = grammar()
+    verdicts = {line: (program_accepts(line, kind), pack_accepts(line, kind)) for line in lines}
+    disagree = {line: v for line, v in verdicts.items() if v[0] != v[1]}
+    assert disagree == {}
+    accepted = sum(program for program, _pack in verdicts.values())
+    assert 0 < accepted < len(lines)  # the grammar has both sides: the check above can fail
+
+
+@pytest.mark.parametrize("line, kind, accepted", [
+    ("aes256-sha2;modp2048", "ike", True), ("aes_gcm256-null;ecp384", "ike", True),
+    ("aes_gcm128-null", "esp", True), ("aes_gcm_c_256-null", "esp", True), ("aes_gcm_16_192-null", "esp", True),
+    ("aes256-sha2;none", "ike", False),  # no key exchange: weakens IKE
+    ("aes_gcm-null-none", "ike", False), ("aes256-sha2;modp2048", "esp", False), ("aes_gcm-null-none", "esp", False),
+    ("aes_gcm-null-null", "esp", False), ("aes_gmac-sha2", "esp", False), ("null_auth_aes_gmac-null", "esp", False),
+])
+def test_verdicts_the_two_sides_used_to_differ_on(line: str, kind: str, accepted: bool) -> None:
+    assert (program_accepts(line, kind), pack_accepts(line, kind)) == (accepted, accepted)
+
+
+def test_ike_without_key_exchange_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"lab:ike .*none"):
+        parse_lab(ike="aes256-sha2;none")
+
+
+KNOWN = CIPHERS + INTEGRITY + DH_GROUPS + ["null", "none"]
+ODD = ["camellia256", "blowfish", "sha3_256", "modp1024x", "aes 128", "", " ", "aes-", "é", "AES256", "3DES", "\t"]
+TOKENS = st.one_of(st.sampled_from(KNOWN), st.sampled_from(WEAK), st.sampled_from(ODD),
+                   st.text(alphabet="abcdes0123456789_ -;+,", max_size=8))
+SEPARATORS = st.sampled_from(["-", ";", "+", "--", " - ", ""])
+
+
+@st.composite
+def proposal_lines(draw: st.DrawFn) -> str:
+    """Comma-separated proposals: mostly grammatical, with weak, unknown and malformed parts mixed in."""
+    proposals = []
+    for _ in range(draw(st.integers(1, 3))):
+        tokens = [draw(st.sampled_from(CIPHERS + WEAK + ODD[:3] + ["null"]))]
+        tokens += draw(st.lists(TOKENS, max_size=4))
+        text = tokens[0] + "".join(draw(SEPARATORS) + token for token in tokens[1:])
+        proposals.append(draw(st.sampled_from([text, text.upper(), f" {text} "])))
+    return ",".join(proposals)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=st.one_of(proposal_lines(), st.text(max_size=40)), kind=st.sampled_from(KINDS))
+def test_generated_lines_get_one_verdict(line: str, kind: str) -> None:
+    assert program_accepts(line, kind) == pack_accepts(line, kind)
