@@ -80,7 +80,7 @@ def _proposal(text: str, kind: str) -> Proposal:
         if kind == "ike" and not cipher.aead_icv_bytes and not integrity and not set(rest) & WEAK.keys():
             problems.append("ike= needs an explicit SHA-2 integrity/PRF")
     if kind == "ike" and "none" in dh:
-        problems.append("ike= needs a DH group, not none (IKE without key exchange has no forward secrecy)")
+        problems.append("ike= needs a DH group, not none (no key exchange weakens IKE)")
     if kind == "esp" and dh:
         problems.append(f"esp= takes no DH group ({', '.join(dh)}): PFS follows the IKE SA; put groups in ike=")
     return Proposal(text, cipher, integrity, tuple(problems))
