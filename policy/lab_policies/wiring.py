@@ -1,4 +1,4 @@
-"""Wiring: tunnel ends mirror each other, every spoke has one tunnel to the one hub, every domain its cloud-init disk."""
+"""Wiring: tunnel ends mirror each other; each spoke has one tunnel to the one hub; domains have cloud-init."""
 from __future__ import annotations
 
 import re
@@ -137,6 +137,7 @@ hub_spoke_wiring = stack_policy(
     "Every spoke has exactly one tunnel to the hub, with the nodes' own IDs and addresses; overlay and "
     "bridge addresses and hub GRE ports are unique.",
     check_wiring)
+
 
 def check_cloudinit(args: StackValidationArgs, report: Report) -> None:
     for d in of_type(plan(args), DOMAIN):
