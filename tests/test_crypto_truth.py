@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from harness import ROOT, parse_lab
 from lablib import crypto, mtu
-from lablib.config import ConfigError
+from lablib.errors import ConfigError
 from policy_harness import lab_policies
 
 PACK = lab_policies.ipsec
