@@ -19,11 +19,13 @@ policy/venv/.stamp: policy/requirements.txt
 	policy/venv/bin/pip install --quiet --disable-pip-version-check -r policy/requirements.txt
 	touch $@
 
-# Host packages, the Debian tree (its libreswan/cloud-init check the payloads),
-# the Pulumi toolchain and the lab image: all cached outside the checkout.
+# Host packages, the Debian 12 and 13 trees (their libreswan 4.x/5.x and
+# cloud-init check the payloads), the Pulumi toolchain and the lab image: all
+# cached outside the checkout.
 deps: venv
 	scripts/host-deps.sh
 	scripts/debian-root.sh
+	scripts/debian-root.sh --suite trixie
 	scripts/toolchain.sh
 	scripts/build-image.sh
 

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build a Debian 12 (bookworm) root tree at $CACHE/rootfs with mmdebstrap.
+# debian-root.sh [--suite SUITE] [--force]: build a Debian root tree with
+# mmdebstrap: Debian 12 (bookworm, the default) at $CACHE/rootfs, another
+# suite (trixie: Debian 13, libreswan 5.x) at $CACHE/rootfs-SUITE.
 #
 # The tree has two uses:
 #   (a) the base of the lab VM disk image (scripts/build-image.sh), so it is
@@ -9,25 +11,36 @@
 #       scripts/in-root.sh (ipsec addconn/algparse, cloud-init schema and
 #       net-convert) without installing them on the host.
 #
-# Idempotent: the build is skipped when $CACHE/rootfs.stamp holds the hash of
-# this recipe (this file + mirror settings).  --force rebuilds anyway (e.g. to
-# pick up Debian security updates).
-# Pinned: suite bookworm, the package list below; the exact versions that
-# got installed are recorded in $CACHE/rootfs.manifest.
+# Idempotent: the build is skipped when $ROOT.stamp holds the hash of
+# this recipe (this file + suite + mirror settings).  --force rebuilds anyway
+# (e.g. to pick up Debian security updates).
+# Mirrors: this machine's apt sources (scripts/apt-mirror.sh), or
+# LAB_DEBIAN_MIRROR / LAB_DEBIAN_SECURITY_MIRROR.
+# Pinned: the suite, the package list below; the exact versions that
+# got installed are recorded in $ROOT.manifest.
 set -euo pipefail
 
 log() { printf '[debian-root %s] %s\n' "$(date +%T)" "$*" >&2; }
 t0=$SECONDS
 
 CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
-ROOT=$CACHE/rootfs
-STAMP=$CACHE/rootfs.stamp
-MANIFEST=$CACHE/rootfs.manifest
-MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-SECURITY_MIRROR=${LAB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SUITE=bookworm
 force=0
-[ "${1:-}" = "--force" ] && force=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --force) force=1 ;;
+    --suite) SUITE=${2:?--suite needs a Debian suite name}; shift ;;
+    *) log "usage: $0 [--suite SUITE] [--force]"; exit 2 ;;
+  esac
+  shift
+done
+ROOT=$CACHE/rootfs
+[ "$SUITE" = bookworm ] || ROOT=$CACHE/rootfs-$SUITE
+STAMP=$ROOT.stamp
+MANIFEST=$ROOT.manifest
+. "$(dirname "${BASH_SOURCE[0]}")/apt-mirror.sh"
+MIRROR=${LAB_DEBIAN_MIRROR:-$(apt_mirror "$SUITE")}
+SECURITY_MIRROR=${LAB_DEBIAN_SECURITY_MIRROR:-$(apt_mirror "$SUITE-security")}
 
 PACKAGES=(
   linux-image-cloud-amd64   # has esp4, ip_vti, xfrm_interface, ip_gre, openvswitch

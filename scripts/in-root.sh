@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# in-root.sh CMD [ARGS...]: run CMD inside the Debian 12 tree built by
-# scripts/debian-root.sh ($CACHE/rootfs), e.g. Debian's libreswan or
-# cloud-init, without installing them on the host.
+# in-root.sh [--suite SUITE] CMD [ARGS...]: run CMD inside a Debian tree built
+# by scripts/debian-root.sh (Debian 12 at $CACHE/rootfs by default; --suite
+# trixie: $CACHE/rootfs-trixie), e.g. Debian's libreswan or cloud-init,
+# without installing them on the host.
 #
 # How: a private mount namespace (unshare --mount --fork, so every mount
 # vanishes when CMD exits) with an overlay whose upper layer is a tmpfs: CMD
@@ -18,13 +19,16 @@
 set -euo pipefail
 
 CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+SUITE=bookworm
+if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a Debian suite name}; shift 2; fi
 ROOT=$CACHE/rootfs
+[ "$SUITE" = bookworm ] || ROOT=$CACHE/rootfs-$SUITE
 
 if [ $# -eq 0 ]; then
-  echo "usage: $0 CMD [ARGS...]" >&2; exit 2
+  echo "usage: $0 [--suite SUITE] CMD [ARGS...]" >&2; exit 2
 fi
 if [ ! -x "$ROOT/bin/sh" ]; then
-  echo "in-root: no tree at $ROOT: run scripts/debian-root.sh" >&2; exit 2
+  echo "in-root: no tree at $ROOT: run scripts/debian-root.sh --suite $SUITE" >&2; exit 2
 fi
 [ "$(id -u)" -eq 0 ] || { echo "in-root: needs root (mount namespace, chroot)" >&2; exit 2; }
 

@@ -48,8 +48,9 @@ FORCE=0
 
 # Go: caches under $CACHE, modules only from the proxy (never a VCS fetch);
 # an older local Go fetches the toolchain go.mod asks for through the proxy.
+# The proxy is this machine's (`go env GOPROXY`), minus `direct` and `off`.
 export GOPATH=$CACHE/go GOMODCACHE=$CACHE/go/mod GOCACHE=$CACHE/go/build
-export GOPROXY=https://proxy.golang.org GOTOOLCHAIN=auto GOFLAGS="-mod=mod -buildvcs=false"
+export GOTOOLCHAIN=auto GOFLAGS="-mod=mod -buildvcs=false"
 # The checksum database answers 404 for this one module here: its hashes are
 # pinned in toolchain/libvirt-provider/go.sum.pinned instead.
 export GONOSUMDB=github.com/dmacvicar/terraform-provider-libvirt
@@ -59,6 +60,9 @@ export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 log() { printf '[toolchain %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 command -v go >/dev/null || die "go is not installed"
+GOPROXY=$(go env GOPROXY | tr ',|' '\n\n' | grep -Evx 'direct|off|' | paste -sd, || true)
+[ -n "$GOPROXY" ] || die "no Go module proxy configured (go env GOPROXY = '$(go env GOPROXY)'): set one with go env -w GOPROXY=URL"
+export GOPROXY
 
 mkdir -p "$BIN" "$BUILD" "$STAMPS" "$PULUMI_HOME"
 # One run at a time per cache (make, CI and a developer may overlap).
