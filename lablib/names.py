@@ -67,6 +67,7 @@ VTI_INTERFACE = "ipsec0"  # the original deployment's shared VTI
 IPSEC_DIR = "/etc/ipsec.d"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = "/etc/systemd/system/lab-network.service"
+LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 
 
 def tunnel_interface(interface_mode: str, tunnel_mark: int) -> str:

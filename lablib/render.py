@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jinja2
 
+from lablib import names
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 
@@ -29,6 +30,8 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+# Templates (and the macros they import) spell no name of their own: {{ names.BRIDGE }}.
+_ENV.globals["names"] = names
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,11 @@ def render_hub_tunnel_down(config: LabConfig, plan: AddressPlan, spoke: Site) ->
         end=end, port=gre_port(config, plan.hub, spoke, spoke), files=[end.conf_path, end.secrets_path])
 
 
+def render_ipsec_compat() -> str:
+    """The script that fits the conns to the libreswan on the VM (dpdaction= only below 5)."""
+    return _ENV.get_template("lab-ipsec-compat.sh.j2").render()
+
+
 def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
     """A conn and its secrets file (0600) for /etc/ipsec.d/."""
     return [PayloadFile(end.conf_path, "0644", render_conn(end)),
@@ -178,6 +186,7 @@ def render_user_data(config: LabConfig, plan: AddressPlan, site: Site, psk: str 
     files = [
         PayloadFile(LAB_NETWORK_SCRIPT, "0755", render_lab_network(config, plan, site)),
         PayloadFile(LAB_NETWORK_UNIT, "0644", _ENV.get_template("lab-network.service").render()),
+        PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render_ipsec_compat()),
     ]
     if not site.is_hub:
         if psk is None:

@@ -73,8 +73,9 @@ def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
     config, plan = parse_lab()
     up = render.render_hub_tunnel_up(config, plan, plan.spokes[0])
     down = render.render_hub_tunnel_down(config, plan, plan.spokes[0])
-    assert "add-port br0 gre-spoke1" in up and "options:key=1" in up and "ipsec auto --replace hub-spoke1" in up
-    assert "del-port br0 gre-spoke1" in down and "ipsec auto --delete hub-spoke1" in down
+    assert "add-port br0 gre-spoke1" in up and "options:key=1" in up
+    assert "ipsec addconn --config /etc/ipsec.conf hub-spoke1\n" in up
+    assert "del-port br0 gre-spoke1" in down and "ipsec whack --delete --name hub-spoke1" in down
     assert "/etc/ipsec.d/hub-spoke1.secrets" in down
     for script in (up, down):
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
