@@ -6,10 +6,14 @@ pluto starts inside a throw-away network namespace (and PID namespace, so
 nothing outlives the test) in the tree, with the side's WAN address on a veth
 and, for a spoke, a default route. The conn and secrets files go to
 /etc/ipsec.d as on the VM, lab-ipsec-compat (the VM's script) fits them to the
-version, and each conn is loaded with the hub push's own `ipsec addconn`. The
-addconn output, the secrets reload and pluto's log must hold nothing but
-the expected lines; `ipsec whack --status` must show the liveness settings
-each version should run with (4.x: dpdaction kept, 5.x: none).
+version, the ipsec unit's `addconn --checkconfig` runs, and each conn is
+loaded with the hub push's own commands (`ipsec whack --delete --name`,
+`ipsec addconn`); a spoke's pluto loads its conn the same way at boot (its
+start-up `addconn --autoall`), and starts it: those IKE packets never leave
+the namespace. The outputs, the secrets reload and pluto's log must hold
+nothing but the expected lines; `ipsec whack --status` must show the
+liveness settings each version should run with (4.x: dpdaction kept, 5.x:
+none).
 
 XFRM interfaces: pluto refuses an `ipsec-interface=` conn unless the kernel
 can create an XFRM interface (it probes by making one; no option turns that
@@ -36,7 +40,7 @@ from lablib.keys import derive_psk
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
 SUITES = {"bookworm": 4, "trixie": 5}  # Debian suite -> libreswan major version
-WAN = "wan0"
+WAN = "wan0"  # as on the VMs
 VARIANTS: dict[str, dict[str, Any]] = {
     "xfrm-defaults": {},
     "vti-defaults": {"interfaceMode": "vti"},
