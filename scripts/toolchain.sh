@@ -60,8 +60,9 @@ export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION
 log() { printf '[toolchain %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 command -v go >/dev/null || die "go is not installed"
-GOPROXY=$(go env GOPROXY | tr ',|' '\n\n' | grep -Evx 'direct|off|' | paste -sd, || true)
-[ -n "$GOPROXY" ] || die "no Go module proxy configured (go env GOPROXY = '$(go env GOPROXY)'): set one with go env -w GOPROXY=URL"
+configured=$(go env GOPROXY)
+GOPROXY=$(printf '%s\n' "$configured" | tr ',|' '\n\n' | grep -Evx 'direct|off|' | paste -sd, || true)
+[ -n "$GOPROXY" ] || die "no Go module proxy configured (go env GOPROXY = '$configured'): set one with go env -w GOPROXY=URL"
 export GOPROXY
 
 mkdir -p "$BIN" "$BUILD" "$STAMPS" "$PULUMI_HOME"
