@@ -1,19 +1,23 @@
 """Every rendered conn loads into a real pluto of each libreswan version, with no warning.
 
 For each Debian root tree (bookworm: libreswan 4.10, trixie: 5.x), each config
-variant and each side (the hub with all its spokes' conns, one spoke), a real
-pluto starts inside a throw-away network namespace (and PID namespace, so
-nothing outlives the test) in the tree, with the side's WAN address on a veth
-and, for a spoke, a default route. The conn and secrets files go to
-/etc/ipsec.d as on the VM, lab-ipsec-compat (the VM's script) fits them to the
-version, the ipsec unit's `addconn --checkconfig` runs, and each conn is
-loaded with the hub push's own commands (`ipsec whack --delete --name`,
-`ipsec addconn`); a spoke's pluto loads its conn the same way at boot (its
-start-up `addconn --autoall`), and starts it: those IKE packets never leave
-the namespace. The outputs, the secrets reload and pluto's log must hold
-nothing but the expected lines; `ipsec whack --status` must show the
-liveness settings each version should run with (4.x: dpdaction kept, 5.x:
-none).
+variant and each side, a real pluto starts inside a throw-away network
+namespace (and PID namespace, so nothing outlives the test) in the tree, with
+the side's WAN address on a veth and, for a spoke, a default route. The conn
+and secrets files go to /etc/ipsec.d and lab-ipsec-compat (the VMs' script)
+to its place, as on the VMs. Then, as each side gets its conns:
+- the hub: the rendered hub push script (hub-tunnel-up, without its OVS line:
+  no Open vSwitch here) for every spoke, run once more (the replace of a
+  loaded conn), then hub-tunnel-down twice; the ipsec unit's
+  `addconn --checkconfig` as at the hub's next boot;
+- a spoke: first boot's compat step, the unit's `addconn --checkconfig`, the
+  secrets, `ipsec addconn` of its conn (what pluto's start-up `addconn
+  --autoall` does; pluto itself starts on a config without conns, so every
+  conn is loaded exactly once, by us). The conn is started too (auto=start):
+  its IKE packets never leave the namespace.
+Every output and pluto's log may hold nothing but the expected lines, and
+`ipsec whack --status` must show the liveness each version should run with
+(4.x: the conn's dpdaction, 5.x: none).
 
 XFRM interfaces: pluto refuses an `ipsec-interface=` conn unless the kernel
 can create an XFRM interface (it probes by making one; no option turns that
@@ -35,7 +39,7 @@ from typing import Any
 import pytest
 
 from harness import ROOT, TEST_MASTER_SECRET, parse_lab
-from lablib import render
+from lablib import names, render
 from lablib.keys import derive_psk
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
@@ -53,14 +57,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 # Runs inside the tree, in fresh network + PID namespaces: $1 = work dir,
 # $2 = WAN address/prefix, $3 = default gateway or "", $4 = XFRM interface
-# to create or "", then the conn names to load. As on a VM: compat, then the
-# ipsec unit's own `addconn --checkconfig`, pluto, the secrets, and per conn
-# the hub push's replace (delete: 5.x exits 21 when not loaded; addconn).
-# pluto starts on a config without conns so that its own start-up
-# `addconn --autoall` loads nothing: every conn is loaded once, by us.
+# to create (as lab-network does) or "", $5 = push (hub) or boot (spoke),
+# then the conn names. Each step's output and exit code go to $1/NAME[.rc].
 DRIVER = r"""
 set -eu
-out=$1 addr=$2 gw=$3 xfrmi=$4; shift 4
+out=$1 addr=$2 gw=$3 xfrmi=$4 mode=$5; shift 5
+run() { name=$1; shift; rc=0; "$@" > "$out/$name" 2>&1 || rc=$?; echo $rc > "$out/$name.rc"; }
 ip link set lo up
 ip link add WAN type veth peer name WAN-peer
 ip addr add "$addr" dev WAN
@@ -72,10 +74,12 @@ if [ -n "$xfrmi" ] && ip link add "$xfrmi" type xfrm dev WAN if_id "${xfrmi#ipse
 fi
 ipsec --version > "$out/version"
 ipsec checknss >/dev/null 2>&1 || ipsec initnss >/dev/null
+install -D -m 0755 "$out/compat.sh" COMPAT
 cp "$out"/etc/* /etc/ipsec.d/
-sh "$out/compat.sh" /etc/ipsec.d/*.conf
-rc=0; ipsec addconn --config /etc/ipsec.conf --checkconfig > "$out/checkconfig.out" 2>&1 || rc=$?
-echo $rc > "$out/checkconfig.rc"
+if [ "$mode" = boot ]; then
+	COMPAT
+	run checkconfig ipsec addconn --config /etc/ipsec.conf --checkconfig
+fi
 printf 'config setup\n' > "$out/startup.conf"
 mkdir -p /run/pluto
 ipsec pluto --config "$out/startup.conf" --nofork --logfile "$out/pluto.log" &
@@ -85,17 +89,24 @@ until ipsec whack --status >/dev/null 2>&1; do
 	sleep 0.1
 done
 wc -c < "$out/pluto.log" > "$out/log-start"
-ipsec whack --rereadsecrets > "$out/secrets.out" 2>&1
-for conn in "$@"; do
-	rc=0; ipsec whack --delete --name "$conn" > "$out/$conn.delete" 2>&1 || rc=$?
-	echo $rc > "$out/$conn.delete-rc"
-	rc=0; ipsec addconn --config /etc/ipsec.conf "$conn" > "$out/$conn.out" 2>&1 || rc=$?
-	echo $rc > "$out/$conn.rc"
-done
+if [ "$mode" = push ]; then
+	for conn; do run "$conn.load" sh "$out/$conn.up"; done
+	run checkconfig ipsec addconn --config /etc/ipsec.conf --checkconfig
+else
+	run secrets ipsec whack --rereadsecrets
+	for conn; do run "$conn.load" ipsec addconn --config /etc/ipsec.conf "$conn"; done
+fi
 ipsec whack --status > "$out/status"
+if [ "$mode" = push ]; then
+	for conn; do
+		run "$conn.again" sh "$out/$conn.up"
+		run "$conn.down" sh "$out/$conn.down"
+		run "$conn.down-again" sh "$out/$conn.down"
+	done
+fi
 ipsec whack --shutdown >/dev/null
 wait
-""".replace("WAN", WAN)
+""".replace("WAN", WAN).replace("COMPAT", names.LAB_IPSEC_COMPAT)
 
 ADDED = '"{conn}": added IKEv2 connection'
 # What pluto logs when it loads a conn, and nothing else is allowed about it.
@@ -116,27 +127,30 @@ LOG_LINE = re.compile(r"^\w{3} [ \d]\d \d\d:\d\d:\d\d\.\d+: (.*)$")
 
 @dataclass
 class Side:
-    """What one side loads: its WAN address, its conns and their files."""
+    """What one side loads, and how: its WAN address, its conns, their files and push scripts."""
 
     name: str
+    mode: str  # "push": the hub push's scripts; "boot": as a spoke's first boot
     address: str
     gateway: str
     ends: list[render.ConnEnd]
     files: list[render.PayloadFile]
+    scripts: dict[str, tuple[str, str]]  # conn -> the hub push's up and down script
 
 
 @dataclass
 class Load:
-    """One pluto run: what each command printed (and exited with)."""
+    """One pluto run: each step's exit code and output."""
 
     version: str
     xfrmi: bool  # the XFRM interface could be made (as lab-network does on the VMs)
-    checkconfig: tuple[int, str]
-    secrets: str
+    steps: dict[str, tuple[int, str]]  # checkconfig, secrets (boot), C.load; push: C.again, C.down, C.down-again
     status: str
     log: list[str]  # pluto's log from the first load on, timestamps cut
-    deletes: dict[str, tuple[int, str]]
-    adds: dict[str, tuple[int, str]]
+
+
+def without_ovs(script: str) -> str:
+    return "".join(line for line in script.splitlines(keepends=True) if not line.startswith("ovs-vsctl "))
 
 
 def sides(overrides: dict[str, Any]) -> list[Side]:
@@ -144,30 +158,36 @@ def sides(overrides: dict[str, Any]) -> list[Side]:
     config, plan = parse_lab(**overrides)
     psks = {spoke.name: derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, spoke.ike_id) for spoke in plan.spokes}
     hub_ends = [render.hub_end(config, plan, spoke) for spoke in plan.spokes]
+    scripts = {end.conn_name: (without_ovs(render.render_hub_tunnel_up(config, plan, spoke)),
+                               without_ovs(render.render_hub_tunnel_down(config, plan, spoke)))
+               for end, spoke in zip(hub_ends, plan.spokes)}
     spoke = plan.spokes[0]
     spoke_ends = [render.spoke_end(config, plan, spoke)]
     return [
-        Side(plan.hub.name, f"{plan.hub.wan_address}/{plan.hub.wan_subnet.prefixlen}", "", hub_ends,
-             [f for end, s in zip(hub_ends, plan.spokes) for f in render.tunnel_files(end, psks[s.name])]),
-        Side(spoke.name, f"{spoke.wan_address}/{spoke.wan_subnet.prefixlen}", str(spoke.wan_gateway),
-             spoke_ends, render.tunnel_files(spoke_ends[0], psks[spoke.name])),
+        Side(plan.hub.name, "push", f"{plan.hub.wan_address}/{plan.hub.wan_subnet.prefixlen}", "", hub_ends,
+             [f for end, s in zip(hub_ends, plan.spokes) for f in render.tunnel_files(end, psks[s.name])], scripts),
+        Side(spoke.name, "boot", f"{spoke.wan_address}/{spoke.wan_subnet.prefixlen}", str(spoke.wan_gateway),
+             spoke_ends, render.tunnel_files(spoke_ends[0], psks[spoke.name]), {}),
     ]
 
 
 def run_pluto(suite: str, side: Side, files: list[render.PayloadFile], xfrmi: str, work: Path,
               compat: str | None = None) -> Load:
-    """Start pluto in the suite's tree, load side's conns from files, return what it said.
+    """Start pluto in the suite's tree, give it side's conns from files, return what it all said.
 
-    compat: the script that fits the files to the version; the VM's own by default.
+    compat: the script that fits the files to the version; the VMs' own by default.
     """
     (work / "etc").mkdir(parents=True)
     for file in files:
         (work / "etc" / Path(file.path).name).write_text(file.content)
     (work / "compat.sh").write_text(render.render_ipsec_compat() if compat is None else compat)
+    for conn, (up, down) in side.scripts.items():
+        (work / f"{conn}.up").write_text(up)
+        (work / f"{conn}.down").write_text(down)
     conns = [end.conn_name for end in side.ends]
     result = subprocess.run(
         [str(IN_ROOT), "--suite", suite, "unshare", "--net", "--pid", "--fork", "--mount-proc",
-         "sh", "-c", DRIVER, "driver", str(work), side.address, side.gateway, xfrmi, *conns],
+         "sh", "-c", DRIVER, "driver", str(work), side.address, side.gateway, xfrmi, side.mode, *conns],
         cwd=work, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{suite} {side.name}: driver failed: {result.stdout}{result.stderr}"
 
@@ -177,11 +197,9 @@ def run_pluto(suite: str, side: Side, files: list[render.PayloadFile], xfrmi: st
     start = int(read("log-start"))
     return Load(
         version=read("version").strip(), xfrmi=read("xfrmi").strip() == "yes",
-        checkconfig=(int(read("checkconfig.rc")), read("checkconfig.out")),
-        secrets=read("secrets.out"), status=read("status"),
-        log=[LOG_LINE.sub(r"\1", line) for line in read("pluto.log")[start:].splitlines()],
-        deletes={c: (int(read(f"{c}.delete-rc")), read(f"{c}.delete")) for c in conns},
-        adds={c: (int(read(f"{c}.rc")), read(f"{c}.out")) for c in conns})
+        steps={p.stem: (int(p.read_text()), read(p.stem)) for p in work.glob("*.rc")},
+        status=read("status"),
+        log=[LOG_LINE.sub(r"\1", line) for line in read("pluto.log")[start:].splitlines()])
 
 
 def unexpected(text: str | list[str], conns: list[str], allowed: list[str]) -> list[str]:
@@ -218,14 +236,17 @@ def suite(request: pytest.FixtureRequest) -> str:
 
 
 def check_clean_load(load: Load, side: Side, major: int, where: str) -> None:
-    """Every conn of side loaded, nothing but the expected lines, liveness as the version should run it."""
+    """Every step exited 0 and said nothing unexpected; liveness as the version should run it."""
     conns = [end.conn_name for end in side.ends]
+    for step, (code, out) in sorted(load.steps.items()):
+        assert code == 0 and unexpected(out, conns, [ADDED]) == [], f"{where} {step}: exit {code}:\n{out}"
+    assert load.steps["checkconfig"][1] == "", where
     assert unexpected(load.log, conns, LOAD_LOG) == [], f"{where}: " + "\n".join(load.log)
     for end in side.ends:
         conn = end.conn_name
-        code, out = load.adds[conn]
-        assert code == 0 and unexpected(out, [conn], [ADDED]) == [], f"{where} {conn}: exit {code}: {out}"
         assert f'"{conn}": added IKEv2 connection' in load.log, where
+        if major >= 5:
+            assert ADDED.format(conn=conn) in load.steps[f"{conn}.load"][1].splitlines(), where
         liveness = re.search(rf'"{conn}":\s+liveness: active; (?:dpdaction:(\w+); )?dpddelay:(\d+)s', load.status)
         assert liveness, f"{where}: no liveness line for {conn} in\n{load.status}"
         assert liveness.groups() == (end.dpd_action if major < 5 else None, str(end.dpd_delay)), f"{where} {conn}"
@@ -241,20 +262,16 @@ def test_every_conn_loads_into_pluto_without_a_warning(suite: str, variant: str,
         load = run_pluto(suite, side, side.files, xfrmi, tmp_path / side.name)
         where = f"{suite} ({load.version}) {variant} {side.name}"
         assert load.version.startswith(f"Libreswan {major}."), where
-        assert load.checkconfig == (0, ""), f"{where} addconn --checkconfig: {load.checkconfig}"
-        assert re.fullmatch(r'((\d{3} )?(forgetting secrets|loading secrets from "[^"]+")\n)+', load.secrets), \
-            f"{where}: {load.secrets}"
-        for conn, (code, out) in load.deletes.items():  # nothing loaded yet: the push's replace copes
-            assert code in (0, 21), f"{where} delete {conn}: exit {code}: {out}"
-            assert unexpected(out, [conn], [r"no connection or alias named \"{conn}\"'?"]) == [], out
         if xfrmi and not load.xfrmi:
             # This kernel cannot make the XFRM interface: pluto must refuse for that reason only...
+            assert load.steps["checkconfig"] == (0, ""), f"{where}: {load.steps['checkconfig']}"
             for conn in conns:
-                code, out = load.adds[conn]
-                assert code != 0 and unexpected(out, conns, NO_XFRMI) == [], f"{where} {conn}: {out}"
+                code, out = load.steps[f"{conn}.load"]
+                assert code != 0 and unexpected(out, conns, [ADDED] + NO_XFRMI) == [], f"{where} {conn}: {out}"
             assert unexpected(load.log, conns, LOAD_LOG + NO_XFRMI) == [], f"{where}: " + "\n".join(load.log)
-            refusals = [line for line in load.log if "failed to add connection: ipsec-interface=" in line]
-            assert len(refusals) == len(conns), f"{where}: " + "\n".join(load.log)
+            for conn in conns:
+                assert any(f'"{conn}": failed to add connection: ipsec-interface=' in line for line in load.log), \
+                    f"{where} {conn}: " + "\n".join(load.log)
             # ...and everything else in the conn must load cleanly.
             load = run_pluto(suite, side, without_ipsec_interface(side.files), "", tmp_path / f"{side.name}-twin")
             where += " (without ipsec-interface=: this kernel has no XFRM interfaces)"
@@ -264,16 +281,16 @@ def test_every_conn_loads_into_pluto_without_a_warning(suite: str, variant: str,
 @pytest.mark.parametrize("suite_name", sorted(SUITES))
 def test_the_checks_see_what_the_compat_step_prevents(suite_name: str, tmp_path: Path) -> None:
     """Without lab-ipsec-compat, 5.x warns about dpdaction= (seen); without dpdaction=, 4.x holds (seen)."""
-    side = sides({"interfaceMode": "vti"})[1]
-    (conn,) = [end.conn_name for end in side.ends]
-    files = side.files
-    if SUITES[suite_name] < 5:
-        files = [render.PayloadFile(f.path, f.mode, f.content.replace("\tdpdaction=restart\n", "")) for f in files]
-    load = run_pluto(suite_name, side, files, "", tmp_path, compat="true\n")
-    with pytest.raises(AssertionError):
-        check_clean_load(load, side, SUITES[suite_name], suite_name)
-    if SUITES[suite_name] < 5:
-        assert "dpdaction:hold;" in load.status
-    else:
-        assert "obsolete keyword ignored: dpdaction=restart" in load.checkconfig[1]
-        assert "obsolete keyword ignored: dpdaction=restart" in load.adds[conn][1]
+    for side in sides({"interfaceMode": "vti"}):
+        conn = side.ends[0].conn_name
+        files = side.files
+        if SUITES[suite_name] < 5:
+            files = [render.PayloadFile(f.path, f.mode, re.sub(r"\tdpdaction=\w+\n", "", f.content)) for f in files]
+        load = run_pluto(suite_name, side, files, "", tmp_path / side.name, compat="true\n")
+        with pytest.raises(AssertionError):
+            check_clean_load(load, side, SUITES[suite_name], suite_name)
+        if SUITES[suite_name] < 5:
+            assert f'"{conn}":   liveness: active; dpdaction:hold;' in load.status
+        else:
+            assert f"obsolete keyword ignored: dpdaction={side.ends[0].dpd_action}" in load.steps["checkconfig"][1]
+            assert f"obsolete keyword ignored: dpdaction={side.ends[0].dpd_action}" in load.steps[f"{conn}.load"][1]
