@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --force) force=1 ;;
     --suite) SUITE=${2:?--suite needs a Debian suite name}; shift ;;
-    *) log "usage: $0 [--suite SUITE] [--force]"; exit 2 ;;
+    *) echo "usage: $0 [--suite SUITE] [--force]" >&2; exit 2 ;;
   esac
   shift
 done
