@@ -9,8 +9,7 @@ from components.networks import LabNetworks, LabNetworksArgs
 from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
-from lablib import render, report
-from lablib.report import SSH_USER
+from lablib import names, render, report
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 from lablib.keys import derive_psk
@@ -39,17 +38,17 @@ class Lab(pulumi.ComponentResource):
                  "interfaceMode": config.interface_mode}
         super().__init__("lab:index:Lab", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
-        prefix = f"lab-{args.stack}"
         storage = LabStorage(f"{name}-storage", LabStorageArgs(
-            prefix=prefix, pool_path=config.pool_path, image=config.image,
+            stack=args.stack, pool_path=config.pool_path, image=config.image,
             kernel=config.kernel, initrd=config.initrd), opts=child)
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
-            prefix=prefix, plan=plan, wan_mtu=config.wan_mtu), opts=child)
+            stack=args.stack, plan=plan, wan_mtu=config.wan_mtu), opts=child)
 
         def node(site: Site, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
-            wan_mac, mgmt_mac = render.mac_address(args.stack, site, 0), render.mac_address(args.stack, site, 1)
+            wan_mac = names.mac_address(args.stack, site.site_index, names.WAN_NIC)
+            mgmt_mac = names.mac_address(args.stack, site.site_index, names.MGMT_NIC)
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
-                prefix=prefix, site=site, config=config, user_data=user_data,
+                stack=args.stack, site=site, config=config, user_data=user_data,
                 network_config=render.render_network_config(config, site, wan_mac, mgmt_mac),
                 meta_data=render.render_meta_data(args.stack, site), wan_mac=wan_mac, mgmt_mac=mgmt_mac,
                 pool_name=storage.pool_name, base_volume_id=storage.base_volume_id,
@@ -66,7 +65,7 @@ class Lab(pulumi.ComponentResource):
                             after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 config=config, plan=plan, spoke=spoke, psk=psk, hub_host=str(plan.hub.mgmt_address),
-                ssh_user=SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)
+                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)
 
         self.nodes = report.nodes(config, plan)
         self.inventory = report.inventory_yaml(config, plan)

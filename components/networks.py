@@ -6,12 +6,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
+from lablib import names
 from lablib.addressing import AddressPlan, Site
 
 
 @dataclass
 class LabNetworksArgs:
-    prefix: str
+    stack: str
     plan: AddressPlan
     wan_mtu: int
 
@@ -35,7 +36,7 @@ class LabNetworks(pulumi.ComponentResource):
         # libvirt ignores an MTU change on an existing network: replace it instead.
         child = pulumi.ResourceOptions(parent=self, replace_on_changes=["mtu"])
         mgmt = libvirt.Network(
-            f"{name}-mgmt", name=f"{args.prefix}-mgmt", mode="none", addresses=[str(plan.mgmt_subnet)],
+            f"{name}-mgmt", name=names.mgmt_network_name(args.stack), mode="none", addresses=[str(plan.mgmt_subnet)],
             dhcp=libvirt.NetworkDhcpArgs(enabled=True), autostart=True, opts=child)
         self.mgmt_network_id = mgmt.id
         self.wan_network_ids = {site.name: self._wan(name, args, site, child).id for site in plan.sites}
@@ -44,7 +45,7 @@ class LabNetworks(pulumi.ComponentResource):
     @staticmethod
     def _wan(name: str, args: LabNetworksArgs, site: Site, child: pulumi.ResourceOptions) -> libvirt.Network:
         return libvirt.Network(
-            f"{name}-wan-{site.name}", name=f"{args.prefix}-wan-{site.name}",
+            f"{name}-wan-{site.name}", name=names.wan_network_name(args.stack, site.name),
             mode="nat" if site.behind_nat else "route", addresses=[str(site.wan_subnet)],
             mtu=args.wan_mtu, dhcp=libvirt.NetworkDhcpArgs(enabled=False),
             dns=libvirt.NetworkDnsArgs(enabled=False), autostart=True, opts=child)

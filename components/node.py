@@ -6,15 +6,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
-from lablib import render
+from lablib import names, render, report
 from lablib.addressing import Site
 from lablib.config import LabConfig
-from lablib.report import SSH_USER
 
 
 @dataclass
 class LabNodeArgs:
-    prefix: str
+    stack: str
     site: Site
     config: LabConfig
     user_data: pulumi.Input[str]  # a secret for spokes: it holds the pre-shared key
@@ -59,12 +58,12 @@ class LabNode(pulumi.ComponentResource):
         }
         super().__init__("lab:index:LabNode", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
-        disk = libvirt.Volume(f"{name}-disk", name=f"{args.prefix}-{site.name}.qcow2", pool=args.pool_name,
+        disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
                               base_volume_id=args.base_volume_id, format="qcow2", opts=child)
         # The provider reads each ISO back after uploading it, and concurrent uploads came back
         # truncated ("corrupted-image: EOF"): the Lab creates them one after another.
         cloudinit = libvirt.CloudInitDisk(
-            f"{name}-cloudinit", name=f"{args.prefix}-{site.name}-cloudinit.iso", pool=args.pool_name,
+            f"{name}-cloudinit", name=names.cloudinit_volume_name(args.stack, site.name), pool=args.pool_name,
             user_data=args.user_data, network_config=args.network_config, meta_data=args.meta_data,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cloudinit_after] if args.cloudinit_after else []))
         self.cloudinit = cloudinit
@@ -72,7 +71,7 @@ class LabNode(pulumi.ComponentResource):
         if args.kernel_path is not None:
             direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
                            "cmdlines": kernel_cmdlines(config.kernel_cmdline)}
-        domain_name = f"{args.prefix}-{site.name}"
+        domain_name = names.domain_name(args.stack, site.name)
         self.domain = libvirt.Domain(
             f"{name}-domain",
             name=domain_name,
@@ -96,5 +95,5 @@ class LabNode(pulumi.ComponentResource):
                                                                          "initrd", "cmdlines"],
                                         ignore_changes=["networkInterfaces[1].addresses"]),
         )
-        self.ssh_command = f"ssh {SSH_USER}@{site.mgmt_address}"
+        self.ssh_command = report.ssh_command(site)
         self.register_outputs({"domainId": self.domain.id, "sshCommand": self.ssh_command})

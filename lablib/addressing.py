@@ -11,13 +11,13 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lablib import names
 from lablib.errors import ConfigError
 
 if TYPE_CHECKING:
     from lablib.config import LabConfig
 
 WAN_HOST_NUMBER = 10  # sites keep the original deployment's .10 WAN address
-HUB_NAME = "hub"
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def build_plan(config: LabConfig) -> AddressPlan:
     vms = config.spokes + 1
     named = [("hubSubnet", config.hub_subnet), ("overlayPool", config.overlay_pool),
              ("bridgeSubnet", config.bridge_subnet), ("mgmtSubnet", config.mgmt_subnet)]
-    named += [(f"spokeSubnetPool (spoke{n})", net) for n, net in enumerate(spoke_subnets, start=1)]
+    named += [(f"spokeSubnetPool ({names.spoke_name(n)})", net) for n, net in enumerate(spoke_subnets, start=1)]
     _check_no_overlap(named)
 
     wan_need = f"sites need host .{WAN_HOST_NUMBER}"
@@ -109,7 +109,7 @@ def build_plan(config: LabConfig) -> AddressPlan:
     _host(config.mgmt_subnet, vms + 1, "mgmtSubnet", mgmt_need)
 
     def site(number: int, wan_subnet: ipaddress.IPv4Network, behind_nat: bool) -> Site:
-        name = HUB_NAME if number == 0 else f"spoke{number}"
+        name = names.HUB if number == 0 else names.spoke_name(number)
         index = number + 1
         return Site(
             name=name,
@@ -122,8 +122,8 @@ def build_plan(config: LabConfig) -> AddressPlan:
             bridge_address=ipaddress.IPv4Interface(
                 (config.bridge_subnet.network_address + index, config.bridge_subnet.prefixlen)),
             mgmt_address=config.mgmt_subnet.network_address + 1 + index,
-            ike_id=f"@{name}",
-            gre_port=f"gre-{name}",
+            ike_id=names.ike_id(name),
+            gre_port=names.gre_port(name),
         )
 
     hub = site(0, config.hub_subnet, behind_nat=False)

@@ -7,6 +7,7 @@ and this module parses.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def ike_id(site: str) -> str:
     return f"@{site}"
 
 
+def ssh_login(address: object) -> str:
+    """user@address of a VM, for ssh."""
+    return f"{SSH_USER}@{address}"
+
+
 # --- libvirt objects -------------------------------------------------------------
 def stack_prefix(stack: str) -> str:
     """Every libvirt object of a stack (pool, networks, volumes, domains) starts with it."""
@@ -61,13 +67,59 @@ def console_log_path(domain: str) -> str:
     return f"/var/log/libvirt/qemu/{domain}-console.log"
 
 
+def mgmt_network_name(stack: str) -> str:
+    return f"{stack_prefix(stack)}-mgmt"
+
+
+def wan_network_name(stack: str, site: str) -> str:
+    return f"{stack_prefix(stack)}-wan-{site}"
+
+
+def pool_dir(pool_path: str, stack: str) -> str:
+    """The stack's storage pool directory: lab:poolPath with the pool's name appended."""
+    return f"{pool_path}/{stack_prefix(stack)}"
+
+
+def base_volume_name(stack: str) -> str:
+    return f"{stack_prefix(stack)}-base.qcow2"
+
+
+def kernel_volume_name(stack: str) -> str:
+    return f"{stack_prefix(stack)}-vmlinuz"
+
+
+def initrd_volume_name(stack: str) -> str:
+    return f"{stack_prefix(stack)}-initrd.img"
+
+
+def disk_volume_name(stack: str, site: str) -> str:
+    return f"{domain_name(stack, site)}.qcow2"
+
+
+def cloudinit_volume_name(stack: str, site: str) -> str:
+    return f"{domain_name(stack, site)}-cloudinit.iso"
+
+
+WAN_NIC, MGMT_NIC = 0, 1  # order of a domain's network interfaces
+
+
+def mac_address(stack: str, site_index: int, nic: int) -> str:
+    """A stable locally administered MAC per stack, site and NIC (QEMU's 52:54 prefix)."""
+    stack_byte = hashlib.sha256(stack.encode()).digest()[0]
+    return f"52:54:{stack_byte:02x}:{site_index >> 8:02x}:{site_index & 0xff:02x}:{nic:02x}"
+
+
 # --- inside the VMs ----------------------------------------------------------------
 BRIDGE = "br0"  # the OVS bridge every site shares over GRE
 VTI_INTERFACE = "ipsec0"  # the original deployment's shared VTI
-IPSEC_DIR = "/etc/ipsec.d"
+WAN_INTERFACE = "wan0"  # cloud-init renames the WAN NIC (matched by MAC) to this
+MGMT_INTERFACE = "mgmt0"
+IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.conf and *.secrets here
+LAB_NETWORK_SERVICE = "lab-network.service"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
-LAB_NETWORK_UNIT = "/etc/systemd/system/lab-network.service"
+LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
+IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 
 
 def tunnel_interface(interface_mode: str, tunnel_mark: int) -> str:
@@ -78,6 +130,14 @@ def tunnel_interface(interface_mode: str, tunnel_mark: int) -> str:
 def conn_name(local: str, remote: str) -> str:
     """A conn is named after its two ends, local first: hub-spoke1 on the hub, spoke1-hub on spoke1."""
     return f"{local}-{remote}"
+
+
+def conn_conf_path(conn: str) -> str:
+    return f"{IPSEC_DIR}/{conn}.conf"
+
+
+def conn_secrets_path(conn: str) -> str:
+    return f"{IPSEC_DIR}/{conn}.secrets"
 
 
 def gre_port(remote: str) -> str:

@@ -6,7 +6,6 @@ that tests and policies can check that they agree.
 """
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,7 @@ from lablib import names
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-TEMPLATE_DIRS = [PROJECT_DIR / "cloud-init", PROJECT_DIR / "libvirt"]
-LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
-LAB_NETWORK_UNIT = "/etc/systemd/system/lab-network.service"
+TEMPLATE_DIRS = [names.PROJECT_DIR / "cloud-init", names.PROJECT_DIR / "libvirt"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATE_DIRS),
@@ -56,11 +52,11 @@ class ConnEnd:
 
     @property
     def conf_path(self) -> str:
-        return f"/etc/ipsec.d/{self.conn_name}.conf"
+        return names.conn_conf_path(self.conn_name)
 
     @property
     def secrets_path(self) -> str:
-        return f"/etc/ipsec.d/{self.conn_name}.secrets"
+        return names.conn_secrets_path(self.conn_name)
 
     def as_props(self) -> dict[str, object]:
         """The decisive parameters, as component props for tests and policies."""
@@ -92,14 +88,13 @@ class PayloadFile:
 
 
 def interface_name(config: LabConfig) -> str:
-    """ipsec0 for VTI (as in the original deployment); ipsec<ID> for an XFRM interface."""
-    return "ipsec0" if config.interface_mode == "vti" else f"ipsec{config.tunnel_mark}"
+    return names.tunnel_interface(config.interface_mode, config.tunnel_mark)
 
 
 def _end(config: LabConfig, local: Site, remote: Site, local_address: str, remote_address: str) -> ConnEnd:
     hub_side = local.is_hub
     return ConnEnd(
-        conn_name=f"{local.name}-{remote.name}",
+        conn_name=names.conn_name(local.name, remote.name),
         local_id=local.ike_id,
         remote_id=remote.ike_id,
         local_address=local_address,
@@ -176,7 +171,7 @@ def render_ipsec_compat() -> str:
 
 
 def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
-    """A conn and its secrets file (0600) for /etc/ipsec.d/."""
+    """A conn and its secrets file (0600) for the ipsec.d directory."""
     return [PayloadFile(end.conf_path, "0644", render_conn(end)),
             PayloadFile(end.secrets_path, "0600", render_secrets(end, psk))]
 
@@ -184,8 +179,8 @@ def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
 def render_user_data(config: LabConfig, plan: AddressPlan, site: Site, psk: str | None) -> str:
     """cloud-config for one VM; psk is the spoke's key (None for the hub)."""
     files = [
-        PayloadFile(LAB_NETWORK_SCRIPT, "0755", render_lab_network(config, plan, site)),
-        PayloadFile(LAB_NETWORK_UNIT, "0644", _ENV.get_template("lab-network.service").render()),
+        PayloadFile(names.LAB_NETWORK_SCRIPT, "0755", render_lab_network(config, plan, site)),
+        PayloadFile(names.LAB_NETWORK_UNIT, "0644", _ENV.get_template("lab-network.service").render()),
         PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render_ipsec_compat()),
     ]
     if not site.is_hub:
@@ -197,13 +192,6 @@ def render_user_data(config: LabConfig, plan: AddressPlan, site: Site, psk: str 
         install_packages=config.install_packages)
 
 
-def mac_address(stack: str, site: Site, nic: int) -> str:
-    """A stable locally administered MAC per stack, site and NIC (QEMU's 52:54 prefix)."""
-    stack_byte = hashlib.sha256(stack.encode()).digest()[0]
-    index = site.site_index
-    return f"52:54:{stack_byte:02x}:{index >> 8:02x}:{index & 0xff:02x}:{nic:02x}"
-
-
 def render_network_config(config: LabConfig, site: Site, wan_mac: str, mgmt_mac: str) -> str:
     return _ENV.get_template("network-config.yaml.j2").render(
         site=site, mtu=config.mtu, wan_mac=wan_mac, mgmt_mac=mgmt_mac)
@@ -211,13 +199,10 @@ def render_network_config(config: LabConfig, site: Site, wan_mac: str, mgmt_mac:
 
 def render_meta_data(stack: str, site: Site) -> str:
     """A stable instance-id: cloud-init must not re-run on the second `pulumi up`."""
-    return _ENV.get_template("meta-data.yaml.j2").render(instance_id=f"lab-{stack}-{site.name}", site=site)
-
-
-def console_log_path(domain_name: str) -> str:
-    return f"/var/log/libvirt/qemu/{domain_name}-console.log"
+    return _ENV.get_template("meta-data.yaml.j2").render(
+        instance_id=names.domain_name(stack, site.name), site=site)
 
 
 def render_console_xslt(domain_name: str) -> str:
-    """XSLT that logs the serial console to console_log_path (read when a test fails)."""
-    return _ENV.get_template("console-log.xsl.j2").render(log_file=console_log_path(domain_name))
+    """XSLT that logs the serial console to names.console_log_path (read when a test fails)."""
+    return _ENV.get_template("console-log.xsl.j2").render(log_file=names.console_log_path(domain_name))

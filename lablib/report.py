@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import yaml
 
+from lablib import names
 from lablib.addressing import AddressPlan, Site
 from lablib.config import LabConfig
 from lablib.render import interface_name
 
-SSH_USER = "lab"
+
+def ssh_command(site: Site) -> str:
+    return f"ssh {names.ssh_login(site.mgmt_address)}"
 
 
 def node_summary(config: LabConfig, site: Site) -> dict[str, object]:
@@ -19,7 +22,7 @@ def node_summary(config: LabConfig, site: Site) -> dict[str, object]:
         "bridgeAddress": str(site.bridge_address),
         "behindNat": site.behind_nat,
         "ikeId": site.ike_id,
-        "sshCommand": f"ssh {SSH_USER}@{site.mgmt_address}",
+        "sshCommand": ssh_command(site),
         "tunnelInterface": interface_name(config),
         "tunnelMtu": config.mtu.tunnel_mtu,
         "innerMtu": config.mtu.inner_mtu,
@@ -33,7 +36,7 @@ def nodes(config: LabConfig, plan: AddressPlan) -> dict[str, dict[str, object]]:
 def inventory_yaml(config: LabConfig, plan: AddressPlan) -> str:
     """An Ansible-style inventory: groups hub and spokes, SSH over the management network."""
     def host(site: Site) -> dict[str, object]:
-        return {"ansible_host": str(site.mgmt_address), "ansible_user": SSH_USER,
+        return {"ansible_host": str(site.mgmt_address), "ansible_user": names.SSH_USER,
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
                 "bridge_address": str(site.bridge_address), "ike_id": site.ike_id,
                 "behind_nat": site.behind_nat}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT, TEST_MASTER_SECRET, parse_lab
-from lablib import render
+from lablib import names, render
 from lablib.keys import derive_psk
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
@@ -90,4 +90,4 @@ def test_network_config_renders_to_netplan(tmp_path: Path) -> None:
                      "--output-kind", "netplan", "--distro", "debian", "-d", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rendered = "".join(p.read_text() for p in out.rglob("*.yaml"))
-    assert "192.168.2.10/24" in rendered and "set-name: wan0" in rendered and "via: 192.168.2.1" in rendered
+    assert "192.168.2.10/24" in rendered and f"set-name: {names.WAN_INTERFACE}" in rendered and "via: 192.168.2.1" in rendered

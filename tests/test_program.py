@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from harness import ROOT, SECRET_SIG, TEST_MASTER_SECRET, Run, load_stack, project_config, run_program, stack_values
+from lablib import names
 from lablib.keys import derive_psk
 
 COMPONENT = "lab:index:"
@@ -114,7 +115,7 @@ def test_no_key_or_private_key_appears_outside_a_secret() -> None:
 
 def test_outputs_give_addresses_ssh_mtu_inventory_and_diagram() -> None:
     outputs = run_spokes(2).outputs
-    assert outputs["nodes"]["spoke1"]["sshCommand"] == "ssh lab@10.10.0.3"
+    assert outputs["nodes"]["spoke1"]["sshCommand"] == f"ssh {names.SSH_USER}@10.10.0.3"
     assert outputs["nodes"]["hub"]["wanAddress"] == "192.168.1.10"
     assert outputs["tunnelMtu"] == 1438 and outputs["innerMtu"] == 1396
     inventory = yaml.safe_load(outputs["inventory"])
@@ -172,7 +173,7 @@ def test_declared_keys_are_the_keys_the_program_reads() -> None:
 
 def test_remote_config_diff_updates_in_place_and_replaces_only_on_a_new_host() -> None:
     from providers.remote_config import RemoteConfigProvider
-    old = {"host": "10.10.0.2", "user": "lab", "name": "t", "files": [{"path": "/a"}], "upScript": "u",
+    old = {"host": "10.10.0.2", "user": names.SSH_USER, "name": "t", "files": [{"path": "/a"}], "upScript": "u",
            "downScript": "d"}
     diff = RemoteConfigProvider().diff
     assert not diff("id", old, dict(old)).changes

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from harness import parse_lab
-from lablib import render
+from lablib import names, render
 
 PSK = "k" * 43
 
@@ -28,7 +28,7 @@ def test_hub_and_spoke_conns(mode: str) -> None:
         assert conn["encapsulation"] == "yes" and conn["ike"] == "aes256-sha2" and conn["esp"] == "aes_gcm128-null"
         assert "dpddelay" in conn and "ikev2" not in conn and "keyexchange" not in conn
         if mode == "vti":
-            assert conn["mark"] == "20/0xffffffff" and conn["vti-interface"] == "ipsec0"
+            assert conn["mark"] == "20/0xffffffff" and conn["vti-interface"] == names.VTI_INTERFACE
         else:
             assert conn["ipsec-interface"] == "20" and "mark" not in conn
     assert hub["leftsubnet"] == remote["rightsubnet"] == "240.0.0.1/32"
@@ -40,10 +40,11 @@ def test_user_data_is_cloud_config_with_secrets_0600() -> None:
     assert text.startswith("#cloud-config\n")
     data = yaml.safe_load(text)
     files = {f["path"]: f for f in data["write_files"]}
-    assert files["/etc/ipsec.d/spoke1-hub.secrets"]["permissions"] == "0600"
-    assert f'@spoke1 @hub : PSK "{PSK}"' in files["/etc/ipsec.d/spoke1-hub.secrets"]["content"]
-    assert files["/usr/local/sbin/lab-network"]["content"].startswith("#!/bin/sh\n")
+    secrets = files[names.conn_secrets_path("spoke1-hub")]
+    assert secrets["permissions"] == "0600" and f'@spoke1 @hub : PSK "{PSK}"' in secrets["content"]
+    assert files[names.LAB_NETWORK_SCRIPT]["content"].startswith("#!/bin/sh\n")
     assert "packages" not in data and data["ssh_pwauth"] is False
+    assert data["users"][0]["name"] == names.SSH_USER
     assert data["users"][0]["ssh_authorized_keys"] == [config.ssh_public_key]
 
 
@@ -59,13 +60,13 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
     config, plan = parse_lab(interfaceMode=mode, wanMtu=1492, greKey=False)
     hub = render.render_lab_network(config, plan, plan.hub)
     spoke = render.render_lab_network(config, plan, plan.spokes[0])
-    device = "ipsec0" if mode == "vti" else "ipsec20"
+    device = names.VTI_INTERFACE if mode == "vti" else "ipsec20"
     for script in (hub, spoke):
         assert f"ip link set {device} mtu 1430 up" in script
         assert "mtu_request=1392" in script
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     assert "ip route replace 240.0.0.0/24 dev" in hub and "add-port" not in hub
-    assert ("add-port br0 gre-hub -- set interface gre-hub type=gre options:local_ip=240.0.0.2 "
+    assert (f"add-port {names.BRIDGE} gre-hub -- set interface gre-hub type=gre options:local_ip=240.0.0.2 "
             "options:remote_ip=240.0.0.1\n") in spoke
 
 
@@ -73,10 +74,10 @@ def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
     config, plan = parse_lab()
     up = render.render_hub_tunnel_up(config, plan, plan.spokes[0])
     down = render.render_hub_tunnel_down(config, plan, plan.spokes[0])
-    assert "add-port br0 gre-spoke1" in up and "options:key=1" in up
-    assert "ipsec addconn --config /etc/ipsec.conf hub-spoke1\n" in up
-    assert "del-port br0 gre-spoke1" in down and "ipsec whack --delete --name hub-spoke1" in down
-    assert "/etc/ipsec.d/hub-spoke1.secrets" in down
+    assert f"add-port {names.BRIDGE} gre-spoke1" in up and "options:key=1" in up
+    assert f"ipsec addconn --config {names.IPSEC_CONF} hub-spoke1\n" in up
+    assert f"del-port {names.BRIDGE} gre-spoke1" in down and "ipsec whack --delete --name hub-spoke1" in down
+    assert names.conn_secrets_path("hub-spoke1") in down
     for script in (up, down):
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
@@ -85,7 +86,7 @@ def test_network_config_static_wan_and_dhcp_management() -> None:
     config, plan = parse_lab()
     site = plan.spokes[0]
     data = yaml.safe_load(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))
-    wan, mgmt = data["ethernets"]["wan0"], data["ethernets"]["mgmt0"]
+    wan, mgmt = data["ethernets"][names.WAN_INTERFACE], data["ethernets"][names.MGMT_INTERFACE]
     assert wan["addresses"] == ["192.168.2.10/24"] and wan["routes"][0]["via"] == "192.168.2.1"
     assert wan["match"]["macaddress"] == "52:54:00:00:02:00" and wan["mtu"] == 1500
     assert mgmt["dhcp4"] is True and mgmt["dhcp4-overrides"]["use-routes"] is False
@@ -93,6 +94,7 @@ def test_network_config_static_wan_and_dhcp_management() -> None:
 
 def test_macs_are_stable_and_distinct() -> None:
     _, plan = parse_lab(spokes=250)
-    macs = [render.mac_address("ci", site, nic) for site in plan.sites for nic in (0, 1)]
+    nics = (names.WAN_NIC, names.MGMT_NIC)
+    macs = [names.mac_address("ci", site.site_index, nic) for site in plan.sites for nic in nics]
     assert len(set(macs)) == len(macs)
-    assert render.mac_address("ci", plan.hub, 0) == render.mac_address("ci", plan.hub, 0)
+    assert names.mac_address("ci", plan.hub.site_index, 0) == names.mac_address("ci", plan.hub.site_index, 0)
