@@ -2,27 +2,25 @@
 import pulumi
 
 from components.lab import Lab, LabArgs
-from lablib.addressing import build_plan
 from lablib.config import PLAIN_KEYS, SECRET_KEYS, ConfigError, parse_config
 
 config = pulumi.Config()
 # Secrets are read raw only to validate them; from here on they are Pulumi secrets.
 secrets = {key: pulumi.runtime.get_config(f"{config.name}:{key}") for key in SECRET_KEYS}
 try:
-    lab_config = parse_config({key: config.get(key) for key in PLAIN_KEYS}, secrets)
+    spec = parse_config({key: config.get(key) for key in PLAIN_KEYS}, secrets)
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
 lab = Lab("lab", LabArgs(
     stack=pulumi.get_stack(),
-    config=lab_config,
-    plan=build_plan(lab_config),
+    spec=spec,
     master_secret=pulumi.Output.secret(secrets["masterSecret"]),
     ssh_private_key=pulumi.Output.secret(secrets["sshPrivateKey"]),
 ))
 
 pulumi.export("nodes", lab.nodes)
-pulumi.export("tunnelMtu", lab_config.mtu.tunnel_mtu)
-pulumi.export("innerMtu", lab_config.mtu.inner_mtu)
+pulumi.export("tunnelMtu", spec.mtu.tunnel_mtu)
+pulumi.export("innerMtu", spec.mtu.inner_mtu)
 pulumi.export("inventory", lab.inventory)
 pulumi.export("topology", lab.topology)

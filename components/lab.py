@@ -9,17 +9,16 @@ from components.networks import LabNetworks, LabNetworksArgs
 from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
-from lablib import names, render, report
-from lablib.addressing import AddressPlan, Site
-from lablib.config import LabConfig
+from lablib import names, payload, report
+from lablib.config import LabSpec
 from lablib.keys import derive_psk
+from lablib.tunnel import spoke_tunnel
 
 
 @dataclass
 class LabArgs:
     stack: str
-    config: LabConfig
-    plan: AddressPlan
+    spec: LabSpec
     master_secret: pulumi.Output[str]  # secret
     ssh_private_key: pulumi.Output[str]  # secret
 
@@ -32,8 +31,9 @@ class Lab(pulumi.ComponentResource):
     topology: str
 
     def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        config, plan = args.config, args.plan
-        props = {"spokes": config.spokes, "hubId": plan.hub.ike_id, "overlayPool": str(plan.overlay_pool),
+        spec = args.spec
+        config, plan = spec.config, spec.plan
+        props = {"spokes": config.addresses.spokes, "hubId": plan.hub.ike_id, "overlayPool": str(plan.overlay_pool),
                  "wanMtu": config.wan_mtu, "ike": config.ike, "esp": config.esp,
                  "interfaceMode": config.interface_mode}
         super().__init__("lab:index:Lab", name, props, opts)
@@ -44,30 +44,28 @@ class Lab(pulumi.ComponentResource):
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
             stack=args.stack, plan=plan, wan_mtu=config.wan_mtu), opts=child)
 
-        def node(site: Site, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
-            wan_mac = names.mac_address(args.stack, site.site_index, names.WAN_NIC)
-            mgmt_mac = names.mac_address(args.stack, site.site_index, names.MGMT_NIC)
+        def node(seed: payload.NodePayload, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
+            site = seed.site
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
-                stack=args.stack, site=site, config=config, user_data=user_data,
-                network_config=render.render_network_config(config, site, wan_mac, mgmt_mac),
-                meta_data=render.render_meta_data(args.stack, site), wan_mac=wan_mac, mgmt_mac=mgmt_mac,
+                stack=args.stack, spec=spec, payload=seed, user_data=user_data,
                 pool_name=storage.pool_name, base_volume_id=storage.base_volume_id,
                 wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
                 kernel_path=storage.kernel_path, initrd_path=storage.initrd_path,
                 cloudinit_after=after.cloudinit if after else None), opts=child)
 
-        hub = node(plan.hub, render.render_user_data(config, plan, plan.hub, psk=None), after=None)
+        hub_seed = payload.node_payload(spec, args.stack, plan.hub)
+        hub = node(hub_seed, hub_seed.user_data(None), after=None)
         previous = hub
         for spoke in plan.spokes:
             psk = args.master_secret.apply(
                 lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
-            previous = node(spoke, psk.apply(lambda key, spoke=spoke: render.render_user_data(config, plan, spoke, key)),
-                            after=previous)
+            seed = payload.node_payload(spec, args.stack, spoke)
+            previous = node(seed, psk.apply(seed.user_data), after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
-                config=config, plan=plan, spoke=spoke, psk=psk, hub_host=str(plan.hub.mgmt_address),
+                spec=spec, tunnel=spoke_tunnel(spec, spoke), psk=psk, hub_host=str(plan.hub.mgmt_address),
                 ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)
 
-        self.nodes = report.nodes(config, plan)
-        self.inventory = report.inventory_yaml(config, plan)
-        self.topology = report.mermaid(config, plan)
+        self.nodes = report.nodes(spec)
+        self.inventory = report.inventory_yaml(spec)
+        self.topology = report.mermaid(spec)
         self.register_outputs({"nodes": self.nodes, "inventory": self.inventory, "topology": self.topology})

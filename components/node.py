@@ -6,21 +6,17 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
-from lablib import names, render, report
-from lablib.addressing import Site
-from lablib.config import LabConfig
+from lablib import names, report
+from lablib.config import LabSpec
+from lablib.payload import NodePayload
 
 
 @dataclass
 class LabNodeArgs:
     stack: str
-    site: Site
-    config: LabConfig
+    spec: LabSpec
+    payload: NodePayload
     user_data: pulumi.Input[str]  # a secret for spokes: it holds the pre-shared key
-    network_config: str
-    meta_data: str
-    wan_mac: str
-    mgmt_mac: str
     pool_name: pulumi.Input[str]
     base_volume_id: pulumi.Input[str]
     wan_network_id: pulumi.Input[str]
@@ -47,14 +43,15 @@ class LabNode(pulumi.ComponentResource):
     ssh_command: str
 
     def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        site, config = args.site, args.config
+        seed, config, mtu = args.payload, args.spec.config, args.spec.mtu
+        site = seed.site
         props = {
             "role": "hub" if site.is_hub else "spoke", "site": site.name, "ikeId": site.ike_id,
             "wanAddress": str(site.wan_address), "mgmtAddress": str(site.mgmt_address),
             "overlayAddress": str(site.overlay_address), "bridgeAddress": str(site.bridge_address),
             "behindNat": site.behind_nat, "domainType": config.domain_type,
-            "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.mtu.wan_mtu,
-            "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu,
+            "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.wan_mtu,
+            "tunnelMtu": mtu.tunnel_mtu, "innerMtu": mtu.inner_mtu,
         }
         super().__init__("lab:index:LabNode", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -64,29 +61,28 @@ class LabNode(pulumi.ComponentResource):
         # truncated ("corrupted-image: EOF"): the Lab creates them one after another.
         cloudinit = libvirt.CloudInitDisk(
             f"{name}-cloudinit", name=names.cloudinit_volume_name(args.stack, site.name), pool=args.pool_name,
-            user_data=args.user_data, network_config=args.network_config, meta_data=args.meta_data,
+            user_data=args.user_data, network_config=seed.network_config, meta_data=seed.meta_data,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cloudinit_after] if args.cloudinit_after else []))
         self.cloudinit = cloudinit
         direct_boot = {}
         if args.kernel_path is not None:
             direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
                            "cmdlines": kernel_cmdlines(config.kernel_cmdline)}
-        domain_name = names.domain_name(args.stack, site.name)
         self.domain = libvirt.Domain(
             f"{name}-domain",
-            name=domain_name,
+            name=names.domain_name(args.stack, site.name),
             type=config.domain_type,
             memory=config.memory_mib,
             vcpu=config.vcpus,
             cloudinit=cloudinit.id,
             disks=[libvirt.DomainDiskArgs(volume_id=disk.id)],
             network_interfaces=[
-                libvirt.DomainNetworkInterfaceArgs(network_id=args.wan_network_id, mac=args.wan_mac),
-                libvirt.DomainNetworkInterfaceArgs(network_id=args.mgmt_network_id, mac=args.mgmt_mac,
+                libvirt.DomainNetworkInterfaceArgs(network_id=args.wan_network_id, mac=seed.wan_mac),
+                libvirt.DomainNetworkInterfaceArgs(network_id=args.mgmt_network_id, mac=seed.mgmt_mac,
                                                    addresses=[str(site.mgmt_address)], hostname=site.name),
             ],
             consoles=[libvirt.DomainConsoleArgs(type="pty", target_port="0", target_type="serial")],
-            xml=libvirt.DomainXmlArgs(xslt=render.render_console_xslt(domain_name)),
+            xml=libvirt.DomainXmlArgs(xslt=seed.console_xslt),
             running=True,
             **direct_boot,
             # libvirt does not apply NIC or boot changes to a defined domain: replace it. The

@@ -5,17 +5,16 @@ from dataclasses import dataclass
 
 import pulumi
 
-from lablib import render
-from lablib.addressing import AddressPlan, Site
-from lablib.config import LabConfig
+from lablib import payload
+from lablib.config import LabSpec
+from lablib.tunnel import SpokeTunnel
 from providers.remote_config import RemoteConfig
 
 
 @dataclass
 class TunnelArgs:
-    config: LabConfig
-    plan: AddressPlan
-    spoke: Site
+    spec: LabSpec
+    tunnel: SpokeTunnel
     psk: pulumi.Output[str]  # secret
     hub_host: str
     ssh_user: str
@@ -31,28 +30,24 @@ class Tunnel(pulumi.ComponentResource):
     """
 
     def __init__(self, name: str, args: TunnelArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        config, plan, spoke = args.config, args.plan, args.spoke
-        hub_end = render.hub_end(config, plan, spoke)
-        spoke_end = render.spoke_end(config, plan, spoke)
-        hub_port = render.gre_port(config, plan.hub, spoke, spoke)
-        spoke_port = render.gre_port(config, spoke, plan.hub, spoke)
+        spec, tunnel = args.spec, args.tunnel
         props = {
-            "spoke": spoke.name, "hubEnd": hub_end.as_props(), "spokeEnd": spoke_end.as_props(),
-            "psk": args.psk, "behindNat": spoke.behind_nat, "natT": config.mtu.nat_t,
-            "wanMtu": config.mtu.wan_mtu, "tunnelMtu": config.mtu.tunnel_mtu, "innerMtu": config.mtu.inner_mtu,
-            "overlayPool": str(plan.overlay_pool), "greKey": config.gre_key,
-            "hubPort": hub_port.as_props(), "spokePort": spoke_port.as_props(),
+            "spoke": tunnel.spoke.name, "hubEnd": tunnel.hub_end.as_props(), "spokeEnd": tunnel.spoke_end.as_props(),
+            "psk": args.psk, "behindNat": tunnel.spoke.behind_nat, "natT": spec.mtu.nat_t,
+            "wanMtu": spec.config.wan_mtu, "tunnelMtu": spec.mtu.tunnel_mtu, "innerMtu": spec.mtu.inner_mtu,
+            "overlayPool": str(spec.plan.overlay_pool), "greKey": spec.config.gre_key,
+            "hubPort": tunnel.hub_port.as_props(), "spokePort": tunnel.spoke_port.as_props(),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
-        files = args.psk.apply(lambda psk: [vars(f) for f in render.tunnel_files(hub_end, psk)])
+        hub_side = payload.hub_side(tunnel)
         RemoteConfig(
             f"{name}-hub-side",
             host=args.hub_host,
             user=args.ssh_user,
             private_key=args.ssh_private_key,
-            files=files,
-            up_script=render.render_hub_tunnel_up(config, plan, spoke),
-            down_script=render.render_hub_tunnel_down(config, plan, spoke),
+            files=args.psk.apply(hub_side.files),
+            up_script=hub_side.up_script,
+            down_script=hub_side.down_script,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]),
         )
-        self.register_outputs({"spoke": spoke.name})
+        self.register_outputs({"spoke": tunnel.spoke.name})

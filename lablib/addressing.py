@@ -9,15 +9,25 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from lablib import names
 from lablib.errors import ConfigError
 
-if TYPE_CHECKING:
-    from lablib.config import LabConfig
-
 WAN_HOST_NUMBER = 10  # sites keep the original deployment's .10 WAN address
+
+
+@dataclass(frozen=True)
+class AddressSettings:
+    """The validated config keys the plan is computed from (lablib.config parses them)."""
+
+    spokes: int
+    routed_spokes: frozenset[int]
+    hub_subnet: ipaddress.IPv4Network
+    spoke_subnet_pool: ipaddress.IPv4Network
+    site_subnet_prefix: int
+    overlay_pool: ipaddress.IPv4Network
+    bridge_subnet: ipaddress.IPv4Network
+    mgmt_subnet: ipaddress.IPv4Network
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,7 @@ def _host(network: ipaddress.IPv4Network, number: int, key: str, need: str) -> i
     return network.network_address + number
 
 
-def _spoke_subnets(config: LabConfig) -> list[ipaddress.IPv4Network]:
+def _spoke_subnets(config: AddressSettings) -> list[ipaddress.IPv4Network]:
     """Spoke N gets subnet number N+1 of the pool (192.168.2.0/24 for spoke 1 by default)."""
     prefix = config.site_subnet_prefix
     pool = config.spoke_subnet_pool
@@ -88,7 +98,7 @@ def _check_no_overlap(named: list[tuple[str, ipaddress.IPv4Network]]) -> None:
                               f"overlaps {name_a} {net_a}: every lab subnet must be distinct")
 
 
-def build_plan(config: LabConfig) -> AddressPlan:
+def build_plan(config: AddressSettings) -> AddressPlan:
     """Compute every address of the lab; raise ConfigError when the subnets cannot hold it."""
     spoke_subnets = _spoke_subnets(config)
     vms = config.spokes + 1

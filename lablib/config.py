@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
-from lablib.addressing import build_plan
-from lablib.crypto import ProposalError, parse_proposals
+from lablib import names
+from lablib.addressing import AddressPlan, AddressSettings, build_plan
+from lablib.crypto import Proposal, ProposalError, parse_proposals
 from lablib.errors import ConfigError
 from lablib.mtu import MtuPlan, plan_mtu
 
-__all__ = ["ConfigError", "LabConfig", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
+__all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
 
 MAX_SPOKES = 250
 INTERFACE_MODES = ("vti", "xfrm")
@@ -38,14 +39,7 @@ T = TypeVar("T")
 class LabConfig:
     """Validated, typed stack config (secrets excluded: they stay Outputs)."""
 
-    spokes: int
-    routed_spokes: frozenset[int]
-    hub_subnet: ipaddress.IPv4Network
-    spoke_subnet_pool: ipaddress.IPv4Network
-    site_subnet_prefix: int
-    overlay_pool: ipaddress.IPv4Network
-    bridge_subnet: ipaddress.IPv4Network
-    mgmt_subnet: ipaddress.IPv4Network
+    addresses: AddressSettings  # the keys the address plan is computed from
     wan_mtu: int
     interface_mode: str
     tunnel_mark: int
@@ -63,6 +57,19 @@ class LabConfig:
     install_packages: bool
     pool_path: str
     ssh_public_key: str
+
+    @property
+    def tunnel_interface(self) -> str:
+        return names.tunnel_interface(self.interface_mode, self.tunnel_mark)
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """What the program builds, decided once from the stack config: the config, the address
+    plan and the MTUs (both computed while validating, so a bad plan is a ConfigError too)."""
+
+    config: LabConfig
+    plan: AddressPlan
     mtu: MtuPlan
 
 
@@ -126,14 +133,14 @@ def _routed_spokes(raw: Mapping[str, str | None], spokes: int) -> frozenset[int]
     return frozenset(numbers)
 
 
-def _proposals(raw: Mapping[str, str | None], key: str) -> str:
+def _proposals(raw: Mapping[str, str | None], key: str) -> tuple[str, list[Proposal]]:
+    """The proposal line as given (libreswan reads it) and parsed (the MTU depends on it)."""
     text = _required(raw, key)
     try:
-        parse_proposals(text, key)
+        return text, parse_proposals(text, key)
     except ProposalError as error:
         raise ConfigError(key, text, f"{error}; allowed: AES-CBC/CTR/GCM or ChaCha20-Poly1305 "
                                      "with SHA-2 and DH groups of 2048 bits or more") from None
-    return text
 
 
 def _path(text: str) -> str:
@@ -152,8 +159,8 @@ def check_secrets(secrets: Mapping[str, str | None]) -> None:
         raise ConfigError("sshPrivateKey", "[secret]", "must be an OpenSSH private key (PEM text)")
 
 
-def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None]) -> LabConfig:
-    """Validate all keys and return a LabConfig; raise ConfigError on the first bad one.
+def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None]) -> LabSpec:
+    """Validate all keys and return the LabSpec; raise ConfigError on the first bad one.
 
     secrets are only checked: they stay out of LabConfig and are wrapped as Pulumi secrets.
     """
@@ -161,8 +168,8 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     spokes = _integer(raw, "spokes", 1, MAX_SPOKES)
     routed = _routed_spokes(raw, spokes)
     site_prefix = _integer(raw, "siteSubnetPrefix", 16, 28)
-    ike = _proposals(raw, "ike")
-    esp = _proposals(raw, "esp")
+    ike, _ = _proposals(raw, "ike")
+    esp, esp_proposals = _proposals(raw, "esp")
     wan_mtu = _integer(raw, "wanMtu", 1280, 9000)
     gre_key = _boolean(raw, "greKey")
     image = _required(raw, "image").strip()
@@ -177,7 +184,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     pool_path = _required(raw, "poolPath").strip()
     _checked("poolPath", pool_path, os.path.isabs, "must be an absolute directory path")
 
-    config = LabConfig(
+    addresses = AddressSettings(
         spokes=spokes,
         routed_spokes=routed,
         hub_subnet=_network(raw, "hubSubnet"),
@@ -186,6 +193,9 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         overlay_pool=_network(raw, "overlayPool"),
         bridge_subnet=_network(raw, "bridgeSubnet"),
         mgmt_subnet=_network(raw, "mgmtSubnet"),
+    )
+    config = LabConfig(
+        addresses=addresses,
         wan_mtu=wan_mtu,
         interface_mode=_choice(raw, "interfaceMode", INTERFACE_MODES),
         tunnel_mark=_integer(raw, "tunnelMark", 1, 65535),
@@ -203,8 +213,10 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         install_packages=_boolean(raw, "installPackages"),
         pool_path=pool_path,
         ssh_public_key=ssh_key,
-        # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
-        mtu=plan_mtu(wan_mtu, parse_proposals(esp, "esp"), nat_t=True, gre_key=gre_key),
     )
-    build_plan(config)  # raises ConfigError on overlapping or too small subnets
-    return config
+    return LabSpec(
+        config=config,
+        plan=build_plan(addresses),  # raises ConfigError on overlapping or too small subnets
+        # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
+        mtu=plan_mtu(wan_mtu, esp_proposals, nat_t=True, gre_key=gre_key),
+    )

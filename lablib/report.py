@@ -4,16 +4,15 @@ from __future__ import annotations
 import yaml
 
 from lablib import names
-from lablib.addressing import AddressPlan, Site
-from lablib.config import LabConfig
-from lablib.render import interface_name
+from lablib.addressing import Site
+from lablib.config import LabSpec
 
 
 def ssh_command(site: Site) -> str:
     return f"ssh {names.ssh_login(site.mgmt_address)}"
 
 
-def node_summary(config: LabConfig, site: Site) -> dict[str, object]:
+def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
     return {
         "role": "hub" if site.is_hub else "spoke",
         "wanAddress": str(site.wan_address),
@@ -23,26 +22,27 @@ def node_summary(config: LabConfig, site: Site) -> dict[str, object]:
         "behindNat": site.behind_nat,
         "ikeId": site.ike_id,
         "sshCommand": ssh_command(site),
-        "tunnelInterface": interface_name(config),
-        "tunnelMtu": config.mtu.tunnel_mtu,
-        "innerMtu": config.mtu.inner_mtu,
+        "tunnelInterface": spec.config.tunnel_interface,
+        "tunnelMtu": spec.mtu.tunnel_mtu,
+        "innerMtu": spec.mtu.inner_mtu,
     }
 
 
-def nodes(config: LabConfig, plan: AddressPlan) -> dict[str, dict[str, object]]:
-    return {site.name: node_summary(config, site) for site in plan.sites}
+def nodes(spec: LabSpec) -> dict[str, dict[str, object]]:
+    return {site.name: node_summary(spec, site) for site in spec.plan.sites}
 
 
-def inventory_yaml(config: LabConfig, plan: AddressPlan) -> str:
+def inventory_yaml(spec: LabSpec) -> str:
     """An Ansible-style inventory: groups hub and spokes, SSH over the management network."""
     def host(site: Site) -> dict[str, object]:
         return {"ansible_host": str(site.mgmt_address), "ansible_user": names.SSH_USER,
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
                 "bridge_address": str(site.bridge_address), "ike_id": site.ike_id,
                 "behind_nat": site.behind_nat}
+    config, plan = spec.config, spec.plan
     inventory = {"all": {
-        "vars": {"tunnel_interface": interface_name(config), "tunnel_mtu": config.mtu.tunnel_mtu,
-                 "inner_mtu": config.mtu.inner_mtu, "wan_mtu": config.mtu.wan_mtu,
+        "vars": {"tunnel_interface": config.tunnel_interface, "tunnel_mtu": spec.mtu.tunnel_mtu,
+                 "inner_mtu": spec.mtu.inner_mtu, "wan_mtu": config.wan_mtu,
                  "ike": config.ike, "esp": config.esp},
         "children": {
             "hub": {"hosts": {plan.hub.name: host(plan.hub)}},
@@ -52,15 +52,15 @@ def inventory_yaml(config: LabConfig, plan: AddressPlan) -> str:
     return yaml.safe_dump(inventory, sort_keys=False)
 
 
-def mermaid(config: LabConfig, plan: AddressPlan) -> str:
+def mermaid(spec: LabSpec) -> str:
     """Topology as Mermaid flowchart text: NAT spokes reach the hub through a NAT box."""
-    hub = plan.hub
+    plan, hub = spec.plan, spec.plan.hub
     lines = ["flowchart LR",
              f'  {hub.name}["{hub.name}<br/>WAN {hub.wan_address}<br/>overlay {hub.overlay_address}"]']
     for spoke in plan.spokes:
         lines.append(f'  {spoke.name}["{spoke.name}<br/>WAN {spoke.wan_address}'
                      f'<br/>overlay {spoke.overlay_address}"]')
-        link = f"IKEv2/ESP {config.interface_mode} MTU {config.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
+        link = f"IKEv2/ESP {spec.config.interface_mode} MTU {spec.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
         if spoke.behind_nat:
             lines.append(f"  nat_{spoke.name}{{{{NAT}}}}")
             lines.append(f"  {spoke.name} -- \"{link}\" --> nat_{spoke.name} --> {hub.name}")

@@ -18,8 +18,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from lablib.addressing import AddressPlan, build_plan
-from lablib.config import LabConfig, parse_config
+from lablib.config import LabSpec, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "lab"
@@ -109,10 +108,9 @@ def secrets_for_tests() -> dict[str, str]:
     return {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
 
 
-def parse_lab(**overrides: Any) -> tuple[LabConfig, AddressPlan]:
-    """Validated config and address plan for the defaults plus overrides (no Pulumi)."""
-    config = parse_config(stack_values(overrides, secrets=False), secrets_for_tests())
-    return config, build_plan(config)
+def parse_lab(**overrides: Any) -> LabSpec:
+    """Validated config, address plan and MTUs for the defaults plus overrides (no Pulumi)."""
+    return parse_config(stack_values(overrides, secrets=False), secrets_for_tests())
 
 
 def run_program(values: dict[str, str], stack: str = "test", preview: bool = False) -> Run:

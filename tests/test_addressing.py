@@ -5,7 +5,7 @@ from harness import parse_lab
 
 
 def plan_for(**overrides: object):
-    return parse_lab(**overrides)[1]
+    return parse_lab(**overrides).plan
 
 
 def test_default_plan_matches_the_original_deployment() -> None:

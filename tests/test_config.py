@@ -14,12 +14,13 @@ def parse(**overrides: object):
 
 
 def test_defaults_give_the_original_deployments_shape() -> None:
-    config = parse()
-    assert config.spokes == 2
-    assert config.hub_subnet == ipaddress.IPv4Network("192.168.1.0/24")
-    assert config.overlay_pool == ipaddress.IPv4Network("240.0.0.0/24")
+    spec = parse()
+    config = spec.config
+    assert config.addresses.spokes == 2 and len(spec.plan.spokes) == 2
+    assert config.addresses.hub_subnet == ipaddress.IPv4Network("192.168.1.0/24")
+    assert config.addresses.overlay_pool == ipaddress.IPv4Network("240.0.0.0/24")
     assert (config.ike, config.esp) == ("aes256-sha2", "aes_gcm128-null")
-    assert config.mtu.tunnel_mtu == 1438
+    assert spec.mtu.tunnel_mtu == 1438 and spec.mtu.wan_mtu == config.wan_mtu == 1500
 
 
 @pytest.mark.parametrize(("key", "value", "allowed"), [
@@ -89,4 +90,4 @@ def test_weak_master_secret_error_hides_the_value() -> None:
 
 
 def test_largest_lab_is_valid() -> None:
-    assert parse(spokes=250).spokes == 250
+    assert len(parse(spokes=250).plan.spokes) == 250

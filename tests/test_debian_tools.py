@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness import ROOT, TEST_MASTER_SECRET, parse_lab
-from lablib import names, render
+from lablib import names, payload, render
+from lablib.tunnel import spoke_tunnel
 from lablib.keys import derive_psk
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
@@ -30,9 +31,10 @@ def debian_tree() -> None:
 
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_conns_pass_addconn_checkconfig_with_nothing_on_stderr(mode: str, tmp_path: Path) -> None:
-    config, plan = parse_lab(interfaceMode=mode, spokes=3)
-    conns = [render.render_conn(render.hub_end(config, plan, spoke)) for spoke in plan.spokes]
-    for name, texts in {"hub": conns, "spoke": [render.render_conn(render.spoke_end(config, plan, plan.spokes[0]))]}.items():
+    spec = parse_lab(interfaceMode=mode, spokes=3)
+    conns = [render.render_conn(spoke_tunnel(spec, spoke).hub_end) for spoke in spec.plan.spokes]
+    spoke_conn = render.render_conn(spoke_tunnel(spec, spec.plan.spokes[0]).spoke_end)
+    for name, texts in {"hub": conns, "spoke": [spoke_conn]}.items():
         conf = tmp_path / f"{name}.conf"
         conf.write_text("config setup\n\n" + "\n".join(texts))
         result = in_root("ipsec", "addconn", "--config", str(conf), "--checkconfig", cwd=tmp_path)
@@ -41,8 +43,8 @@ def test_conns_pass_addconn_checkconfig_with_nothing_on_stderr(mode: str, tmp_pa
 
 def test_checkconfig_catches_a_duplicate_key(tmp_path: Path) -> None:
     """The original deployment's mistake (a key twice) exits 0 but prints to stderr: we look at both."""
-    config, plan = parse_lab(interfaceMode="vti")
-    text = render.render_conn(render.hub_end(config, plan, plan.spokes[0])) + "\tvti-routing=yes\n\tvti-routing=yes\n"
+    spec = parse_lab(interfaceMode="vti")
+    text = render.render_conn(spoke_tunnel(spec, spec.plan.spokes[0]).hub_end) + "\tvti-routing=yes\n\tvti-routing=yes\n"
     conf = tmp_path / "dup.conf"
     conf.write_text("config setup\n\n" + text)
     result = in_root("ipsec", "addconn", "--config", str(conf), "--checkconfig", cwd=tmp_path)
@@ -63,11 +65,12 @@ def test_algparse_rejects_aead_with_integrity(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("install_packages", [True, False])
 def test_user_data_passes_cloud_init_schema(install_packages: bool, tmp_path: Path) -> None:
-    config, plan = parse_lab(installPackages=install_packages)
+    spec = parse_lab(installPackages=install_packages)
+    plan = spec.plan
     for site in (plan.hub, plan.spokes[0]):
         psk = None if site.is_hub else derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, site.ike_id)
         user_data = tmp_path / f"{site.name}.yaml"
-        user_data.write_text(render.render_user_data(config, plan, site, psk))
+        user_data.write_text(payload.node_payload(spec, "test", site).user_data(psk))
         result = in_root("cloud-init", "schema", "--config-file", str(user_data), cwd=tmp_path)
         assert result.returncode == 0, f"{site.name}: {result.stdout}{result.stderr}"
         assert "Valid cloud-config" in result.stdout
@@ -80,10 +83,9 @@ def test_schema_check_can_fail(tmp_path: Path) -> None:
 
 
 def test_network_config_renders_to_netplan(tmp_path: Path) -> None:
-    config, plan = parse_lab()
-    site = plan.spokes[0]
+    site = parse_lab().plan.spokes[0]
     network = tmp_path / "network-config.yaml"
-    network.write_text(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))
+    network.write_text(render.render_network_config(site, 1500, "52:54:00:00:02:00", "52:54:00:00:02:01"))
     out = tmp_path / "out"
     out.mkdir()
     result = in_root("cloud-init", "devel", "net-convert", "--network-data", str(network), "--kind", "yaml",

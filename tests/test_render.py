@@ -1,4 +1,4 @@
-"""Rendered payloads: content checks (fast, pure Python)."""
+"""Rendered payloads (lablib.payload through lablib.render): content checks (fast, pure Python)."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from harness import parse_lab
-from lablib import names, render
+from lablib import names, payload, render
+from lablib.tunnel import spoke_tunnel
 
 PSK = "k" * 43
 
@@ -18,10 +19,10 @@ def conn_options(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_hub_and_spoke_conns(mode: str) -> None:
-    config, plan = parse_lab(interfaceMode=mode)
-    spoke = plan.spokes[1]
-    hub = conn_options(render.render_conn(render.hub_end(config, plan, spoke)))
-    remote = conn_options(render.render_conn(render.spoke_end(config, plan, spoke)))
+    spec = parse_lab(interfaceMode=mode)
+    tunnel = spoke_tunnel(spec, spec.plan.spokes[1])
+    hub = conn_options(render.render_conn(tunnel.hub_end))
+    remote = conn_options(render.render_conn(tunnel.spoke_end))
     assert hub["right"] == "%any" and hub["rightid"] == "@spoke2" and hub["auto"] == "add"
     assert remote["left"] == "%defaultroute" and remote["right"] == "192.168.1.10" and remote["auto"] == "start"
     for conn in (hub, remote):
@@ -35,8 +36,8 @@ def test_hub_and_spoke_conns(mode: str) -> None:
 
 
 def test_user_data_is_cloud_config_with_secrets_0600() -> None:
-    config, plan = parse_lab(installPackages=False)
-    text = render.render_user_data(config, plan, plan.spokes[0], PSK)
+    spec = parse_lab(installPackages=False)
+    text = payload.node_payload(spec, "test", spec.plan.spokes[0]).user_data(PSK)
     assert text.startswith("#cloud-config\n")
     data = yaml.safe_load(text)
     files = {f["path"]: f for f in data["write_files"]}
@@ -45,21 +46,21 @@ def test_user_data_is_cloud_config_with_secrets_0600() -> None:
     assert files[names.LAB_NETWORK_SCRIPT]["content"].startswith("#!/bin/sh\n")
     assert "packages" not in data and data["ssh_pwauth"] is False
     assert data["users"][0]["name"] == names.SSH_USER
-    assert data["users"][0]["ssh_authorized_keys"] == [config.ssh_public_key]
+    assert data["users"][0]["ssh_authorized_keys"] == [spec.config.ssh_public_key]
 
 
 def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
-    config, plan = parse_lab()
-    text = render.render_user_data(config, plan, plan.hub, psk=None)
+    spec = parse_lab()
+    text = payload.node_payload(spec, "test", spec.plan.hub).user_data(psk=None)
     assert "PSK" not in text and "spoke" not in text
     assert yaml.safe_load(text)["packages"] == ["libreswan", "openvswitch-switch"]
 
 
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
-    config, plan = parse_lab(interfaceMode=mode, wanMtu=1492, greKey=False)
-    hub = render.render_lab_network(config, plan, plan.hub)
-    spoke = render.render_lab_network(config, plan, plan.spokes[0])
+    spec = parse_lab(interfaceMode=mode, wanMtu=1492, greKey=False)
+    hub = payload.lab_network_script(spec, spec.plan.hub)
+    spoke = payload.lab_network_script(spec, spec.plan.spokes[0])
     device = names.VTI_INTERFACE if mode == "vti" else "ipsec20"
     for script in (hub, spoke):
         assert f"ip link set {device} mtu 1430 up" in script
@@ -71,9 +72,9 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
 
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
-    config, plan = parse_lab()
-    up = render.render_hub_tunnel_up(config, plan, plan.spokes[0])
-    down = render.render_hub_tunnel_down(config, plan, plan.spokes[0])
+    spec = parse_lab()
+    hub_side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]))
+    up, down = hub_side.up_script, hub_side.down_script
     assert f"add-port {names.BRIDGE} gre-spoke1" in up and "options:key=1" in up
     assert f"ipsec addconn --config {names.IPSEC_CONF} hub-spoke1\n" in up
     assert f"del-port {names.BRIDGE} gre-spoke1" in down and "ipsec whack --delete --name hub-spoke1" in down
@@ -83,17 +84,17 @@ def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
 
 
 def test_network_config_static_wan_and_dhcp_management() -> None:
-    config, plan = parse_lab()
-    site = plan.spokes[0]
-    data = yaml.safe_load(render.render_network_config(config, site, "52:54:00:00:02:00", "52:54:00:00:02:01"))
+    seed = payload.node_payload(parse_lab(), "test", parse_lab().plan.spokes[0])
+    data = yaml.safe_load(seed.network_config)
     wan, mgmt = data["ethernets"][names.WAN_INTERFACE], data["ethernets"][names.MGMT_INTERFACE]
     assert wan["addresses"] == ["192.168.2.10/24"] and wan["routes"][0]["via"] == "192.168.2.1"
-    assert wan["match"]["macaddress"] == "52:54:00:00:02:00" and wan["mtu"] == 1500
+    assert wan["match"]["macaddress"] == seed.wan_mac and wan["mtu"] == 1500
+    assert mgmt["match"]["macaddress"] == seed.mgmt_mac
     assert mgmt["dhcp4"] is True and mgmt["dhcp4-overrides"]["use-routes"] is False
 
 
 def test_macs_are_stable_and_distinct() -> None:
-    _, plan = parse_lab(spokes=250)
+    plan = parse_lab(spokes=250).plan
     nics = (names.WAN_NIC, names.MGMT_NIC)
     macs = [names.mac_address("ci", site.site_index, nic) for site in plan.sites for nic in nics]
     assert len(set(macs)) == len(macs)

@@ -1,0 +1,117 @@
+"""The tunnel model: both conn ends of a spoke's tunnel and the GRE ports between them.
+
+Both ends are built here only, from the same spec; the Tunnel component
+registers them as props so that tests and policies can check that they
+agree, and lablib.payload renders them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lablib import names
+from lablib.addressing import Site
+from lablib.config import LabSpec
+
+
+@dataclass(frozen=True)
+class ConnEnd:
+    """One side's libreswan conn: what this side says about itself and its peer."""
+
+    conn_name: str
+    local_id: str
+    remote_id: str
+    local_address: str  # an address, or %defaultroute behind NAT
+    remote_address: str  # the hub's WAN address, or %any on the hub
+    local_overlay: str
+    remote_overlay: str
+    ike: str
+    esp: str
+    auto: str  # the hub waits (add), spokes dial out (start)
+    dpd_action: str
+    dpd_delay: int
+    interface_mode: str
+    tunnel_mark: int
+    interface_name: str
+
+    @property
+    def conf_path(self) -> str:
+        return names.conn_conf_path(self.conn_name)
+
+    @property
+    def secrets_path(self) -> str:
+        return names.conn_secrets_path(self.conn_name)
+
+    def as_props(self) -> dict[str, object]:
+        """The decisive parameters, as component props for tests and policies."""
+        return {
+            "connName": self.conn_name, "localId": self.local_id, "remoteId": self.remote_id,
+            "localAddress": self.local_address, "remoteAddress": self.remote_address,
+            "localOverlay": self.local_overlay, "remoteOverlay": self.remote_overlay,
+            "ike": self.ike, "esp": self.esp, "interfaceMode": self.interface_mode,
+            "tunnelMark": self.tunnel_mark, "interfaceName": self.interface_name,
+        }
+
+
+@dataclass(frozen=True)
+class GrePort:
+    name: str
+    local_ip: str
+    remote_ip: str
+    key: int | None
+
+    def as_props(self) -> dict[str, object]:
+        return {"name": self.name, "localIp": self.local_ip, "remoteIp": self.remote_ip, "key": self.key}
+
+
+@dataclass(frozen=True)
+class SpokeTunnel:
+    """One spoke's tunnel to the hub, both sides."""
+
+    spoke: Site
+    hub_end: ConnEnd
+    spoke_end: ConnEnd
+    hub_port: GrePort  # on the hub's bridge, towards the spoke
+    spoke_port: GrePort  # on the spoke's bridge, towards the hub
+
+
+def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str) -> ConnEnd:
+    config, hub_side = spec.config, local.is_hub
+    return ConnEnd(
+        conn_name=names.conn_name(local.name, remote.name),
+        local_id=local.ike_id,
+        remote_id=remote.ike_id,
+        local_address=local_address,
+        remote_address=remote_address,
+        local_overlay=str(local.overlay_address),
+        remote_overlay=str(remote.overlay_address),
+        ike=config.ike,
+        esp=config.esp,
+        auto="add" if hub_side else "start",
+        dpd_action="clear" if hub_side else "restart",
+        dpd_delay=config.dpd_delay,
+        interface_mode=config.interface_mode,
+        tunnel_mark=config.tunnel_mark,
+        interface_name=config.tunnel_interface,
+    )
+
+
+def _port(spec: LabSpec, local: Site, remote: Site, spoke: Site) -> GrePort:
+    """The port on local's bridge towards remote; the spoke number keys the pair."""
+    return GrePort(
+        name=remote.gre_port,
+        local_ip=str(local.overlay_address),
+        remote_ip=str(remote.overlay_address),
+        key=spoke.number if spec.config.gre_key else None,
+    )
+
+
+def spoke_tunnel(spec: LabSpec, spoke: Site) -> SpokeTunnel:
+    """The hub accepts the spoke from any address (dynamic, NATed) by its ID; the spoke dials the hub."""
+    hub, hub_wan = spec.plan.hub, str(spec.plan.hub.wan_address)
+    return SpokeTunnel(
+        spoke=spoke,
+        hub_end=_end(spec, hub, spoke, hub_wan, "%any"),
+        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan),
+        hub_port=_port(spec, hub, spoke, spoke),
+        spoke_port=_port(spec, spoke, hub, spoke),
+    )
