@@ -3,10 +3,10 @@ import ipaddress
 
 import pytest
 
-from harness import stack_values, secrets_for_tests
+from harness import mock_secrets, stack_values
 from lablib.config import ConfigError, parse_config
 
-SECRETS = secrets_for_tests()
+SECRETS = mock_secrets()
 
 
 def parse(**overrides: object):

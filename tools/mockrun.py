@@ -1,0 +1,142 @@
+"""Run the Pulumi program under mocks and record what it declares (no engine, no VMs).
+
+The fast tests, the policy tests and tools/bench_plan.py share this. The SDK
+does not read Pulumi.yaml or stack files, so this does what the engine does:
+defaults from Pulumi.yaml, values from stacks/Pulumi.<stack>.yaml.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pulumi
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from lablib.config import SECRET_KEYS
+from lablib.names import PROJECT_DIR as ROOT
+
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the key that marks a secret input
+TEST_MASTER_SECRET = "test-master-secret-0123456789abcdef"
+TEST_SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey test@lab"
+TEST_IMAGE = "/var/lib/images/test.qcow2"
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool
+
+
+@dataclass
+class Run:
+    resources: list[Recorded]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> Recorded:
+        (match,) = [r for r in self.resources if r.name == name]
+        return match
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Recorded] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.custom))
+        state = dict(args.inputs)
+        if args.typ == "libvirt:index/pool:Pool":
+            state.setdefault("name", args.inputs.get("name"))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+@cache
+def _project() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+
+
+PROJECT = _project()["name"]
+
+
+def project_config() -> dict[str, dict[str, Any]]:
+    """The config keys Pulumi.yaml declares, with their types and defaults."""
+    return _project()["config"]
+
+
+def as_config_string(value: Any) -> str:
+    """How the engine hands a typed value to the program."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def load_stack(stack: str) -> dict[str, Any]:
+    """The typed values of stacks/Pulumi.<stack>.yaml, without the project prefix."""
+    data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return {key.split(":", 1)[1]: value for key, value in data["config"].items()}
+
+
+@cache
+def ssh_private_key() -> str:
+    """A throw-away key, made once per process: the plan only checks its form."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                             serialization.NoEncryption()).decode()
+
+
+def mock_secrets() -> dict[str, str]:
+    """Stand-ins for the secrets the program reads (never a real lab's)."""
+    return {"masterSecret": TEST_MASTER_SECRET, "sshPrivateKey": ssh_private_key()}
+
+
+def stack_values(overrides: dict[str, Any] | None = None, stack: str | None = None,
+                 secrets: bool = True) -> dict[str, str]:
+    """Defaults + a stack file + overrides + test secrets, as config strings."""
+    values: dict[str, Any] = {k: v["default"] for k, v in project_config().items() if "default" in v}
+    values.update({"image": TEST_IMAGE, "sshPublicKey": TEST_SSH_PUBLIC_KEY})
+    if stack:
+        values.update(load_stack(stack))
+    if secrets:
+        values.update(mock_secrets())
+    values.update(overrides or {})
+    return {key: as_config_string(value) for key, value in values.items() if value is not None}
+
+
+def run_program(values: dict[str, str], stack: str = "test", preview: bool = False) -> Run:
+    """Run __main__.py under fresh mocks; return the recorded resources and stack outputs."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    pulumi.runtime.settings.reset_options()
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    secret_keys = [f"{PROJECT}:{key}" for key in SECRET_KEYS]
+    pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in values.items()}, secret_keys=secret_keys)
+    exports: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output:
+        original_export = pulumi.export
+        pulumi.export = exports.__setitem__  # the Stack resource is not mocked: catch exports
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        finally:
+            pulumi.export = original_export
+        return pulumi.Output.from_input(exports).apply(outputs.update)
+
+    program()
+    return Run(mocks.resources, outputs)
