@@ -7,7 +7,7 @@ PY := venv/bin/python
 STACK ?= local
 LABCTL := scripts/labns.sh exec $(PY) tools/labctl.py
 
-.PHONY: venv deps toolchain image test test-fast e2e up down preview clean
+.PHONY: venv deps test test-fast e2e up down preview
 
 venv: venv/.stamp policy/venv/.stamp
 venv/.stamp: requirements.txt requirements-dev.txt
