@@ -53,16 +53,17 @@ class Lab(pulumi.ComponentResource):
                 kernel_path=storage.kernel_path, initrd_path=storage.initrd_path,
                 cloudinit_after=after.cloudinit if after else None), opts=child)
 
-        hub_seed = payload.node_payload(spec, args.stack, plan.hub)
+        hub_seed = payload.node_payload(spec, args.stack, plan.hub, tunnel=None)
         hub = node(hub_seed, hub_seed.user_data(None), after=None)
         previous = hub
         for spoke in plan.spokes:
             psk = args.master_secret.apply(
                 lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
-            seed = payload.node_payload(spec, args.stack, spoke)
+            tunnel = spoke_tunnel(spec, spoke)
+            seed = payload.node_payload(spec, args.stack, spoke, tunnel)
             previous = node(seed, psk.apply(seed.user_data), after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
-                spec=spec, tunnel=spoke_tunnel(spec, spoke), psk=psk, hub_host=str(plan.hub.mgmt_address),
+                spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
                 ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)
 
         self.nodes = report.nodes(spec)

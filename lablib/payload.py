@@ -15,7 +15,7 @@ from lablib import names, render
 from lablib.addressing import Site
 from lablib.config import LabSpec
 from lablib.render import PayloadFile
-from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, spoke_tunnel
+from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
 
 
 def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
@@ -24,15 +24,15 @@ def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
             PayloadFile(end.secrets_path, "0600", render.render_secrets(end, psk))]
 
 
-def lab_network_script(spec: LabSpec, site: Site) -> str:
+def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) -> str:
     """The per-boot script: tunnel device + MTU, overlay route, bridge (+ the spoke's GRE port)."""
     plan = spec.plan
-    if site.is_hub:
+    if tunnel is None:
         ports: list[GrePort] = []  # hub ports arrive with each spoke's Tunnel
         overlay_route = str(plan.overlay_pool)
         vti_remote = "0.0.0.0"  # one shared VTI for every spoke, whatever its address
     else:
-        ports = [spoke_tunnel(spec, site).spoke_port]
+        ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))
         vti_remote = str(plan.hub.wan_address)
     return render.render_lab_network(site, spec.config, spec.mtu, ports, overlay_route, vti_remote)
@@ -63,7 +63,10 @@ class NodePayload:
         return render.render_user_data(self.site, files, self.ssh_public_key, self.install_packages)
 
 
-def node_payload(spec: LabSpec, stack: str, site: Site) -> NodePayload:
+def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | None) -> NodePayload:
+    """site's payload; tunnel is the spoke's (lablib.tunnel.spoke_tunnel), None for the hub."""
+    if (tunnel is None) != site.is_hub:
+        raise ValueError(f"{site.name}: a spoke needs its tunnel, the hub none")
     config = spec.config
     wan_mac = names.mac_address(stack, site.site_index, names.WAN_NIC)
     mgmt_mac = names.mac_address(stack, site.site_index, names.MGMT_NIC)
@@ -76,10 +79,10 @@ def node_payload(spec: LabSpec, stack: str, site: Site) -> NodePayload:
         # A stable instance-id: cloud-init must not re-run on the second `pulumi up`.
         meta_data=render.render_meta_data(domain, site),
         console_xslt=render.render_console_xslt(names.console_log_path(domain)),
-        base_files=(PayloadFile(names.LAB_NETWORK_SCRIPT, "0755", lab_network_script(spec, site)),
+        base_files=(PayloadFile(names.LAB_NETWORK_SCRIPT, "0755", lab_network_script(spec, site, tunnel)),
                     PayloadFile(names.LAB_NETWORK_UNIT, "0644", render.render_lab_network_unit()),
                     PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render.render_ipsec_compat())),
-        conn=None if site.is_hub else spoke_tunnel(spec, site).spoke_end,
+        conn=None if tunnel is None else tunnel.spoke_end,
         ssh_public_key=config.ssh_public_key,
         install_packages=config.install_packages,
     )

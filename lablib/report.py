@@ -4,6 +4,9 @@ from __future__ import annotations
 import yaml
 
 from lablib import names
+
+# libyaml's emitter when pyyaml has it (its wheels do): the same text, several times faster.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 from lablib.addressing import Site
 from lablib.config import LabSpec
 
@@ -49,7 +52,7 @@ def inventory_yaml(spec: LabSpec) -> str:
             "spokes": {"hosts": {site.name: host(site) for site in plan.spokes}},
         },
     }}
-    return yaml.safe_dump(inventory, sort_keys=False)
+    return yaml.dump(inventory, Dumper=_DUMPER, sort_keys=False)
 
 
 def mermaid(spec: LabSpec) -> str:

@@ -70,7 +70,8 @@ def test_user_data_passes_cloud_init_schema(install_packages: bool, tmp_path: Pa
     for site in (plan.hub, plan.spokes[0]):
         psk = None if site.is_hub else derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, site.ike_id)
         user_data = tmp_path / f"{site.name}.yaml"
-        user_data.write_text(payload.node_payload(spec, "test", site).user_data(psk))
+        tunnel = None if site.is_hub else spoke_tunnel(spec, site)
+        user_data.write_text(payload.node_payload(spec, "test", site, tunnel).user_data(psk))
         result = in_root("cloud-init", "schema", "--config-file", str(user_data), cwd=tmp_path)
         assert result.returncode == 0, f"{site.name}: {result.stdout}{result.stderr}"
         assert "Valid cloud-config" in result.stdout

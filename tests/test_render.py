@@ -8,9 +8,23 @@ import yaml
 
 from harness import parse_lab
 from lablib import names, payload, render
+from lablib.addressing import Site
+from lablib.config import LabSpec
 from lablib.tunnel import spoke_tunnel
 
 PSK = "k" * 43
+
+
+def spoke_payload(spec: LabSpec, spoke: Site) -> payload.NodePayload:
+    return payload.node_payload(spec, "test", spoke, spoke_tunnel(spec, spoke))
+
+
+def test_a_spoke_needs_its_tunnel_and_the_hub_none() -> None:
+    spec = parse_lab()
+    with pytest.raises(ValueError, match="spoke1"):
+        payload.node_payload(spec, "test", spec.plan.spokes[0], tunnel=None)
+    with pytest.raises(ValueError, match="hub"):
+        payload.node_payload(spec, "test", spec.plan.hub, spoke_tunnel(spec, spec.plan.spokes[0]))
 
 
 def conn_options(text: str) -> dict[str, str]:
@@ -37,7 +51,7 @@ def test_hub_and_spoke_conns(mode: str) -> None:
 
 def test_user_data_is_cloud_config_with_secrets_0600() -> None:
     spec = parse_lab(installPackages=False)
-    text = payload.node_payload(spec, "test", spec.plan.spokes[0]).user_data(PSK)
+    text = spoke_payload(spec, spec.plan.spokes[0]).user_data(PSK)
     assert text.startswith("#cloud-config\n")
     data = yaml.safe_load(text)
     files = {f["path"]: f for f in data["write_files"]}
@@ -51,7 +65,7 @@ def test_user_data_is_cloud_config_with_secrets_0600() -> None:
 
 def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
     spec = parse_lab()
-    text = payload.node_payload(spec, "test", spec.plan.hub).user_data(psk=None)
+    text = payload.node_payload(spec, "test", spec.plan.hub, tunnel=None).user_data(psk=None)
     assert "PSK" not in text and "spoke" not in text
     assert yaml.safe_load(text)["packages"] == ["libreswan", "openvswitch-switch"]
 
@@ -59,8 +73,9 @@ def test_hub_user_data_holds_no_spoke_and_no_key() -> None:
 @pytest.mark.parametrize("mode", ["vti", "xfrm"])
 def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
     spec = parse_lab(interfaceMode=mode, wanMtu=1492, greKey=False)
-    hub = payload.lab_network_script(spec, spec.plan.hub)
-    spoke = payload.lab_network_script(spec, spec.plan.spokes[0])
+    hub = payload.lab_network_script(spec, spec.plan.hub, tunnel=None)
+    first = spec.plan.spokes[0]
+    spoke = payload.lab_network_script(spec, first, spoke_tunnel(spec, first))
     device = names.VTI_INTERFACE if mode == "vti" else "ipsec20"
     for script in (hub, spoke):
         assert f"ip link set {device} mtu 1430 up" in script
@@ -84,7 +99,8 @@ def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
 
 
 def test_network_config_static_wan_and_dhcp_management() -> None:
-    seed = payload.node_payload(parse_lab(), "test", parse_lab().plan.spokes[0])
+    spec = parse_lab()
+    seed = spoke_payload(spec, spec.plan.spokes[0])
     data = yaml.safe_load(seed.network_config)
     wan, mgmt = data["ethernets"][names.WAN_INTERFACE], data["ethernets"][names.MGMT_INTERFACE]
     assert wan["addresses"] == ["192.168.2.10/24"] and wan["routes"][0]["via"] == "192.168.2.1"

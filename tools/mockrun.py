@@ -7,6 +7,7 @@ defaults from Pulumi.yaml, values from stacks/Pulumi.<stack>.yaml.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import runpy
 from dataclasses import dataclass, field
@@ -138,5 +139,9 @@ def run_program(values: dict[str, str], stack: str = "test", preview: bool = Fal
             pulumi.export = original_export
         return pulumi.Output.from_input(exports).apply(outputs.update)
 
-    program()
+    threshold = gc.get_threshold()  # the program tunes the collector for its own process
+    try:
+        program()
+    finally:
+        gc.set_threshold(*threshold)
     return Run(mocks.resources, outputs)
