@@ -39,12 +39,13 @@ from typing import Any
 import pytest
 
 from harness import ROOT, TEST_MASTER_SECRET, parse_lab
-from lablib import names, render
+from lablib import names, payload, render
 from lablib.keys import derive_psk
+from lablib.tunnel import ConnEnd, spoke_tunnel
 
 IN_ROOT = ROOT / "scripts" / "in-root.sh"
 SUITES = {"bookworm": 4, "trixie": 5}  # Debian suite -> libreswan major version
-WAN = "wan0"  # as on the VMs
+WAN = names.WAN_INTERFACE  # as on the VMs
 VARIANTS: dict[str, dict[str, Any]] = {
     "xfrm-defaults": {},
     "vti-defaults": {"interfaceMode": "vti"},
@@ -75,10 +76,10 @@ fi
 ipsec --version > "$out/version"
 ipsec checknss >/dev/null 2>&1 || ipsec initnss >/dev/null
 install -D -m 0755 "$out/compat.sh" COMPAT
-cp "$out"/etc/* /etc/ipsec.d/
+cp "$out"/etc/* IPSEC_DIR/
 if [ "$mode" = boot ]; then
 	COMPAT
-	run checkconfig ipsec addconn --config /etc/ipsec.conf --checkconfig
+	run checkconfig ipsec addconn --config IPSEC_CONF --checkconfig
 fi
 printf 'config setup\n' > "$out/startup.conf"
 mkdir -p /run/pluto
@@ -91,10 +92,10 @@ done
 wc -c < "$out/pluto.log" > "$out/log-start"
 if [ "$mode" = push ]; then
 	for conn; do run "$conn.load" sh "$out/$conn.up"; done
-	run checkconfig ipsec addconn --config /etc/ipsec.conf --checkconfig
+	run checkconfig ipsec addconn --config IPSEC_CONF --checkconfig
 else
 	run secrets ipsec whack --rereadsecrets
-	for conn; do run "$conn.load" ipsec addconn --config /etc/ipsec.conf "$conn"; done
+	for conn; do run "$conn.load" ipsec addconn --config IPSEC_CONF "$conn"; done
 fi
 ipsec whack --status > "$out/status"
 if [ "$mode" = push ]; then
@@ -106,7 +107,8 @@ if [ "$mode" = push ]; then
 fi
 ipsec whack --shutdown >/dev/null
 wait
-""".replace("WAN", WAN).replace("COMPAT", names.LAB_IPSEC_COMPAT)
+""".replace("WAN", WAN).replace("COMPAT", names.LAB_IPSEC_COMPAT).replace("IPSEC_DIR", names.IPSEC_DIR).replace(
+    "IPSEC_CONF", names.IPSEC_CONF)
 
 ADDED = '"{conn}": added IKEv2 connection'
 # What pluto logs when it loads a conn, and nothing else is allowed about it.
@@ -133,7 +135,7 @@ class Side:
     mode: str  # "push": the hub push's scripts; "boot": as a spoke's first boot
     address: str
     gateway: str
-    ends: list[render.ConnEnd]
+    ends: list[ConnEnd]
     files: list[render.PayloadFile]
     scripts: dict[str, tuple[str, str]]  # conn -> the hub push's up and down script
 
@@ -155,19 +157,20 @@ def without_ovs(script: str) -> str:
 
 def sides(overrides: dict[str, Any]) -> list[Side]:
     """The hub with every spoke's conn, and spoke1 with its one."""
-    config, plan = parse_lab(**overrides)
+    spec = parse_lab(**overrides)
+    plan = spec.plan
     psks = {spoke.name: derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, spoke.ike_id) for spoke in plan.spokes}
-    hub_ends = [render.hub_end(config, plan, spoke) for spoke in plan.spokes]
-    scripts = {end.conn_name: (without_ovs(render.render_hub_tunnel_up(config, plan, spoke)),
-                               without_ovs(render.render_hub_tunnel_down(config, plan, spoke)))
-               for end, spoke in zip(hub_ends, plan.spokes)}
+    tunnels = [spoke_tunnel(spec, spoke) for spoke in plan.spokes]
+    hub_sides = [payload.hub_side(tunnel) for tunnel in tunnels]
+    hub_ends = [tunnel.hub_end for tunnel in tunnels]
+    scripts = {side.end.conn_name: (without_ovs(side.up_script), without_ovs(side.down_script)) for side in hub_sides}
     spoke = plan.spokes[0]
-    spoke_ends = [render.spoke_end(config, plan, spoke)]
+    spoke_ends = [tunnels[0].spoke_end]
     return [
         Side(plan.hub.name, "push", f"{plan.hub.wan_address}/{plan.hub.wan_subnet.prefixlen}", "", hub_ends,
-             [f for end, s in zip(hub_ends, plan.spokes) for f in render.tunnel_files(end, psks[s.name])], scripts),
+             [f for end, s in zip(hub_ends, plan.spokes) for f in payload.tunnel_files(end, psks[s.name])], scripts),
         Side(spoke.name, "boot", f"{spoke.wan_address}/{spoke.wan_subnet.prefixlen}", str(spoke.wan_gateway),
-             spoke_ends, render.tunnel_files(spoke_ends[0], psks[spoke.name]), {}),
+             spoke_ends, payload.tunnel_files(spoke_ends[0], psks[spoke.name]), {}),
     ]
 
 
