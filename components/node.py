@@ -7,6 +7,7 @@ import pulumi
 import pulumi_libvirt as libvirt
 
 from lablib import names, report
+from lablib.cmdline import kernel_cmdlines
 from lablib.config import LabSpec
 from lablib.payload import NodePayload
 
@@ -24,15 +25,6 @@ class LabNodeArgs:
     kernel_path: pulumi.Input[str] | None = None
     initrd_path: pulumi.Input[str] | None = None
     cloudinit_after: pulumi.Resource | None = None  # see LabNode
-
-
-def kernel_cmdlines(cmdline: str) -> list[dict[str, str]]:
-    """The provider's cmdlines form exactly as it reads it back: one map of the key=value
-    words, then a {"_": word} map per bare word (anything else is a diff, and a replacement,
-    on every run)."""
-    words = [word.partition("=") for word in cmdline.split()]
-    pairs = {key: value for key, sep, value in words if sep}
-    return ([pairs] if pairs else []) + [{"_": key} for key, sep, _ in words if not sep]
 
 
 class LabNode(pulumi.ComponentResource):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from lablib import names
 from lablib.errors import ConfigError
+from lablib.netcheck import Subnet, check_no_overlap
 
 WAN_HOST_NUMBER = 10  # sites keep the original deployment's .10 WAN address
 
@@ -90,22 +91,16 @@ def _spoke_subnets(config: AddressSettings) -> list[ipaddress.IPv4Network]:
     return subnets
 
 
-def _check_no_overlap(named: list[tuple[str, ipaddress.IPv4Network]]) -> None:
-    ordered = sorted(named, key=lambda item: (item[1].network_address, item[1].prefixlen))
-    for (name_a, net_a), (name_b, net_b) in zip(ordered, ordered[1:]):
-        if net_a.overlaps(net_b):
-            raise ConfigError(name_b.split(" ")[0], str(net_b),
-                              f"overlaps {name_a} {net_a}: every lab subnet must be distinct")
-
-
 def build_plan(config: AddressSettings) -> AddressPlan:
     """Compute every address of the lab; raise ConfigError when the subnets cannot hold it."""
     spoke_subnets = _spoke_subnets(config)
     vms = config.spokes + 1
-    named = [("hubSubnet", config.hub_subnet), ("overlayPool", config.overlay_pool),
-             ("bridgeSubnet", config.bridge_subnet), ("mgmtSubnet", config.mgmt_subnet)]
-    named += [(f"spokeSubnetPool ({names.spoke_name(n)})", net) for n, net in enumerate(spoke_subnets, start=1)]
-    _check_no_overlap(named)
+    named = [Subnet(key, str(net), net) for key, net in (
+        ("hubSubnet", config.hub_subnet), ("overlayPool", config.overlay_pool),
+        ("bridgeSubnet", config.bridge_subnet), ("mgmtSubnet", config.mgmt_subnet))]
+    pool = str(config.spoke_subnet_pool)
+    named += [Subnet("spokeSubnetPool", pool, net, names.spoke_name(n)) for n, net in enumerate(spoke_subnets, start=1)]
+    check_no_overlap(named)
 
     wan_need = f"sites need host .{WAN_HOST_NUMBER}"
     overlay_need = f"{config.spokes} spokes need {vms} overlay addresses after the network address"

@@ -7,16 +7,18 @@ tests do the same from that file.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from dataclasses import dataclass
 from typing import Callable, Mapping, TypeVar
 
-from lablib import names
+from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
+from lablib.cmdline import kernel_cmdlines
 from lablib.crypto import Proposal, ProposalError, parse_proposals
 from lablib.errors import ConfigError
 from lablib.mtu import MtuPlan, plan_mtu
+from lablib.netcheck import check_special
+from lablib.sshkeys import check_key_pair
 
 __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
 
@@ -81,14 +83,7 @@ def _required(raw: Mapping[str, str | None], key: str) -> str:
 
 
 def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int) -> int:
-    text = _required(raw, key)
-    try:
-        value = int(str(text).strip())
-    except ValueError:
-        raise ConfigError(key, text, f"must be an integer from {low} to {high}") from None
-    if not low <= value <= high:
-        raise ConfigError(key, text, f"must be an integer from {low} to {high}")
-    return value
+    return inputs.integer_text(key, _required(raw, key), low, high)
 
 
 def _boolean(raw: Mapping[str, str | None], key: str) -> bool:
@@ -108,9 +103,11 @@ def _choice(raw: Mapping[str, str | None], key: str, allowed: tuple[str, ...]) -
 def _network(raw: Mapping[str, str | None], key: str) -> ipaddress.IPv4Network:
     text = _required(raw, key)
     try:
-        return ipaddress.IPv4Network(text, strict=True)
+        network = ipaddress.IPv4Network(text, strict=True)
     except ValueError as error:
         raise ConfigError(key, text, f"must be an IPv4 network in CIDR form ({error})") from None
+    check_special(key, network)
+    return network
 
 
 def _checked(key: str, value: T, ok: Callable[[T], bool], allowed: str) -> T:
@@ -122,11 +119,8 @@ def _checked(key: str, value: T, ok: Callable[[T], bool], allowed: str) -> T:
 def _routed_spokes(raw: Mapping[str, str | None], spokes: int) -> frozenset[int]:
     text = _required(raw, "routedSpokes")
     allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
-    try:
-        numbers = json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError("routedSpokes", text, allowed) from None
-    if not isinstance(numbers, list) or not all(type(n) is int and 1 <= n <= spokes for n in numbers):
+    numbers = inputs.integer_list_text("routedSpokes", text, allowed)
+    if not all(1 <= n <= spokes for n in numbers):
         raise ConfigError("routedSpokes", text, allowed)
     if len(set(numbers)) != len(numbers):
         raise ConfigError("routedSpokes", text, allowed)
@@ -143,20 +137,14 @@ def _proposals(raw: Mapping[str, str | None], key: str) -> tuple[str, list[Propo
                                      "with SHA-2 and DH groups of 2048 bits or more") from None
 
 
-def _path(text: str) -> str:
-    """Expand ~ in local paths so stack files can point into the user's cache."""
-    return text if "://" in text else os.path.expanduser(text)
-
-
 def check_secrets(secrets: Mapping[str, str | None]) -> None:
     """Reject missing or weak secrets; the error never shows a secret's value."""
     for key in SECRET_KEYS:
         if not secrets.get(key):
             raise ConfigError(key, None, f"is missing: set it with `pulumi config set --secret {key} ...`")
+        inputs.check_secret_text(key, secrets[key] or "")
     if len(secrets["masterSecret"] or "") < MIN_MASTER_SECRET:
         raise ConfigError("masterSecret", "[secret]", f"must be at least {MIN_MASTER_SECRET} characters")
-    if "PRIVATE KEY-----" not in (secrets["sshPrivateKey"] or ""):
-        raise ConfigError("sshPrivateKey", "[secret]", "must be an OpenSSH private key (PEM text)")
 
 
 def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None]) -> LabSpec:
@@ -164,6 +152,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
 
     secrets are only checked: they stay out of LabConfig and are wrapped as Pulumi secrets.
     """
+    inputs.check_texts(raw)
     check_secrets(secrets)
     spokes = _integer(raw, "spokes", 1, MAX_SPOKES)
     routed = _routed_spokes(raw, spokes)
@@ -176,11 +165,10 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     if not image:
         raise ConfigError("image", image, "must name a cloud image (path or http(s) URL)")
     kernel, initrd, cmdline = (_required(raw, k).strip() for k in ("kernel", "initrd", "kernelCmdline"))
-    if bool(kernel) != bool(initrd) or (kernel and not cmdline):
-        raise ConfigError("kernel", kernel, "direct kernel boot needs kernel, initrd and kernelCmdline together")
+    inputs.direct_boot(kernel, initrd, cmdline)
+    kernel_cmdlines(cmdline)  # raises ConfigError when the provider cannot pass it as written
     ssh_key = _required(raw, "sshPublicKey").strip()
-    _checked("sshPublicKey", ssh_key, lambda k: k.startswith(("ssh-", "ecdsa-")) and len(k.split()) >= 2,
-             "must be an OpenSSH public key line (ssh-ed25519 AAAA... or ssh-rsa AAAA...)")
+    check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
     pool_path = _required(raw, "poolPath").strip()
     _checked("poolPath", pool_path, os.path.isabs, "must be an absolute directory path")
 
@@ -203,9 +191,9 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         esp=esp,
         gre_key=gre_key,
         dpd_delay=_integer(raw, "dpdDelay", 1, 300),
-        image=_path(image),
-        kernel=_path(kernel) if kernel else "",
-        initrd=_path(initrd) if initrd else "",
+        image=inputs.boot_file("image", image),
+        kernel=inputs.boot_file("kernel", kernel) if kernel else "",
+        initrd=inputs.boot_file("initrd", initrd) if initrd else "",
         kernel_cmdline=cmdline,
         domain_type=_choice(raw, "domainType", DOMAIN_TYPES),
         memory_mib=_integer(raw, "memoryMib", 256, 65536),

@@ -7,7 +7,6 @@ place on the running hub, which is never replaced or rebooted for it.
 """
 from __future__ import annotations
 
-import io
 import sys
 import time
 from typing import Any
@@ -16,7 +15,10 @@ import paramiko
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from lablib.sshkeys import load_private_key
+
 CONNECT_RETRY_SECONDS = 5
+SSH_PORT = 22
 DELETE_TIMEOUT_SECONDS = 60
 
 
@@ -24,27 +26,25 @@ class RemoteError(RuntimeError):
     """A remote command failed; carries what it printed."""
 
 
-def _private_key(text: str) -> paramiko.PKey:
-    for key_type in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-        try:
-            return key_type.from_private_key(io.StringIO(text))
-        except paramiko.SSHException:
-            continue
-    raise RemoteError("sshPrivateKey is not an Ed25519, ECDSA or RSA private key")
-
-
 def _connect(props: dict[str, Any], timeout: float) -> paramiko.SSHClient:
-    """Connect, retrying until timeout: the VM may still be booting."""
+    """Connect, retrying connection errors until timeout (the VM may still be booting);
+    a refused key is final, reported at once."""
     deadline = time.monotonic() + timeout
-    key = _private_key(props["privateKey"])
+    key = load_private_key(props["privateKey"])
     while True:
         client = paramiko.SSHClient()
         # Lab VMs get fresh host keys on every create, on a network private to this run.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            client.connect(props["host"], username=props["user"], pkey=key, timeout=10,
+            client.connect(props["host"], port=SSH_PORT, username=props["user"], pkey=key, timeout=10,
                            banner_timeout=30, auth_timeout=30, allow_agent=False, look_for_keys=False)
             return client
+        except paramiko.AuthenticationException as error:
+            # sshd answers only once cloud-init has installed the key (cloud-init.service runs
+            # before sshd.service), so a refusal now will not turn into an acceptance later.
+            client.close()
+            raise RemoteError(f"{props['user']}@{props['host']} refused the SSH key ({error}): "
+                              "lab:sshPrivateKey must be the private half of lab:sshPublicKey") from error
         except (OSError, paramiko.SSHException) as error:
             client.close()
             if time.monotonic() > deadline:

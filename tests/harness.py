@@ -5,7 +5,8 @@ from typing import Any
 
 from lablib.config import LabSpec, parse_config
 from tools.mockrun import (PROJECT, ROOT, SECRET_SIG, TEST_MASTER_SECRET, Recorded, Run,  # noqa: F401
-                           load_stack, mock_secrets, project_config, run_program, stack_values)
+                           boot_files, load_stack, mock_secrets, project_config, run_program, ssh_private_key,
+                           ssh_public_key, stack_values)
 
 
 def parse_lab(**overrides: Any) -> LabSpec:

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from harness import ROOT, SECRET_SIG, TEST_MASTER_SECRET, Run, load_stack, project_config, run_program, stack_values
+from harness import ROOT, boot_files, SECRET_SIG, TEST_MASTER_SECRET, Run, load_stack, project_config, run_program, stack_values
 from lablib import names
 from lablib.keys import derive_psk
 
@@ -48,7 +48,7 @@ def test_resource_counts(spokes: int) -> None:
 
 
 def test_direct_kernel_boot_adds_kernel_and_initrd_volumes() -> None:
-    run = run_program(stack_values({"kernel": "/k/vmlinuz", "initrd": "/k/initrd.img",
+    run = run_program(stack_values({"kernel": str(boot_files() / "vmlinuz"), "initrd": str(boot_files() / "initrd.img"),
                                     "kernelCmdline": "root=/dev/vda rw console=ttyS0"}))
     assert len(run.of_type(VOLUME)) == 1 + 3 + 2  # base, three clones, kernel, initrd
     domain = run.named("lab-hub-domain").inputs

@@ -7,11 +7,15 @@ defaults from Pulumi.yaml, values from stacks/Pulumi.<stack>.yaml.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import gc
 import json
 import runpy
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -24,8 +28,6 @@ from lablib.names import PROJECT_DIR as ROOT
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # the key that marks a secret input
 TEST_MASTER_SECRET = "test-master-secret-0123456789abcdef"
-TEST_SSH_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKey test@lab"
-TEST_IMAGE = "/var/lib/images/test.qcow2"
 
 
 @dataclass
@@ -93,11 +95,30 @@ def load_stack(stack: str) -> dict[str, Any]:
 
 
 @cache
+def _ssh_key() -> ed25519.Ed25519PrivateKey:
+    """A throw-away key pair, made once per process."""
+    return ed25519.Ed25519PrivateKey.generate()
+
+
 def ssh_private_key() -> str:
-    """A throw-away key, made once per process: the plan only checks its form."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                             serialization.NoEncryption()).decode()
+    return _ssh_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption()).decode()
+
+
+def ssh_public_key() -> str:
+    """The public line of ssh_private_key(): the program checks that the two match."""
+    line = _ssh_key().public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return f"{line.decode()} test@lab"
+
+
+@cache
+def boot_files() -> Path:
+    """A directory holding an image, kernel and initrd: the program checks that they exist."""
+    directory = Path(tempfile.mkdtemp(prefix="lab-boot-files-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    for name in ("test.qcow2", "vmlinuz", "initrd.img"):
+        (directory / name).write_bytes(b"")
+    return directory
 
 
 def mock_secrets() -> dict[str, str]:
@@ -109,9 +130,10 @@ def stack_values(overrides: dict[str, Any] | None = None, stack: str | None = No
                  secrets: bool = True) -> dict[str, str]:
     """Defaults + a stack file + overrides + test secrets, as config strings."""
     values: dict[str, Any] = {k: v["default"] for k, v in project_config().items() if "default" in v}
-    values.update({"image": TEST_IMAGE, "sshPublicKey": TEST_SSH_PUBLIC_KEY})
+    values.update({"image": str(boot_files() / "test.qcow2"), "sshPublicKey": ssh_public_key()})
     if stack:
         values.update(load_stack(stack))
+        values["sshPublicKey"] = ssh_public_key()  # the stacks' line is a placeholder of no key
     if secrets:
         values.update(mock_secrets())
     values.update(overrides or {})

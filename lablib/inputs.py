@@ -1,0 +1,98 @@
+"""Checks of raw config text: shape, numerals, paths and URLs, the direct-boot keys.
+
+Every plain value ends in a VM's files, a libvirt object or a Pulumi resource,
+so what may not be there (control characters, huge strings, odd numerals,
+relative paths, other URL schemes) is refused here, naming the key.
+"""
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from typing import Mapping
+
+from lablib.errors import ConfigError
+
+MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user types
+MAX_SHORT = 64  # numbers, networks, choices
+MAX_LENGTH = {"ike": 512, "esp": 512, "image": MAX_TEXT, "kernel": MAX_TEXT, "initrd": MAX_TEXT,
+              "kernelCmdline": MAX_TEXT, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
+              "routedSpokes": 2048}  # 250 spoke numbers
+BOOT_FILE_KEYS = ("image", "kernel", "initrd")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DIGITS = re.compile(r"[0-9]{1,9}")
+_INT_LIST = re.compile(r"\[\s*(?:[0-9]{1,9}(?:\s*,\s*[0-9]{1,9})*\s*)?\]")
+
+
+def check_texts(raw: Mapping[str, str | None]) -> None:
+    """One line of plain text per value: no control characters (NUL, newline, ...), no huge strings."""
+    for key, text in raw.items():
+        if text is None:
+            continue
+        limit = MAX_LENGTH.get(key, MAX_SHORT)
+        if len(text) > limit:
+            raise ConfigError(key, text, f"is longer than {limit} characters")
+        bad = _CONTROL.search(text)
+        if bad:
+            raise ConfigError(key, text, f"contains control character {bad.group()!r} at {bad.start()}: "
+                                                "values must be one line of text")
+
+
+def check_secret_text(key: str, secret: str) -> None:
+    """A secret of whitespace only, or with a NUL byte, is a paste gone wrong."""
+    if not secret.strip():
+        raise ConfigError(key, "[secret]", "is only whitespace")
+    if "\x00" in secret:
+        raise ConfigError(key, "[secret]", "contains a NUL byte")
+
+
+def integer_text(key: str, text: str, low: int, high: int) -> int:
+    """Plain ASCII decimal digits only: not "1e3", "0x10", "٣", " 2 ", "+2" or "2_0"."""
+    allowed = f"must be an integer from {low} to {high} (decimal digits only)"
+    if not _DIGITS.fullmatch(text):
+        raise ConfigError(key, text, allowed)
+    value = int(text)
+    if not low <= value <= high:
+        raise ConfigError(key, text, allowed)
+    return value
+
+
+def integer_list_text(key: str, text: str, allowed: str) -> list[int]:
+    """A JSON array of plain decimal integers, as Pulumi hands an integer array; nothing nested."""
+    if not _INT_LIST.fullmatch(text):
+        raise ConfigError(key, text, allowed)
+    return [int(number) for number in re.findall(r"[0-9]+", text)]
+
+
+def boot_file(key: str, text: str) -> str:
+    """An http(s) URL, or an absolute path (after ~) to an existing file; return what Pulumi gets."""
+    scheme = urllib.parse.urlsplit(text).scheme if "://" in text else ""
+    if scheme:
+        url = urllib.parse.urlsplit(text)
+        if url.scheme not in ("http", "https"):
+            raise ConfigError(key, text, f"must be an http(s) URL or an absolute path to an existing "
+                                                f"file (scheme {url.scheme!r} is not fetched)")
+        if not url.hostname or " " in text:
+            raise ConfigError(key, text, "must be an http(s) URL with a host and no space (write %20)")
+        if url.username is not None or url.password is not None:
+            raise ConfigError(key, "[URL with credentials]", "must not carry a user or password: the URL is "
+                                                             "kept in plain text in the Pulumi state")
+        return text
+    path = os.path.expanduser(text)
+    if not os.path.isabs(path):
+        raise ConfigError(key, text, "must be an absolute path (~ allowed) or an http(s) URL")
+    if not os.path.isfile(path):
+        raise ConfigError(key, text, f"names no existing file ({path})")
+    return path
+
+
+def direct_boot(kernel: str, initrd: str, cmdline: str) -> None:
+    """kernel, initrd and kernelCmdline come together; the error names the key really missing."""
+    given = {"kernel": kernel, "initrd": initrd, "kernelCmdline": cmdline}
+    if not any(given.values()):
+        return
+    missing = [key for key, value in given.items() if not value]
+    if missing:
+        set_keys = " and ".join(f"lab:{key}" for key, value in given.items() if value)
+        raise ConfigError(missing[0], "", f"is missing: {set_keys} set means direct kernel boot, "
+                                          "which needs kernel, initrd and kernelCmdline")
