@@ -94,4 +94,3 @@ def test_nothing_listening_is_retried_until_the_timeout(monkeypatch: pytest.Monk
     with pytest.raises(RemoteError, match="could not reach lab@127.0.0.1 over SSH within 1 s"):
         _connect(props(port), 0.6)
     assert len(attempts) > 3
-
