@@ -18,7 +18,6 @@ MAX_SHORT = 64  # numbers, networks, choices
 MAX_LENGTH = {"ike": 512, "esp": 512, "image": MAX_TEXT, "kernel": MAX_TEXT, "initrd": MAX_TEXT,
               "kernelCmdline": MAX_TEXT, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
               "routedSpokes": 2048}  # 250 spoke numbers
-BOOT_FILE_KEYS = ("image", "kernel", "initrd")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _INT_LIST = re.compile(r"\[\s*(?:[0-9]{1,9}(?:\s*,\s*[0-9]{1,9})*\s*)?\]")
@@ -35,7 +34,7 @@ def check_texts(raw: Mapping[str, str | None]) -> None:
         bad = _CONTROL.search(text)
         if bad:
             raise ConfigError(key, text, f"contains control character {bad.group()!r} at {bad.start()}: "
-                                                "values must be one line of text")
+                                         "values must be one line of text")
 
 
 def check_secret_text(key: str, secret: str) -> None:
@@ -66,24 +65,31 @@ def integer_list_text(key: str, text: str, allowed: str) -> list[int]:
 
 def boot_file(key: str, text: str) -> str:
     """An http(s) URL, or an absolute path (after ~) to an existing file; return what Pulumi gets."""
-    scheme = urllib.parse.urlsplit(text).scheme if "://" in text else ""
-    if scheme:
-        url = urllib.parse.urlsplit(text)
-        if url.scheme not in ("http", "https"):
-            raise ConfigError(key, text, f"must be an http(s) URL or an absolute path to an existing "
-                                                f"file (scheme {url.scheme!r} is not fetched)")
-        if not url.hostname or " " in text:
-            raise ConfigError(key, text, "must be an http(s) URL with a host and no space (write %20)")
-        if url.username is not None or url.password is not None:
-            raise ConfigError(key, "[URL with credentials]", "must not carry a user or password: the URL is "
-                                                             "kept in plain text in the Pulumi state")
-        return text
+    if "://" in text:
+        return _boot_url(key, text)
     path = os.path.expanduser(text)
     if not os.path.isabs(path):
         raise ConfigError(key, text, "must be an absolute path (~ allowed) or an http(s) URL")
     if not os.path.isfile(path):
         raise ConfigError(key, text, f"names no existing file ({path})")
     return path
+
+
+def _boot_url(key: str, text: str) -> str:
+    try:
+        url = urllib.parse.urlsplit(text)
+        host, _ = url.hostname, url.port  # both parse lazily: a bad host or port raises here
+    except ValueError as error:
+        raise ConfigError(key, text, f"is not a valid URL ({error})") from None
+    if url.scheme not in ("http", "https"):
+        raise ConfigError(key, text, "must be an http(s) URL or an absolute path to an existing file "
+                                     f"(scheme {url.scheme!r} is not fetched)")
+    if not host or " " in text:
+        raise ConfigError(key, text, "must be an http(s) URL with a host and no space (write %20)")
+    if url.username is not None or url.password is not None:
+        raise ConfigError(key, "[URL with credentials]", "must not carry a user or password: the URL is "
+                                                         "kept in plain text in the Pulumi state")
+    return text
 
 
 def direct_boot(kernel: str, initrd: str, cmdline: str) -> None:

@@ -23,7 +23,9 @@ HOSTILE = st.one_of(
     st.text(),  # any Unicode, NUL and line breaks included
     st.text(alphabet=string.printable),
     st.sampled_from(["1e3", "0x10", "\u0663", " 2 ", "+2", "2_0", "-1", "yes", "no", "True", "null", "[]", "{}",
-                     "[[[[1]]]]", "[" * 2000, "9" * 5000, " ", "\x00", "a\nb: c", "~", "/", "https://", "0/0"]),
+                     "[[[[1]]]]", "[" * 2000, "9" * 5000, " ", "\x00", "a\nb: c", "~", "/", "https://", "0/0",
+                     "http://[::1", "https://h:99999/x", "file:///etc/passwd", "https://u:p@h/x", "/dev/null",
+                     "console=ttyS0 console=tty0", "255.255.255.255/32", "127.0.0.1/8"]),
     st.integers(min_value=-10**12, max_value=10**12).map(str),
     st.lists(st.integers(min_value=-3, max_value=300), max_size=6).map(lambda xs: str(xs)),
 )

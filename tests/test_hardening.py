@@ -46,7 +46,8 @@ def ssh_string(data: bytes) -> bytes:
 def rsa_line(bits: int) -> str:
     """An ssh-rsa line with a modulus of exactly `bits` bits (cryptography will not make one under 1024)."""
     modulus = (1 << (bits - 1)) | 1
-    blob = ssh_string(b"ssh-rsa") + ssh_string(b"\x01\x00\x01") + ssh_string(b"\x00" + modulus.to_bytes(bits // 8 + 1, "big"))
+    exponent, n = b"\x01\x00\x01", b"\x00" + modulus.to_bytes(bits // 8 + 1, "big")
+    blob = ssh_string(b"ssh-rsa") + ssh_string(exponent) + ssh_string(n)
     return f"ssh-rsa {base64.b64encode(blob).decode()} small@lab"
 
 
@@ -119,7 +120,8 @@ def test_every_accepted_public_line_is_one_sshkeygen_reads(tmp_path: Path) -> No
 def test_encrypted_private_key_is_refused_as_encrypted_without_printing_it() -> None:
     for fmt in (serialization.PrivateFormat.OpenSSH, serialization.PrivateFormat.TraditionalOpenSSL):
         key = KEYS["rsa-2048"]
-        text = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.BestAvailableEncryption(b"pass-phrase")).decode()
+        locked = serialization.BestAvailableEncryption(b"pass-phrase")
+        text = key.private_bytes(serialization.Encoding.PEM, fmt, locked).decode()
         error = refused("sshPrivateKey", "is encrypted", {"sshPrivateKey": text},
                         sshPublicKey=openssh_pair(key)[1])
         assert text.splitlines()[-2] not in str(error)
@@ -163,13 +165,16 @@ def test_master_secret_with_a_nul_byte_is_refused() -> None:
     ("~nosuchuser/debian.qcow2", "absolute path"),
     ("https://user:hunter2@images.example/debian.qcow2", "user or password"),
     ("https://images.example/debian 12.qcow2", "no space"),
+    ("http://[::1/debian.qcow2", "not a valid URL"),
+    ("https://images.example:99999/debian.qcow2", "not a valid URL"),
 ])
 def test_bad_image_is_refused(value: str, why: str) -> None:
     assert "hunter2" not in str(refused("image", why, image=value))
 
 
 def test_image_url_and_home_path_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert parse(image="https://images.example/debian-12.qcow2").config.image == "https://images.example/debian-12.qcow2"
+    url = "https://images.example/debian-12.qcow2"
+    assert parse(image=url).config.image == url
     monkeypatch.setenv("HOME", str(boot_files()))
     assert parse(image="~/test.qcow2").config.image == str(boot_files() / "test.qcow2")
 
@@ -291,7 +296,8 @@ def test_text_that_would_land_in_a_vm_file_with_a_line_break_is_refused(key: str
 
 
 def test_every_spoke_routed_fits() -> None:
-    assert len(parse(spokes=250, spokeSubnetPool="10.0.0.0/8", routedSpokes=list(range(1, 251))).config.addresses.routed_spokes) == 250
+    spec = parse(spokes=250, spokeSubnetPool="10.0.0.0/8", routedSpokes=list(range(1, 251)))
+    assert len(spec.config.addresses.routed_spokes) == 250
 
 
 def test_huge_value_is_refused_and_not_echoed_whole() -> None:
