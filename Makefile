@@ -5,7 +5,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PY := venv/bin/python
 STACK ?= local
-LABCTL := scripts/labns.sh exec $(PY) tools/labctl.py
+# The lab's command-line program (it enters the lab's network namespace by itself).
+LABCTL := $(PY) -m labctl
 
 .PHONY: venv deps test test-fast e2e up down preview
 
@@ -46,17 +47,17 @@ e2e: deps
 up: deps
 	start=$$SECONDS
 	scripts/labns.sh start
-	$(PY) tools/labctl.py stack-config $(STACK) --set domainType=$$(scripts/detect-domain-type.sh)
-	scripts/pulumi.sh $(STACK) up --yes --skip-preview
-	$(LABCTL) wait $(STACK)
+	$(LABCTL) stack-config $(STACK) --set domainType=$$(scripts/detect-domain-type.sh)
+	$(LABCTL) up $(STACK)
 	echo "lab $(STACK) up in $$((SECONDS - start)) s"
 
+# Stopping the namespace also removes every impairment (its bridges and nftables go with it).
 down: venv
 	scripts/labns.sh start
-	scripts/pulumi.sh $(STACK) destroy --yes --skip-preview
+	$(LABCTL) down $(STACK)
 	scripts/labns.sh stop
 
 preview: deps
 	scripts/labns.sh start
-	$(PY) tools/labctl.py stack-config $(STACK)
+	$(LABCTL) stack-config $(STACK)
 	scripts/pulumi.sh $(STACK) preview --policy-pack $(CURDIR)/policy

@@ -23,6 +23,7 @@ PKGS=(
   mmdebstrap      # builds the guest root tree
   e2fsprogs       # mkfs.ext4 -d turns the tree into a disk image
   openssh-client  # ssh into lab VMs from the namespace
+  tcpdump nftables conntrack  # labctl: ESP on the wire, fragment drop, redial drill
   util-linux      # unshare, used by in-root.sh
   debian-archive-keyring  # mmdebstrap verifies the bookworm archive
   ca-certificates

@@ -1,10 +1,13 @@
 """End to end: the real Pulumi engine brings the `ci` stack up in a real libvirt
-daemon (inside this run's network namespace) and traffic crosses the tunnels.
+daemon (inside this run's network namespace) and the lab's own commands prove it.
 
 The tests run in order on one lab, once per interface mode (XFRM, then VTI);
-the module fixture destroys it at the end
-whatever happened. On failure each check prints the VMs' console tails and
-IPsec/OVS state. Needs `make deps` (toolchain, image) and must run inside the
+the module fixture destroys it at the end whatever happened. Each pass runs
+`labctl verify` (the same checks a user runs) and some of the lab's fault
+drills (the same code as `labctl drill`); the rest is what only a test of the
+Pulumi program can check: secrets, a second preview, adding and removing a
+spoke, destroy. On failure the VMs' console tails and IPsec/OVS state are
+printed. Needs `make deps` (toolchain, image) and must run inside the
 namespace (`make test` does both); it fails loudly otherwise, never skips.
 """
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +24,23 @@ from typing import Iterator
 import pytest
 import yaml
 
+from lablib import names
 from lablib.keys import derive_psk
-from tools.probe import Node, cloud_init_done, diagnostics, established_conns, esp_bytes, virsh, wait_until
+from labctl import checks, host
+from labctl import stack as stacks
+from labctl.drills import DrillReport, drift, fragments, recovery
+from labctl.node import Node, diagnostics, established_conns, tunnel_up, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ci"
-PREFIX = f"lab-{STACK}"
-FIGURES = ROOT / ".lab" / "e2e-figures.json"
+PREFIX = names.stack_prefix(STACK)
+FIGURES = names.STATE_DIR / "e2e-figures.json"
 TUNNEL_TIMEOUT = 1500
+# Which pass runs which drill: every drill once, the two passes about equally long.
+DRILLS = {
+    "xfrm": ("fragments", "outage", "drift"),
+    "vti": ("reboot", "redial"),
+}
 figures: dict[str, object] = {}
 
 
@@ -44,23 +57,19 @@ def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.Comp
     return result
 
 
-def labctl(*args: str) -> str:
-    return subprocess.run([str(ROOT / "venv" / "bin" / "python"), str(ROOT / "tools" / "labctl.py"), *args],
-                          check=True, capture_output=True, text=True).stdout
+def labctl(*args: str) -> subprocess.CompletedProcess[str]:
+    """The lab's command-line program, as a user runs it."""
+    print(f"$ labctl {' '.join(args)}", flush=True)
+    return subprocess.run([sys.executable, "-m", "labctl", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
 
 
 def nodes() -> dict[str, Node]:
-    out = json.loads(pulumi("stack", "output", "nodes", "--json").stdout)
-    key = ROOT / ".lab" / "ssh" / "id_ed25519"
-    return {name: Node(name, info["mgmtAddress"], key) for name, info in out.items()}
-
-
-def outputs() -> dict[str, object]:
-    return json.loads(pulumi("stack", "output", "--json").stdout)
+    return stacks.load(STACK).nodes()
 
 
 def explain(lab_nodes: dict[str, Node]) -> str:
-    return "\n".join(diagnostics(node, f"{PREFIX}-{node.name}") for node in lab_nodes.values())
+    return "\n".join(diagnostics(node, names.domain_name(STACK, node.name)) for node in lab_nodes.values())
 
 
 @dataclass
@@ -71,8 +80,8 @@ class Lab:
 
 
 def configure(mode: str, spokes: int) -> None:
-    labctl("stack-config", STACK, "--set", f"domainType={domain_type()}", "--set", f"spokes={spokes}",
-           "--set", f"interfaceMode={mode}")
+    stacks.write_stack_config(STACK, (f"domainType={domain_type()}", f"spokes={spokes}",
+                                      f"interfaceMode={mode}"), None)
 
 
 def domain_type() -> str:
@@ -81,18 +90,12 @@ def domain_type() -> str:
 
 
 def wait_for_tunnels(lab_nodes: dict[str, Node]) -> float:
-    start = time.monotonic()
-    spokes = [n for name, n in lab_nodes.items() if name != "hub"]
-
-    def up() -> bool:
-        return all(n.reachable() and cloud_init_done(n) and f"{n.name}-hub" in established_conns(n)
-                   for n in spokes)
-
+    spokes = [n for name, n in lab_nodes.items() if name != names.HUB]
     try:
-        wait_until("all spoke tunnels", up, TUNNEL_TIMEOUT)
+        return wait_until("all spoke tunnels", lambda: all(tunnel_up(n, checks.spoke_conn(n.name)) for n in spokes),
+                          TUNNEL_TIMEOUT)
     except TimeoutError:
         pytest.fail(f"tunnels not up after {TUNNEL_TIMEOUT} s\n{explain(lab_nodes)}")
-    return time.monotonic() - start
 
 
 def boot_to_final_seconds(node: Node) -> float:
@@ -135,65 +138,53 @@ def test_every_vm_ran_cloud_init(lab: Lab) -> None:
     lab.figures["boot_to_cloud_init_final_seconds"] = {n.name: round(boot_to_final_seconds(n)) for n in lab.nodes.values()}
 
 
-def test_ike_and_child_sas_up_over_nat_t(lab: Lab) -> None:
-    wan = {name: info["wanAddress"] for name, info in outputs()["nodes"].items()}
-    behind_nat = {name: info["behindNat"] for name, info in outputs()["nodes"].items()}
-    for name in ("spoke1", "spoke2"):
-        spoke = lab.nodes[name]
-        assert f"{name}-hub" in established_conns(spoke), explain(lab.nodes)
-        assert "established IKE SA" in spoke.run("ipsec status") or "IKE SA established" in spoke.run(
-            "ipsec status"), explain(lab.nodes)
-        xfrm = spoke.run("ip xfrm state")
-        assert "encap type espinudp sport 4500 dport 4500" in xfrm, f"{name}: no NAT-T\n{xfrm}"
-        # The hub sees a NATed spoke from the masquerade address, a routed one from its own.
-        hub_states = lab.nodes["hub"].run("ip xfrm state")
-        assert (wan[name] in hub_states) != behind_nat[name], f"{name} behindNat={behind_nat[name]}:\n{hub_states}"
+def test_verify_passes_every_check(lab: Lab) -> None:
+    """`labctl verify`: SAs over NAT-T, the hub's view of each spoke, ESP counters, MTUs, GRE ports,
+    overlay pings, a DF ping of exactly the inner MTU (one byte more fails), ESP only on the wire."""
+    result = labctl("verify", STACK, "--json")
+    print(result.stderr[-3000:], flush=True)
+    report = json.loads(result.stdout)
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert result.returncode == 0 and not failed, f"{failed}\n{explain(lab.nodes)}"
+    lab_stack = stacks.load(STACK)
+    planned = {(site, name) for site in lab_stack.node_info for name, _, scope in checks.CHECKS
+               if scope == "all" or site != names.HUB}
+    assert {(c["node"], c["check"]) for c in report["checks"]} == planned, "verify skipped a check"
+    lab.figures["verify_seconds"] = round(sum(c["seconds"] for c in report["checks"]))
+    lines = labctl("verify", STACK, "--node", "spoke1")
+    assert lines.returncode == 0 and lines.stdout.count("\n") == len(
+        [p for p in planned if p[0] == "spoke1"]) + 1, lines.stdout
 
 
-def test_tunnel_interface_mtu_and_gre_ports(lab: Lab) -> None:
-    out = outputs()
-    device = out["nodes"]["hub"]["tunnelInterface"]
+def run_drill(name: str, lab_stack: stacks.LabStack) -> DrillReport:
+    if name == "fragments":
+        return fragments.run(lab_stack, None, drop_pct=30, count=200, size=1400, echo=print)
+    if name == "drift":
+        return drift.run(lab_stack, None, echo=print)
+    return getattr(recovery, name)(lab_stack, None, echo=print)
+
+
+def test_drills_of_this_pass_recover_by_themselves(lab: Lab) -> None:
+    """The drills of this pass (DRILLS), as `labctl drill NAME` runs them; each leaves the lab as found."""
+    for name in DRILLS[lab.mode]:
+        lab_stack = stacks.load(STACK)
+        start = time.monotonic()
+        report = run_drill(name, lab_stack)
+        print("\n".join(report.lines), flush=True)
+        lab.figures[f"drill_{name}"] = {**report.figures, "seconds": round(time.monotonic() - start)}
+        assert report.passed, f"drill {name}: {report.lines}\n{explain(lab_stack.nodes())}"
+        again = [r for r in checks.run_checks(lab_stack) if not r.passed]
+        assert not again, f"after drill {name}: {[r.line() for r in again]}"
     for node in lab.nodes.values():
-        link = node.run(f"ip -o link show {device}")
-        assert f" mtu {out['tunnelMtu']} " in link, f"{node.name}: {link}"
-        br0 = node.run("ip -o link show br0")
-        assert f" mtu {out['innerMtu']} " in br0, f"{node.name}: {br0}"
-        ports = set(node.run("ovs-vsctl list-ports br0").split())
-        expected = {"gre-spoke1", "gre-spoke2"} if node.name == "hub" else {"gre-hub"}
-        assert ports == expected, f"{node.name}: {ports}"
-
-
-def ping(node: Node, address: str, size: int | None = None, count: int = 3) -> bool:
-    options = f"-M do -s {size - 28}" if size else ""
-    out = node.run(f"ping -c {count} -W 2 {options} {address}", check=False)
-    return f"{count} received" in out or f" {count} packets received" in out
-
-
-def test_overlay_pings_hub_to_spoke_and_spoke_to_spoke(lab: Lab) -> None:
-    bridge = {name: info["bridgeAddress"].split("/")[0] for name, info in outputs()["nodes"].items()}
-    before = esp_bytes(lab.nodes["spoke1"], "spoke1-hub")
-    assert ping(lab.nodes["hub"], bridge["spoke1"]), explain(lab.nodes)
-    assert ping(lab.nodes["hub"], bridge["spoke2"]), explain(lab.nodes)
-    assert ping(lab.nodes["spoke1"], bridge["spoke2"]), explain(lab.nodes)  # through the hub's bridge
-    assert ping(lab.nodes["spoke2"], bridge["spoke1"]), explain(lab.nodes)
-    after = esp_bytes(lab.nodes["spoke1"], "spoke1-hub")
-    assert after[0] > before[0] and after[1] > before[1], f"ESP counters did not rise: {before} -> {after}"
-
-
-def test_dont_fragment_ping_of_exactly_the_inner_mtu(lab: Lab) -> None:
-    inner = outputs()["innerMtu"]
-    hub_bridge = outputs()["nodes"]["hub"]["bridgeAddress"].split("/")[0]
-    for name in ("spoke1", "spoke2"):
-        assert ping(lab.nodes[name], hub_bridge, size=inner), f"{name}: DF ping of {inner} bytes failed\n{explain(lab.nodes)}"
-        assert not ping(lab.nodes[name], hub_bridge, size=inner + 1, count=1), f"{name}: {inner + 1} bytes passed"
+        node.close()  # a drill may have rebooted or recreated the VM behind this connection
 
 
 def test_no_key_in_plain_text_in_state_or_outputs(lab: Lab) -> None:
     master = pulumi("config", "get", "lab:masterSecret", echo=False).stdout.strip()
     keys = [derive_psk(master, "@hub", f"@{name}") for name in lab.nodes if name != "hub"]
-    private_key_line = (ROOT / ".lab" / "ssh" / "id_ed25519").read_text().splitlines()[1]
+    private_key_line = names.SSH_KEY_FILE.read_text().splitlines()[1]
     exposed = pulumi("stack", "export", echo=False).stdout + pulumi("stack", "output", "--json", echo=False).stdout
-    exposed += "".join(p.read_text(errors="replace") for p in (ROOT / ".lab" / "state").rglob("*.json"))
+    exposed += "".join(p.read_text(errors="replace") for p in (names.STATE_DIR / "state").rglob("*.json"))
     leaked = [i for i, secret in enumerate((*keys, master, private_key_line)) if secret in exposed]
     assert not leaked, f"secrets number {leaked} appear in plain text"  # never print a secret itself
 
@@ -208,8 +199,8 @@ def boot_ids(lab_nodes: dict[str, Node]) -> dict[str, str]:
 
 
 def domain_uuids() -> dict[str, str]:
-    names = [n for n in virsh("list", "--all", "--name").split() if n.startswith(PREFIX)]
-    return {name: virsh("domuuid", name).strip() for name in names}
+    domains = [n for n in host.virsh("list", "--all", "--name").split() if n.startswith(PREFIX)]
+    return {domain: host.virsh("domuuid", domain).strip() for domain in domains}
 
 
 def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab: Lab) -> None:
@@ -222,9 +213,10 @@ def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab:
     lab.figures["add_spoke_to_tunnel_seconds"] = round(wait_for_tunnels(grown) + time.monotonic() - start)
     assert boot_ids({k: grown[k] for k in before_boot}) == before_boot, "an existing VM rebooted"
     assert {k: v for k, v in domain_uuids().items() if k in before_uuid} == before_uuid, "a domain was replaced"
-    assert {"gre-spoke1", "gre-spoke2", "gre-spoke3"} == set(grown["hub"].run("ovs-vsctl list-ports br0").split())
+    grown_stack = stacks.load(STACK)
+    assert checks.gre_ports(grown_stack, names.HUB)[0], checks.gre_ports(grown_stack, names.HUB)[1]
     for name in ("spoke1", "spoke2", "spoke3"):
-        assert f"{name}-hub" in established_conns(grown[name]), explain(grown)
+        assert checks.spoke_conn(name) in established_conns(grown[name]), explain(grown)
     lab.figures["disk_mib"] = disk_usage()
 
     configure(lab.mode, spokes=2)
@@ -233,10 +225,10 @@ def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab:
     assert "gre-spoke3" not in hub.run("ovs-vsctl list-ports br0")
     assert hub.run("ls /etc/ipsec.d/").count("hub-spoke3") == 0
     assert "hub-spoke3" not in hub.run("ipsec status", check=False)
-    assert f"{PREFIX}-spoke3" not in virsh("list", "--all", "--name")
+    assert f"{PREFIX}-spoke3" not in host.virsh("list", "--all", "--name")
     assert boot_ids(lab.nodes) == before_boot
     for name in ("spoke1", "spoke2"):
-        assert f"{name}-hub" in established_conns(lab.nodes[name]), explain(lab.nodes)
+        assert checks.spoke_conn(name) in established_conns(lab.nodes[name]), explain(lab.nodes)
 
 
 def disk_usage() -> dict[str, float]:
@@ -253,7 +245,7 @@ def test_destroy_leaves_nothing_in_libvirt(lab: Lab) -> None:
     pulumi("destroy", "--yes", "--skip-preview")
     leftovers = [line for command in (("list", "--all", "--name"), ("net-list", "--all", "--name"),
                                       ("pool-list", "--all", "--name"))
-                 for line in virsh(*command).split() if line.startswith(PREFIX)]
+                 for line in host.virsh(*command).split() if line.startswith(PREFIX)]
     assert not leftovers
     volumes = list((Path("/var/lib/libvirt/lab") / PREFIX).glob("*"))
     assert not volumes, volumes

@@ -17,8 +17,8 @@ BAD = Path(__file__).resolve().parent / "policy"
 
 
 def stack_config(stack: str, *extra: str) -> None:
-    subprocess.run([str(ROOT / "venv" / "bin" / "python"), str(ROOT / "tools" / "labctl.py"), "stack-config",
-                    stack, *extra], check=True, capture_output=True, text=True)
+    subprocess.run([str(ROOT / "venv" / "bin" / "python"), "-m", "labctl", "stack-config",
+                    stack, *extra], check=True, capture_output=True, text=True, cwd=ROOT)
 
 
 def preview(stack: str, *extra: str) -> subprocess.CompletedProcess[str]:

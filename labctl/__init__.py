@@ -1,0 +1,1 @@
+"""labctl: the lab's command-line program (`python -m labctl --help`); the tests call the same code."""

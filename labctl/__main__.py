@@ -1,0 +1,4 @@
+"""`python -m labctl ...`"""
+from labctl.cli import cli
+
+cli(prog_name="labctl")

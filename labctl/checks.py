@@ -1,0 +1,186 @@
+"""`verify`: the checks that prove a running lab works, as plain functions.
+
+Each check looks at one node of a running stack and returns (passed,
+evidence in a few words). The CLI's `verify` and the end-to-end tests run
+the same functions through run_checks.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from lablib import names
+from labctl import host
+from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, pings
+from labctl.stack import LabStack
+
+Outcome = tuple[bool, str]
+CAPTURE_PINGS = 5
+
+
+@dataclass
+class Result:
+    node: str
+    check: str
+    passed: bool
+    evidence: str
+    seconds: float
+
+    def line(self) -> str:
+        return (f"{self.node:<8} {self.check:<16} {'pass' if self.passed else 'FAIL'}  "
+                f"{self.evidence:<60} {self.seconds:5.1f} s")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def spoke_conn(spoke: str) -> str:
+    return names.conn_name(spoke, names.HUB)
+
+
+def ike_and_child_sa(lab: LabStack, spoke: str) -> Outcome:
+    node, conn = lab.node(spoke), spoke_conn(spoke)
+    status = node.run("ipsec status", check=False)
+    ike = [line for line in status.splitlines() if f'"{conn}"' in line and "ESTABLISHED_IKE_SA" in line]
+    child = conn in established_conns(node)
+    return bool(ike) and child, f"{conn}: IKE SA {'up' if ike else 'missing'}, child SA {'up' if child else 'missing'}"
+
+
+def nat_traversal(lab: LabStack, spoke: str) -> Outcome:
+    xfrm = lab.node(spoke).run("ip xfrm state")
+    encap = "encap type espinudp sport 4500 dport 4500" in xfrm
+    behind_nat = bool(lab.node_info[spoke]["behindNat"])
+    where = "behind NAT" if behind_nat else "routed"
+    return encap or not behind_nat, f"{where}, ESP {'in UDP 4500' if encap else 'not UDP-encapsulated'}"
+
+
+def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
+    """The hub's SA points at the masquerade address (the hub WAN bridge's) or at the spoke's own."""
+    if lab.node_info[spoke]["behindNat"]:
+        predicted = host.bridge_address(host.wan_bridge(lab.name, names.HUB))
+    else:
+        predicted = lab.info(spoke, "wanAddress")
+    seen = peer_addresses(lab.node(names.HUB), names.conn_name(names.HUB, spoke))
+    return seen == {predicted}, f"hub sees {', '.join(sorted(seen)) or 'nothing'}, plan says {predicted}"
+
+
+def esp_counters(lab: LabStack, spoke: str) -> Outcome:
+    node, conn = lab.node(spoke), spoke_conn(spoke)
+    before = esp_bytes(node, conn)
+    pings(node, lab.bridge_ip(names.HUB))
+    after = esp_bytes(node, conn)
+    grown = after[0] > before[0] and after[1] > before[1]
+    return grown, f"in +{after[0] - before[0]} B, out +{after[1] - before[1]} B over 3 pings"
+
+
+def mtus(lab: LabStack, site: str) -> Outcome:
+    node = lab.node(site)
+    device = lab.info(site, "tunnelInterface")
+    found = {}
+    for name in (device, names.BRIDGE):
+        match = re.search(r" mtu (\d+) ", node.run(f"ip -o link show {name}", check=False))
+        found[name] = int(match.group(1)) if match else None
+    ok = found[device] == lab.tunnel_mtu and found[names.BRIDGE] == lab.inner_mtu
+    return ok, (f"{device} {found[device]} (plan {lab.tunnel_mtu}), "
+                f"{names.BRIDGE} {found[names.BRIDGE]} (plan {lab.inner_mtu})")
+
+
+def gre_ports(lab: LabStack, site: str) -> Outcome:
+    ports = set(lab.node(site).run(f"ovs-vsctl list-ports {names.BRIDGE}").split())
+    peers = lab.spokes if site == names.HUB else [names.HUB]
+    planned = {names.gre_port(peer) for peer in peers}
+    extra, missing = ports - planned, planned - ports
+    detail = ", ".join(sorted(ports)) or "none"
+    if extra or missing:
+        detail += f"; missing {sorted(missing)}, unplanned {sorted(extra)}"
+    return not extra and not missing, detail
+
+
+def ping_from_hub(lab: LabStack, spoke: str) -> Outcome:
+    received, sent = ping_loss(lab.node(names.HUB), lab.bridge_ip(spoke), count=3)
+    return received == sent, f"hub -> {lab.bridge_ip(spoke)}: {received}/{sent} answered"
+
+
+def ping_spoke_to_spoke(lab: LabStack, spoke: str) -> Outcome:
+    others = [other for other in lab.spokes if other != spoke]
+    if not others:
+        return True, "only spoke: nothing to ping"
+    answers = {other: ping_loss(lab.node(spoke), lab.bridge_ip(other), count=3) for other in others}
+    ok = all(received == sent for received, sent in answers.values())
+    return ok, ", ".join(f"-> {other} {r}/{s}" for other, (r, s) in answers.items()) + " (via hub)"
+
+
+def dont_fragment_inner_mtu(lab: LabStack, spoke: str) -> Outcome:
+    node, hub, inner = lab.node(spoke), lab.bridge_ip(names.HUB), lab.inner_mtu
+    fits = pings(node, hub, count=3, size=inner)
+    too_big = ping_loss(node, hub, count=1, size=inner + 1)[0] > 0
+    return fits and not too_big, (f"DF {inner} B {'passes' if fits else 'fails'}, "
+                                  f"{inner + 1} B {'passes' if too_big else 'fails'}")
+
+
+def esp_on_the_wire(lab: LabStack, spoke: str) -> Outcome:
+    """Capture on the spoke's WAN bridge while the hub pings it: ESP in UDP 4500 only."""
+    bridge = host.wan_bridge(lab.name, spoke)
+    overlay = {lab.bridge_ip(site) for site in lab.node_info} | {lab.info(site, "overlayAddress")
+                                                                  for site in lab.node_info}
+    capture = subprocess.Popen(["tcpdump", "-l", "-nn", "-p", "-i", bridge, "udp port 4500 or proto 47 or icmp"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # tcpdump attaches before the pings start
+        answered = pings(lab.node(names.HUB), lab.bridge_ip(spoke), count=CAPTURE_PINGS)
+        time.sleep(0.5)
+    finally:
+        capture.terminate()
+    lines = capture.communicate(timeout=10)[0].splitlines()
+    esp = sum("ESP(" in line for line in lines)
+    clear = [line for line in lines if set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)(?:\.\d+)?\b", line)) & overlay]
+    ok = answered and esp >= 2 * CAPTURE_PINGS and not clear
+    return ok, (f"{bridge}: {esp} ESP-in-UDP-4500, {len(clear)} overlay packets in the clear"
+                f"{'' if answered else ', pings unanswered'}")
+
+
+Check = Callable[[LabStack, str], Outcome]
+# (name, check, which nodes it runs on): spoke checks also look at the hub's side of the tunnel.
+CHECKS: list[tuple[str, Check, str]] = [
+    ("ike-child-sa", ike_and_child_sa, "spokes"),
+    ("nat-t", nat_traversal, "spokes"),
+    ("hub-sees", hub_sees_spoke, "spokes"),
+    ("esp-counters", esp_counters, "spokes"),
+    ("mtu", mtus, "all"),
+    ("gre-ports", gre_ports, "all"),
+    ("ping-from-hub", ping_from_hub, "spokes"),
+    ("ping-spokes", ping_spoke_to_spoke, "spokes"),
+    ("df-inner-mtu", dont_fragment_inner_mtu, "spokes"),
+    ("esp-on-wire", esp_on_the_wire, "spokes"),
+]
+
+
+def run_check(lab: LabStack, name: str, check: Check, site: str) -> Result:
+    """One check, timed; an error (SSH down, command failed) is a failure with its message as evidence."""
+    start = time.monotonic()
+    try:
+        passed, evidence = check(lab, site)
+    except (*TRANSIENT, RuntimeError, subprocess.SubprocessError) as error:
+        passed, evidence = False, f"error: {str(error).splitlines()[0][:120] if str(error) else type(error).__name__}"
+    return Result(site, name, passed, evidence, round(time.monotonic() - start, 1))
+
+
+def run_checks(lab: LabStack, only: str | None = None) -> Iterator[Result]:
+    """Every check on every node (or only on node `only`), one Result each, as they finish."""
+    for site in lab.node_info:
+        if only and site != only:
+            continue
+        for name, check, scope in CHECKS:
+            if scope == "all" or site != names.HUB:
+                yield run_check(lab, name, check, site)
+
+
+def summary(results: list[Result]) -> str:
+    failed = [f"{r.node}/{r.check}" for r in results if not r.passed]
+    seconds = sum(r.seconds for r in results)
+    if failed:
+        return f"{len(failed)} of {len(results)} checks FAILED ({', '.join(failed)}) in {seconds:.0f} s"
+    return f"all {len(results)} checks passed in {seconds:.0f} s"

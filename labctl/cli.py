@@ -1,0 +1,213 @@
+"""The lab's command-line program: everything a user types after `make up`.
+
+    python -m labctl stack-config ci --set domainType=qemu
+    python -m labctl up ci          # pulumi up + wait for the tunnels
+    python -m labctl verify ci [--node spoke1] [--json]
+    python -m labctl impair spoke1 --delay 40 --jitter 10 --loss 1 --frag-drop 30
+    python -m labctl drill fragments ci
+    python -m labctl down ci
+
+Commands that touch the running lab re-run themselves inside the lab's
+network namespace (needs root).
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from lablib import names
+from labctl import checks, host, impair
+from labctl import stack as stacks
+from labctl.drills import DrillReport, drift, fragments, recovery
+from labctl.node import diagnostics, tunnel_up, wait_until
+
+STACK = click.argument("stack", default="local")
+PCT = click.FloatRange(0, 100)
+
+
+@click.group()
+def cli() -> None:
+    """Bring up, check, impair and drill the GRE-over-IPsec lab (see README)."""
+
+
+@cli.command("stack-config")
+@click.argument("stack")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Plain config to override.")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Stack file to start from (default stacks/Pulumi.STACK.yaml).")
+def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) -> None:
+    """Write .lab/project/Pulumi.STACK.yaml: stacks/Pulumi.STACK.yaml + this checkout's secrets."""
+    click.echo(stacks.write_stack_config(stack, overrides, source))
+
+
+def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
+    start = time.monotonic()
+    pending = set(lab.spokes)
+
+    def all_up() -> bool:
+        for spoke in sorted(pending):
+            if tunnel_up(lab.node(spoke), checks.spoke_conn(spoke)):
+                pending.discard(spoke)
+                click.echo(f"  {spoke}: tunnel to hub established ({time.monotonic() - start:.0f} s)")
+        return not pending
+
+    try:
+        wait_until(f"tunnels of {', '.join(sorted(pending))}", all_up, timeout, progress=click.echo)
+    except TimeoutError as error:
+        for site, node in lab.nodes().items():
+            click.echo(diagnostics(node, lab.domain(site)), err=True)
+        raise click.ClickException(str(error)) from None
+    click.echo(f"all {len(lab.spokes)} tunnels up after {time.monotonic() - start:.0f} s")
+    for site, info in lab.node_info.items():
+        click.echo(f"  {site:8} ssh -i {names.SSH_KEY_FILE} {names.SSH_USER}@{info['mgmtAddress']}   "
+                   f"(WAN {info['wanAddress']}, overlay {info['overlayAddress']}, tunnel MTU {info['tunnelMtu']})")
+    click.echo("  (ssh from inside the lab namespace: scripts/labns.sh exec ssh ...)")
+
+
+@cli.command()
+@STACK
+@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
+def wait(stack: str, timeout: int) -> None:
+    """Wait until every spoke's tunnel to the hub is established; print how to reach each node."""
+    host.enter_lab_namespace()
+    wait_for_tunnels(stacks.load(stack), timeout)
+
+
+@cli.command()
+@STACK
+@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
+def up(stack: str, timeout: int) -> None:
+    """`pulumi up` on the stack (Automation API), then wait for its tunnels."""
+    host.enter_lab_namespace()
+    result = stacks.run_up(stack, click.echo)
+    click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
+    wait_for_tunnels(stacks.load(stack), timeout)
+
+
+@cli.command()
+@STACK
+def down(stack: str) -> None:
+    """Clear the stack's impairments and `pulumi destroy` it."""
+    host.enter_lab_namespace()
+    outputs = {k: v.value for k, v in stacks.open_stack(stack).outputs().items()}
+    for site in outputs.get("nodes", {}):
+        impair.clear_fragment_rules(stack, site)
+    result = stacks.run_destroy(stack, click.echo)
+    click.echo(f"pulumi destroy: {result.summary.result}, {result.summary.resource_changes}")
+
+
+@cli.command()
+@STACK
+def diagnose(stack: str) -> None:
+    """Print console tails, IPsec and OVS state of every node."""
+    host.enter_lab_namespace()
+    lab = stacks.load(stack)
+    for site, node in lab.nodes().items():
+        click.echo(diagnostics(node, lab.domain(site)))
+
+
+@cli.command()
+@STACK
+@click.option("--node", "only", metavar="NAME", help="Check only this site (hub, spoke1, ...).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of lines.")
+def verify(stack: str, only: str | None, as_json: bool) -> None:
+    """Run every check against the running lab; exit 0 only if all pass."""
+    host.enter_lab_namespace()
+    lab = stacks.load(stack)
+    if only:
+        lab.check_site(only)
+    results = []
+    for result in checks.run_checks(lab, only):
+        results.append(result)
+        if not as_json:
+            click.echo(result.line())
+    passed = all(r.passed for r in results)
+    if as_json:
+        click.echo(json.dumps({"stack": stack, "passed": passed, "summary": checks.summary(results),
+                               "checks": [r.as_dict() for r in results]}, indent=2))
+    else:
+        click.echo(checks.summary(results))
+    sys.exit(0 if passed else 1)
+
+
+@cli.command("impair")
+@click.argument("site")
+@click.option("--stack", default="local", show_default=True)
+@click.option("--delay", type=click.IntRange(0, 10000), default=0, help="Added delay, ms.")
+@click.option("--jitter", type=click.IntRange(0, 10000), default=0, help="Delay variation, ms (needs --delay).")
+@click.option("--loss", type=PCT, default=0, help="Share of packets lost, %.")
+@click.option("--rate", type=impair.RateType(), help="Rate limit, e.g. 2mbit.")
+@click.option("--frag-drop", type=PCT, default=0, help="Share of IP fragments dropped, %.")
+@click.option("--show", is_flag=True, help="Print what is set now.")
+@click.option("--clear", "clear_", is_flag=True, help="Remove every impairment of the site.")
+def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, rate: str | None, frag_drop: float,
+                   show: bool, clear_: bool) -> None:
+    """Impair SITE's WAN: the settings given replace the previous ones (idempotent)."""
+    wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop)  # validated before anything changes
+    if show and clear_ or (show or clear_) and wanted != impair.Impairment():
+        raise click.UsageError("give settings, --show or --clear, one of them")
+    host.enter_lab_namespace()
+    lab = stacks.load(stack)
+    lab.check_site(site)
+    if show:
+        click.echo(f"{site}: {impair.current(lab, site).describe()}")
+        return
+    impair.apply(lab, site, wanted)
+    click.echo(f"{site}: {impair.current(lab, site).describe()}")
+
+
+def print_report(report: DrillReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"drill": report.drill, "passed": report.passed, "figures": report.figures}, indent=2))
+    else:
+        for line in report.lines:
+            click.echo(line)
+        click.echo(f"drill {report.drill}: {'passed' if report.passed else 'FAILED'}")
+    sys.exit(0 if report.passed else 1)
+
+
+@cli.group()
+def drill() -> None:
+    """Scripted fault drills: each prints its figures, fails when the lab does not heal itself in time."""
+
+
+SITE = click.option("--site", help="The spoke to drill (default: the first spoke behind NAT).")
+JSON = click.option("--json", "as_json", is_flag=True, help="Figures as JSON.")
+
+
+@drill.command("fragments")
+@STACK
+@SITE
+@click.option("--drop", type=PCT, default=30, show_default=True, help="Share of WAN fragments dropped, %.")
+@click.option("--count", type=click.IntRange(20, 2000), default=200, show_default=True)
+@click.option("--size", type=int, default=1400, show_default=True, help="Ping size (IP packet), bytes.")
+@JSON
+def drill_fragments(stack: str, site: str | None, drop: float, count: int, size: int, as_json: bool) -> None:
+    """The original failure: wrong tunnel MTU + fragment loss on the WAN, then the computed MTU."""
+    host.enter_lab_namespace()
+    print_report(fragments.run(stacks.load(stack), site, drop, count, size, click.echo), as_json)
+
+
+def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str | None, Callable], DrillReport]
+                    ) -> None:
+    """Register `drill NAME [STACK] [--site SPOKE] [--json]` for a drill that times a recovery."""
+    @drill.command(name, help=summary)
+    @STACK
+    @SITE
+    @JSON
+    def command(stack: str, site: str | None, as_json: bool) -> None:
+        host.enter_lab_namespace()
+        print_report(run(stacks.load(stack), site, click.echo), as_json)
+
+
+for _name, _summary, _run in (
+        ("outage", "A spoke's WAN link down for longer than the liveness timeout, then up.", recovery.outage),
+        ("redial", "A NAT'd spoke's public address changes (ADSL reconnect), then changes back.", recovery.redial),
+        ("reboot", "The hub reboots, a spoke reboots, the hub's ipsec restarts.", recovery.reboot),
+        ("drift", "A spoke's VM deleted behind Pulumi's back; refresh + up recreate only it.", drift.run)):
+    _recovery_drill(_name, _summary, _run)

@@ -1,0 +1,101 @@
+"""Scripted fault drills: each breaks the lab in one way the field saw, measures, and puts it back.
+
+A drill prints its figures and fails when the lab does not come back by
+itself within a bound derived from the stack's config; it never runs pulumi
+or ipsec commands to help the lab recover, and it leaves the lab as found.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import click
+
+from lablib import names
+from labctl.node import TRANSIENT, pings, wait_until
+from labctl.stack import LabStack
+
+# libreswan's default retransmit-timeout: how long IKE retransmits before giving a peer up.
+RETRANSMIT_TIMEOUT = 60
+# Seconds a VM of the lab image takes from power-on to a running ipsec service, by domain type.
+BOOT_SECONDS = {"qemu": 240, "kvm": 60}
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class DrillReport:
+    drill: str
+    passed: bool = True
+    figures: dict[str, object] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> None:
+        self.passed = False
+        self.lines.append(f"FAIL: {why}")
+
+
+def liveness_bound(lab: LabStack) -> int:
+    """Seconds a tunnel may need to notice a dead peer and come back: IKE retransmits + a few probes."""
+    return RETRANSMIT_TIMEOUT + 6 * int(lab.config["dpdDelay"])  # type: ignore[arg-type]
+
+
+def boot_bound(lab: LabStack) -> int:
+    """Seconds a rebooted VM may need until its tunnels carry traffic again."""
+    return BOOT_SECONDS.get(str(lab.config["domainType"]), BOOT_SECONDS["qemu"]) + liveness_bound(lab)
+
+
+def first_nat_spoke(lab: LabStack) -> str:
+    """The drills' default site: the first spoke behind NAT (the ADSL sites were), else the first spoke."""
+    behind_nat = [spoke for spoke in lab.spokes if lab.node_info[spoke]["behindNat"]]
+    return (behind_nat or lab.spokes)[0]
+
+
+def pick_spoke(lab: LabStack, site: str | None) -> str:
+    spoke = lab.check_site(site) if site else first_nat_spoke(lab)
+    if spoke == names.HUB:
+        raise click.BadParameter("this drill needs a spoke", param_hint="--site")
+    return spoke
+
+
+def overlay_flows(lab: LabStack, spoke: str) -> bool:
+    """One don't-fragment ping from spoke to the hub's br0 address is answered."""
+    try:
+        return pings(lab.node(spoke), lab.bridge_ip(names.HUB), count=1)
+    except TRANSIENT:
+        return False
+
+
+def all_flow(lab: LabStack) -> bool:
+    return all(overlay_flows(lab, spoke) for spoke in lab.spokes)
+
+
+def require_healthy(lab: LabStack) -> None:
+    """A drill starts only on a lab whose every spoke reaches the hub over the overlay."""
+    broken = [spoke for spoke in lab.spokes if not overlay_flows(lab, spoke)]
+    if broken:
+        raise click.ClickException(f"overlay traffic does not flow from {', '.join(broken)}: "
+                                   f"run `python -m labctl verify {lab.name}` first")
+
+
+def time_recovery(report: DrillReport, label: str, check: Callable[[], bool], bound: int, echo: Echo,
+                  since: float | None = None) -> float | None:
+    """Seconds (from `since`, default now) until check() holds; a failure past the bound.
+
+    Waits up to twice the bound so that a slow recovery still gets its figure.
+    """
+    start = since if since is not None else time.monotonic()
+    try:
+        wait_until(label, check, timeout=2 * bound - (time.monotonic() - start), interval=2, progress=echo)
+    except TimeoutError:
+        report.figures[label] = None
+        report.fail(f"{label}: no recovery within {2 * bound} s (bound {bound} s)")
+        return None
+    seconds = round(time.monotonic() - start, 1)
+    report.figures[label] = seconds
+    verdict = "within" if seconds <= bound else "OVER"
+    report.lines.append(f"{label:<44} {seconds:7.1f} s  ({verdict} the bound of {bound} s)")
+    if seconds > bound:
+        report.fail(f"{label} took {seconds} s, bound {bound} s")
+    return seconds

@@ -1,0 +1,129 @@
+"""Drills that cut a site off and time how long the lab takes to heal by itself.
+
+- outage: a spoke's WAN link goes down (libvirt's link state of its NIC)
+  for longer than the IKE liveness timeout, then up again;
+- redial: the spoke's post-NAT address changes, as after an ADSL
+  reconnect (a second address on the hub's WAN bridge and an SNAT rule to
+  it ahead of libvirt's masquerade, the spoke's conntrack entries deleted);
+- reboot: the hub reboots, then a spoke, then the hub's ipsec service restarts.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import click
+
+from lablib import names
+from labctl import checks, host
+from labctl.drills import (DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows, pick_spoke,
+                           require_healthy, time_recovery)
+from labctl.node import TRANSIENT, peer_addresses
+from labctl.stack import LabStack
+
+
+def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
+    spoke = pick_spoke(lab, site)
+    require_healthy(lab)
+    report = DrillReport("outage")
+    domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke)
+    down_for = liveness_bound(lab)  # longer than the hub needs to declare the spoke dead
+    echo(f"{spoke}'s WAN link ({tap}) down for {down_for} s")
+    host.virsh("domif-setlink", domain, tap, "down", check=True)
+    try:
+        time.sleep(down_for)
+    finally:
+        host.virsh("domif-setlink", domain, tap, "up", check=True)
+    report.figures.update({"site": spoke, "down_seconds": down_for})
+    report.lines.append(f"{spoke}'s WAN was down for {down_for} s")
+    time_recovery(report, f"{spoke} overlay traffic after the link came up",
+                  lambda: overlay_flows(lab, spoke), liveness_bound(lab), echo)
+    return report
+
+
+def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
+    spoke = pick_spoke(lab, site)
+    if not lab.node_info[spoke]["behindNat"]:
+        raise click.BadParameter(f"{spoke} is routed, not behind NAT: no public address to change",
+                                 param_hint="--site")
+    require_healthy(lab)
+    report = DrillReport("redial")
+    hub_bridge = host.wan_bridge(lab.name, names.HUB)
+    old = host.bridge_address(hub_bridge)
+    subnet = ipaddress.ip_interface(host.run("ip", "-4", "-o", "addr", "show", "dev", hub_bridge).split()[3]).network
+    new = str(subnet.broadcast_address - 1)
+    spoke_wan, hub_wan = lab.info(spoke, "wanAddress"), lab.info(names.HUB, "wanAddress")
+    snat = ["-s", f"{spoke_wan}/32", "-d", f"{hub_wan}/32", "-j", "SNAT", "--to-source", new]
+    hub_conn = names.conn_name(names.HUB, spoke)
+
+    def seen_from(address: str) -> bool:
+        return overlay_flows(lab, spoke) and peer_addresses(lab.node(names.HUB), hub_conn) == {address}
+
+    echo(f"{spoke}'s public address {old} -> {new}")
+    host.run("ip", "addr", "add", f"{new}/{subnet.prefixlen}", "dev", hub_bridge)
+    try:
+        host.run("iptables", "-t", "nat", "-I", "POSTROUTING", "1", *snat)
+        forget_mappings(spoke_wan)
+        time_recovery(report, f"{spoke} traffic flows from its new address", lambda: seen_from(new),
+                      liveness_bound(lab), echo)
+    finally:
+        host.run("iptables", "-t", "nat", "-D", "POSTROUTING", *snat, check=False)
+        forget_mappings(spoke_wan)
+        host.run("ip", "addr", "del", f"{new}/{subnet.prefixlen}", "dev", hub_bridge, check=False)
+    echo(f"{spoke}'s public address back to {old}")
+    time_recovery(report, f"{spoke} traffic flows from its old address again", lambda: seen_from(old),
+                  liveness_bound(lab), echo)
+    report.figures.update({"site": spoke, "old_address": old, "new_address": new})
+    return report
+
+
+def forget_mappings(address: str) -> None:
+    """Delete the NAT mappings of address (exit 1 just means there were none)."""
+    host.run("conntrack", "-D", "-s", address, check=False)
+
+
+def boot_id(lab: LabStack, site: str) -> str:
+    return lab.node(site).run("cat /proc/sys/kernel/random/boot_id").strip()
+
+
+def tunnels_back(lab: LabStack) -> bool:
+    """Every spoke's SA, every planned GRE port and MTU, and overlay traffic: as before the fault."""
+    try:
+        if not all_flow(lab):
+            return False
+        for site in lab.node_info:
+            for check in (checks.gre_ports, checks.mtus):
+                if not check(lab, site)[0]:
+                    return False
+        return all(checks.ike_and_child_sa(lab, spoke)[0] for spoke in lab.spokes)
+    except RuntimeError:  # a command failed on a VM still starting its services
+        return False
+
+
+def reboot(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
+    spoke = pick_spoke(lab, site)
+    require_healthy(lab)
+    report = DrillReport("reboot")
+    for victim in (names.HUB, spoke):
+        before = boot_id(lab, victim)
+        echo(f"rebooting {victim}")
+        start = time.monotonic()
+        lab.node(victim).run("systemd-run --on-active=1 systemctl reboot")
+
+        def rebooted_and_back(victim: str = victim, before: str = before) -> bool:
+            try:
+                if boot_id(lab, victim) == before:
+                    return False
+            except (*TRANSIENT, RuntimeError):
+                return False
+            return tunnels_back(lab)
+
+        time_recovery(report, f"{victim} reboot: every tunnel and GRE port back", rebooted_and_back,
+                      boot_bound(lab), echo, since=start)
+    echo("restarting the hub's ipsec service")
+    start = time.monotonic()
+    lab.node(names.HUB).run("systemctl restart ipsec")
+    time_recovery(report, "hub ipsec restart: every tunnel back", lambda: tunnels_back(lab),
+                  liveness_bound(lab), echo, since=start)
+    report.figures["site"] = spoke
+    return report

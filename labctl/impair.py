@@ -1,0 +1,134 @@
+"""`impair`: make a site's WAN misbehave the way the original ADSL line did.
+
+Two places, both inside the lab, never on the host's own interfaces:
+- delay, jitter, loss and a rate limit: a netem qdisc on the site's uplink
+  (the VM's WAN NIC, egress). This host's kernel has no netem
+  (CONFIG_NET_SCH_NETEM unset), the lab's guest kernels do;
+- dropping a share of the IP fragments the site sends onto its WAN: an
+  nftables chain in the lab's namespace at priority -500 on the site's WAN
+  bridge, ahead of conntrack's defragmentation (-400), which would
+  otherwise reassemble fragments before any rule sees them.
+Setting an impairment replaces the site's previous one (idempotent).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import click
+
+from lablib import names
+from labctl import host
+from labctl.stack import LabStack
+
+RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
+FRAGMENT_MATCH = "ip frag-off & 0x3fff != 0"  # more-fragments flag or a fragment offset
+
+
+@dataclass(frozen=True)
+class Impairment:
+    delay_ms: int = 0
+    jitter_ms: int = 0
+    loss_pct: float = 0
+    rate: str = ""
+    frag_drop_pct: float = 0
+
+    def __post_init__(self) -> None:
+        if self.jitter_ms and not self.delay_ms:
+            raise click.BadParameter("jitter needs a delay (netem varies the delay by it)", param_hint="--jitter")
+        if self.jitter_ms > self.delay_ms:
+            raise click.BadParameter(f"{self.jitter_ms} ms is more than the delay {self.delay_ms} ms",
+                                     param_hint="--jitter")
+
+    @property
+    def netem_args(self) -> str:
+        """netem's arguments, '' when nothing is shaped."""
+        parts = []
+        if self.delay_ms:
+            parts.append(f"delay {self.delay_ms}ms" + (f" {self.jitter_ms}ms" if self.jitter_ms else ""))
+        if self.loss_pct:
+            parts.append(f"loss {self.loss_pct:g}%")
+        if self.rate:
+            parts.append(f"rate {self.rate}")
+        return " ".join(parts)
+
+    def describe(self) -> str:
+        parts = [self.netem_args or "no shaping"]
+        parts.append(f"{self.frag_drop_pct:g}% of fragments dropped" if self.frag_drop_pct else "fragments pass")
+        return ", ".join(parts)
+
+
+class RateType(click.ParamType):
+    """A tc rate: a number and bit, kbit, mbit or gbit (bits per second)."""
+
+    name = "RATE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).lower()
+        if not RATE.match(text) or float(re.sub(r"[a-z]+$", "", text)) == 0:
+            self.fail(f"{value!r} is not a rate like 512kbit, 8mbit or 1gbit", param, ctx)
+        return text
+
+
+def fragment_rules(bridge: str, table: str, pct: float) -> str:
+    """nft script: drop pct % of the IP fragments arriving from the site's WAN bridge (replaces the table)."""
+    script = f"table ip {table} {{}}\ndelete table ip {table}\n"  # create-then-delete: no error if absent
+    if pct:
+        script += (f"table ip {table} {{\n"
+                   f"  chain fragments {{ type filter hook prerouting priority -500; policy accept;\n"
+                   f"    iifname \"{bridge}\" {FRAGMENT_MATCH} numgen random mod 10000 < {round(pct * 100)} "
+                   f"counter drop comment \"frag-drop {pct:g}\"\n  }}\n}}\n")
+    return script
+
+
+def clear_fragment_rules(stack: str, site: str) -> None:
+    """Remove the site's fragment-drop table from the lab's namespace (nothing to do when absent)."""
+    host.nft(fragment_rules("", names.impair_table(stack, site), 0))
+
+
+def check_running(lab: LabStack, site: str) -> None:
+    state = host.domain_state(lab.domain(site))
+    if state != "running":
+        raise click.ClickException(f"{site}'s VM {lab.domain(site)} is {state or 'not defined'}: "
+                                   f"is stack {lab.name} up?")
+
+
+def apply(lab: LabStack, site: str, impairment: Impairment) -> None:
+    """Set exactly this impairment on site's WAN (what was there before is replaced)."""
+    check_running(lab, site)
+    bridge = host.wan_bridge(lab.name, site)
+    node = lab.node(site)
+    if impairment.netem_args:
+        node.run(f"tc qdisc replace dev {names.WAN_INTERFACE} root netem {impairment.netem_args}")
+    else:
+        node.run(f"tc qdisc del dev {names.WAN_INTERFACE} root 2>/dev/null || true")
+    host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct))
+
+
+def clear(lab: LabStack, site: str) -> None:
+    apply(lab, site, Impairment())
+
+
+def parse_netem(qdisc: str) -> dict[str, object]:
+    """The netem settings `tc qdisc show` prints (as Impairment fields)."""
+    fields: dict[str, object] = {}
+    if "netem" not in qdisc:
+        return fields
+    if found := re.search(r"delay (\d+(?:\.\d+)?)ms(?:\s+(\d+(?:\.\d+)?)ms)?", qdisc):
+        fields["delay_ms"] = round(float(found.group(1)))
+        fields["jitter_ms"] = round(float(found.group(2) or 0))
+    if found := re.search(r"loss (\d+(?:\.\d+)?)%", qdisc):
+        fields["loss_pct"] = float(found.group(1))
+    if found := re.search(r"rate (\S+)", qdisc):
+        fields["rate"] = found.group(1).lower()
+    return fields
+
+
+def current(lab: LabStack, site: str) -> Impairment:
+    """What is set on site's WAN now, read back from the guest's qdisc and the namespace's nftables."""
+    check_running(lab, site)
+    fields = parse_netem(lab.node(site).run(f"tc qdisc show dev {names.WAN_INTERFACE} root"))
+    rules = host.run("nft", "list", "table", "ip", names.impair_table(lab.name, site), check=False)
+    if found := re.search(r'comment "frag-drop ([0-9.]+)"', rules):
+        fields["frag_drop_pct"] = float(found.group(1))
+    return Impairment(**fields)  # type: ignore[arg-type]

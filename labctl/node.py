@@ -1,0 +1,165 @@
+"""Look inside running lab VMs over SSH (paramiko): tunnel state, counters, diagnostics.
+
+Everything runs from inside the lab's network namespace, where the
+management network lives (the CLI enters it by itself).
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from lablib import names
+
+# A connection error means "not yet" while a VM boots or reboots (sshd restarts).
+TRANSIENT = (OSError, EOFError, paramiko.SSHException)
+
+
+@dataclass
+class Node:
+    """One lab VM, reached over its management address; the SSH connection is reused."""
+
+    name: str
+    host: str
+    key_file: Path
+    _client: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
+
+    def _connect(self) -> paramiko.SSHClient:
+        transport = self._client.get_transport() if self._client else None
+        if self._client is None or transport is None or not transport.is_active():
+            self.close()
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh lab VMs, private network
+            client.connect(self.host, username=names.SSH_USER, key_filename=str(self.key_file), timeout=10,
+                           banner_timeout=30, auth_timeout=30, allow_agent=False, look_for_keys=False)
+            self._client = client
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+        """Run command as root; return stdout (raise RuntimeError on failure when check).
+
+        Without check, stderr is appended so that callers can show what went wrong.
+        """
+        try:
+            _, stdout, stderr = self._connect().exec_command(f"sudo sh -c {shlex.quote(command)}", timeout=timeout)
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            status = stdout.channel.recv_exit_status()
+        except TRANSIENT:
+            self.close()  # the next command reconnects (the VM may have rebooted)
+            raise
+        if check and status != 0:
+            raise RuntimeError(f"{self.name}: `{command}` exited {status}: {err.strip() or out.strip()}")
+        return out + ("" if check else err)
+
+    def reachable(self) -> bool:
+        try:
+            self.run("true", timeout=10)
+            return True
+        except (*TRANSIENT, RuntimeError):
+            return False
+
+
+def cloud_init_done(node: Node) -> bool:
+    """cloud-init's final stage has run (so has the payload's one-time ipsec restart)."""
+    return "status: done" in node.run("cloud-init status", check=False)
+
+
+def established_conns(node: Node) -> set[str]:
+    """Conns with an established child SA (one traffic line each in `ipsec trafficstatus`)."""
+    out = node.run("ipsec trafficstatus", check=False)
+    return set(re.findall(r'"([^"]+)"[^,]*,\s*type=ESP', out))
+
+
+def tunnel_up(node: Node, conn: str) -> bool:
+    """Reachable, cloud-init finished and conn's child SA established."""
+    return node.reachable() and cloud_init_done(node) and conn in established_conns(node)
+
+
+def esp_bytes(node: Node, conn: str) -> tuple[int, int]:
+    """(inBytes, outBytes) of conn's child SA from `ipsec trafficstatus`."""
+    out = node.run("ipsec trafficstatus")
+    for line in out.splitlines():
+        if f'"{conn}"' in line:
+            found = dict(re.findall(r"(inBytes|outBytes)=(\d+)", line))
+            return int(found.get("inBytes", 0)), int(found.get("outBytes", 0))
+    raise RuntimeError(f"{node.name}: no child SA for {conn} in: {out.strip() or '(no SA)'}")
+
+
+def peer_addresses(node: Node, conn: str) -> set[str]:
+    """Addresses node's established instances of conn talk to (the hub sees NAT'd spokes post-NAT)."""
+    out = node.run("ipsec trafficstatus", check=False)
+    return set(re.findall(rf'"{re.escape(conn)}"(?:\[\d+\])? ([0-9.]+),\s*type=ESP', out))
+
+
+def ping_loss(node: Node, address: str, count: int, size: int | None = None, dont_fragment: bool = True,
+              interval: float = 0.2, wait: float = 2) -> tuple[int, int]:
+    """(received, sent) of `count` pings of `size` bytes (IP packet), DF set or explicitly cleared."""
+    options = f"-s {size - 28}" if size else ""
+    options += " -M do" if dont_fragment else " -M dont"
+    out = node.run(f"ping -q -n -c {count} -i {interval} -W {wait} {options} {address}",
+                   timeout=count * interval + wait + 30, check=False)
+    found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    if not found:
+        return 0, count  # "message too long" and friends: nothing left the node
+    return int(found.group(2)), int(found.group(1))
+
+
+def pings(node: Node, address: str, count: int = 3, size: int | None = None) -> bool:
+    """All of `count` don't-fragment pings answered."""
+    received, sent = ping_loss(node, address, count, size)
+    return received == sent == count
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 5,
+               progress: Callable[[str], None] = print) -> float:
+    """Poll check() until true; report progress every minute; return the seconds it took.
+
+    Raise TimeoutError at timeout. A connection error inside check() counts as "not yet".
+    """
+    def settled() -> bool:
+        try:
+            return check()
+        except TRANSIENT:
+            return False
+
+    start = time.monotonic()
+    last_report = start
+    while not settled():
+        now = time.monotonic()
+        if now - start > timeout:
+            raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
+        if now - last_report >= 60:
+            progress(f"  still waiting for {what} ({now - start:.0f} s)")
+            last_report = now
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def console_tail(domain: str, lines: int = 40) -> str:
+    path = Path(names.console_log_path(domain))
+    if not path.exists():
+        return f"(no console log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def diagnostics(node: Node, domain: str) -> str:
+    """What a failing run prints: console tail, IPsec and OVS state."""
+    parts = [f"===== {node.name} ({node.host}) console tail =====", console_tail(domain)]
+    if not node.reachable():
+        return "\n".join(parts + [f"(SSH to {node.host} fails)"])
+    for command in ("cloud-init status --long", "ipsec trafficstatus", "ipsec status | tail -n 20",
+                    "ip xfrm state", "ip -d link show type xfrm; ip -d link show type vti",
+                    "ovs-vsctl show", "ip -br addr", "journalctl -u ipsec -n 30 --no-pager"):
+        parts += [f"----- {node.name}: {command}", node.run(command, check=False)]
+    return "\n".join(parts)
