@@ -1,0 +1,117 @@
+"""The lab CLI's pure parts: impairment validation and rules, output parsing, bounds, verify's report.
+
+What needs a running lab (the checks, impair on a VM, the drills) runs in
+tests/e2e against the real one.
+"""
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from labctl import checks, host, impair
+from labctl.cli import cli
+from labctl.drills import boot_bound, liveness_bound
+from labctl.node import established_conns, esp_bytes, peer_addresses
+from labctl.stack import LabStack, parse_overrides
+
+TRAFFIC = """006 #4: "hub-spoke1"[1] 192.168.1.1, type=ESP, add_time=1764070000, inBytes=1680, outBytes=1680, maxBytes=2^63B, id='@spoke1'
+006 #6: "hub-spoke2"[1] 192.168.3.10, type=ESP, add_time=1764070010, inBytes=0, outBytes=84, maxBytes=2^63B, id='@spoke2'
+"""
+
+
+class FakeNode:
+    """Answers every command with the same text (what the parsers see from a VM)."""
+
+    name = "hub"
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+        return self.out
+
+
+def test_trafficstatus_parsing_gives_conns_counters_and_peers() -> None:
+    node = FakeNode(TRAFFIC)
+    assert established_conns(node) == {"hub-spoke1", "hub-spoke2"}  # type: ignore[arg-type]
+    assert esp_bytes(node, "hub-spoke2") == (0, 84)  # type: ignore[arg-type]
+    assert peer_addresses(node, "hub-spoke1") == {"192.168.1.1"}  # type: ignore[arg-type]
+    assert peer_addresses(node, "hub-spoke2") == {"192.168.3.10"}  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no child SA for hub-spoke3"):
+        esp_bytes(node, "hub-spoke3")  # type: ignore[arg-type]
+
+
+def test_netem_arguments_and_read_back() -> None:
+    wanted = impair.Impairment(delay_ms=50, jitter_ms=10, loss_pct=1.5, rate="2mbit", frag_drop_pct=30)
+    assert wanted.netem_args == "delay 50ms 10ms loss 1.5% rate 2mbit"
+    shown = "qdisc netem 8001: root refcnt 2 limit 1000 delay 50ms  10ms loss 1.5% rate 2Mbit\n"
+    assert impair.Impairment(**impair.parse_netem(shown), frag_drop_pct=30) == wanted  # type: ignore[arg-type]
+    assert impair.parse_netem("qdisc fq_codel 0: root refcnt 2 limit 10240p") == {}
+    assert impair.Impairment().netem_args == "" and "fragments pass" in impair.Impairment().describe()
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"jitter_ms": 5}, "jitter needs a delay"),
+    ({"delay_ms": 5, "jitter_ms": 9}, "more than the delay"),
+])
+def test_bad_jitter_is_refused(fields: dict[str, int], message: str) -> None:
+    with pytest.raises(click.BadParameter, match=message):
+        impair.Impairment(**fields)
+
+
+def test_fragment_rules_run_before_conntrack_defrag_and_replace_the_table() -> None:
+    script = impair.fragment_rules("virbr2", "lab-ci-spoke1-impair", 30)
+    assert script.startswith("table ip lab-ci-spoke1-impair {}\ndelete table ip lab-ci-spoke1-impair\n")
+    assert "hook prerouting priority -500" in script  # conntrack reassembles at -400
+    assert 'iifname "virbr2" ip frag-off & 0x3fff != 0 numgen random mod 10000 < 3000' in script
+    assert "chain" not in impair.fragment_rules("virbr2", "t", 0)  # 0 % only removes the table
+
+
+@pytest.mark.parametrize("args, message", [
+    (["impair", "spoke1", "--loss", "140"], "'--loss': 140.0 is not in the range 0<=x<=100"),
+    (["impair", "spoke1", "--frag-drop", "-1"], "'--frag-drop'"),
+    (["impair", "spoke1", "--rate", "fast"], "'fast' is not a rate"),
+    (["impair", "spoke1", "--rate", "0mbit"], "is not a rate"),
+    (["impair", "spoke1", "--show", "--clear"], "one of them"),
+    (["impair", "spoke1", "--delay", "5", "--clear"], "one of them"),
+])
+def test_bad_impairment_is_one_error_before_anything_changes(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                             message: str) -> None:
+    def touched() -> None:
+        raise AssertionError("the lab was touched")
+    monkeypatch.setattr(host, "enter_lab_namespace", touched)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_unknown_config_key_names_the_allowed_ones() -> None:
+    with pytest.raises(click.BadParameter, match="dpdDelay"):
+        parse_overrides(("dpdDelai=5",))
+    with pytest.raises(click.BadParameter, match="is not KEY=VALUE"):
+        parse_overrides(("masterSecret=x",))
+    assert parse_overrides(("spokes=3", "routedSpokes=[2]")) == {"lab:spokes": 3, "lab:routedSpokes": [2]}
+
+
+def lab_with(**config: object) -> LabStack:
+    nodes = {"hub": {"behindNat": False}, "spoke1": {"behindNat": True}, "spoke2": {"behindNat": False}}
+    return LabStack("ci", {"nodes": nodes, "tunnelMtu": 1438, "innerMtu": 1396}, dict(config))
+
+
+def test_drill_bounds_follow_the_liveness_delay_and_domain_type() -> None:
+    assert liveness_bound(lab_with(dpdDelay=10)) == 120
+    assert liveness_bound(lab_with(dpdDelay=30)) == 240
+    assert boot_bound(lab_with(dpdDelay=10, domainType="qemu")) > boot_bound(lab_with(dpdDelay=10, domainType="kvm"))
+
+
+def test_unknown_site_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(click.BadParameter, match="'spoke9' is not a site of stack ci; sites: hub, spoke1, spoke2"):
+        lab_with().check_site("spoke9")
+
+
+def test_verify_summary_names_every_failure() -> None:
+    results = [checks.Result("spoke1", "mtu", True, "ipsec20 1438", 0.4),
+               checks.Result("spoke2", "esp-on-wire", False, "3 in the clear", 3.1)]
+    assert checks.summary(results) == "1 of 2 checks FAILED (spoke2/esp-on-wire) in 4 s"
+    assert checks.summary(results[:1]) == "all 1 checks passed in 0 s"
+    assert "FAIL" in results[1].line() and "spoke2" in results[1].line()
