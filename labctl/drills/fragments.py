@@ -76,12 +76,16 @@ def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int,
     node = lab.node(spoke)
     columns: dict[str, dict[str, str]] = {}
     try:
-        echo(f"phase 1, as originally deployed: tunnel MTU {wan_mtu}, br0 {replay_inner}, GRE without DF")
+        echo(f"phase 1, as originally deployed: tunnel MTU {wan_mtu}, br0 {replay_inner}")
+        impair.apply(lab, spoke, impair.Impairment(frag_drop_pct=drop_pct))
+        for end in ends:
+            end.set_mtus(wan_mtu, replay_inner, lock=None)
+        # DF traffic (TCP, ping's default) with the wrong MTU: the kernel learns the XFRM path's MTU,
+        # the GRE packet does not fit, and OVS cannot tell the sender: a black hole, no fragment at all.
+        df_1 = ping_loss(node, hub_bridge, DF_PINGS, size, dont_fragment=True)
+        echo(f"  then the route to the peer locked to MTU {wan_mtu} and GRE without DF: ESP fragments")
         for end in ends:
             end.set_mtus(wan_mtu, replay_inner, lock=wan_mtu)
-        impair.apply(lab, spoke, impair.Impairment(frag_drop_pct=drop_pct))
-        df_1 = ping_loss(node, hub_bridge, DF_PINGS, size, dont_fragment=True)
-        for end in ends:
             end.set_gre_df(False)
         loss_1 = ping_loss(node, hub_bridge, count, size, dont_fragment=False, interval=0.1)
         columns["as deployed"] = {"MTU tunnel / br0": f"{wan_mtu} / {replay_inner}",

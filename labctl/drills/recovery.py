@@ -16,7 +16,7 @@ import click
 
 from lablib import names
 from labctl import checks, host
-from labctl.drills import (DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows, pick_spoke,
+from labctl.drills import (RETRANSMIT_TIMEOUT, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows, pick_spoke,
                            require_healthy, time_recovery)
 from labctl.node import TRANSIENT, peer_addresses
 from labctl.stack import LabStack
@@ -27,7 +27,7 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     require_healthy(lab)
     report = DrillReport("outage")
     domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke)
-    down_for = liveness_bound(lab)  # longer than the hub needs to declare the spoke dead
+    down_for = RETRANSMIT_TIMEOUT + 2 * int(lab.config["dpdDelay"])  # both ends declare the other dead
     echo(f"{spoke}'s WAN link ({tap}) down for {down_for} s")
     host.virsh("domif-setlink", domain, tap, "down", check=True)
     try:
