@@ -64,7 +64,7 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
         raise click.ClickException(str(error)) from None
     click.echo(f"all {len(lab.spokes)} tunnels up after {time.monotonic() - start:.0f} s")
     for site, info in lab.node_info.items():
-        click.echo(f"  {site:8} ssh -i {names.SSH_KEY_FILE} {names.SSH_USER}@{info['mgmtAddress']}   "
+        click.echo(f"  {site:8} ssh -i {names.SSH_KEY_FILE} {names.ssh_login(info['mgmtAddress'])}   "
                    f"(WAN {info['wanAddress']}, overlay {info['overlayAddress']}, tunnel MTU {info['tunnelMtu']})")
     click.echo("  (ssh from inside the lab namespace: scripts/labns.sh exec ssh ...)")
 

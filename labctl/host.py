@@ -58,7 +58,7 @@ def domain_state(domain: str) -> str:
 
 def wan_bridge(stack: str, site: str) -> str:
     """The Linux bridge libvirt made for a site's WAN network (virbrN)."""
-    network = names.wan_network(stack, site)
+    network = names.wan_network_name(stack, site)
     found = re.search(r"^Bridge:\s+(\S+)", virsh("net-info", network), re.MULTILINE)
     if not found:
         raise click.ClickException(f"libvirt has no network {network}: is stack {stack} up?")
@@ -67,7 +67,7 @@ def wan_bridge(stack: str, site: str) -> str:
 
 def wan_tap(stack: str, site: str) -> str:
     """The host side of a VM's WAN NIC (vnetN on the site's WAN bridge), from `virsh domiflist`."""
-    network = names.wan_network(stack, site)
+    network = names.wan_network_name(stack, site)
     for line in virsh("domiflist", names.domain_name(stack, site)).splitlines():
         fields = line.split()
         if len(fields) >= 3 and fields[2] == network:

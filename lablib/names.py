@@ -146,14 +146,6 @@ def gre_port(remote: str) -> str:
 
 
 # --- the lab's commands (labctl) -----------------------------------------------------
-WAN_INTERFACE = "wan0"  # every VM's WAN NIC (network-config sets the name)
-
-
-def wan_network(stack: str, site: str) -> str:
-    """The libvirt network of a site's WAN (its bridge is where the site's packets show)."""
-    return f"{stack_prefix(stack)}-wan-{site}"
-
-
 def impair_table(stack: str, site: str) -> str:
     """The nftables table, in the lab's namespace, that drops a site's WAN fragments."""
     return f"{stack_prefix(stack)}-{site}-impair"
