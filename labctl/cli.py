@@ -149,7 +149,7 @@ def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, 
                    show: bool, clear_: bool) -> None:
     """Impair SITE's WAN: the settings given replace the previous ones (idempotent)."""
     wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop)  # validated before anything changes
-    if show and clear_ or (show or clear_) and wanted != impair.Impairment():
+    if [show, clear_, wanted != impair.Impairment()].count(True) != 1:
         raise click.UsageError("give settings, --show or --clear, one of them")
     host.enter_lab_namespace()
     lab = stacks.load(stack)

@@ -105,10 +105,6 @@ def apply(lab: LabStack, site: str, impairment: Impairment) -> None:
     host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct))
 
 
-def clear(lab: LabStack, site: str) -> None:
-    apply(lab, site, Impairment())
-
-
 def parse_netem(qdisc: str) -> dict[str, object]:
     """The netem settings `tc qdisc show` prints (as Impairment fields)."""
     fields: dict[str, object] = {}

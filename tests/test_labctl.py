@@ -75,6 +75,7 @@ def test_fragment_rules_run_before_conntrack_defrag_and_replace_the_table() -> N
     (["impair", "spoke1", "--rate", "0mbit"], "is not a rate"),
     (["impair", "spoke1", "--show", "--clear"], "one of them"),
     (["impair", "spoke1", "--delay", "5", "--clear"], "one of them"),
+    (["impair", "spoke1"], "one of them"),
 ])
 def test_bad_impairment_is_one_error_before_anything_changes(monkeypatch: pytest.MonkeyPatch, args: list[str],
                                                              message: str) -> None:
