@@ -54,8 +54,8 @@ up: deps
 # Stopping the namespace also removes every impairment (its bridges and nftables go with it).
 down: venv
 	scripts/labns.sh start
+	trap 'scripts/labns.sh stop' EXIT
 	$(LABCTL) down $(STACK)
-	scripts/labns.sh stop
 
 preview: deps
 	scripts/labns.sh start
