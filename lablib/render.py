@@ -92,4 +92,4 @@ def render_meta_data(instance_id: str, site: Site) -> str:
 
 
 def render_console_xslt(log_file: str) -> str:
-    return _render("console-log.xsl.j2", log_file=log_file)
+    return _render("domain.xsl.j2", log_file=log_file)
