@@ -12,10 +12,10 @@
 # image is rebuilt only when the rootfs (its stamp) or this script changed.
 set -euo pipefail
 
-log() { printf '[build-image %s] %s\n' "$(date +%T)" "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 t0=$SECONDS
 
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+CACHE=$LAB_CACHE
 ROOT=$CACHE/rootfs
 OUT=$CACHE/image
 SIZE=${LAB_IMAGE_SIZE:-3G}   # virtual size; the qcow2 only holds used blocks
@@ -25,24 +25,24 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 
 [ -f "$CACHE/rootfs.stamp" ] && [ -x "$ROOT/bin/sh" ] \
-  || { log "no rootfs at $ROOT: run scripts/debian-root.sh first"; exit 1; }
+  || { lab_log "no rootfs at $ROOT: run scripts/debian-root.sh first"; exit 1; }
 
 inputs_hash=$( { cat "$CACHE/rootfs.stamp" "$SCRIPT_PATH"; echo "$SIZE"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$inputs_hash" ] \
    && [ -f "$OUT/debian12-lab.qcow2" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ]; then
-  log "image up to date: $OUT/debian12-lab.qcow2 ($((SECONDS - t0))s)"
+  lab_log "image up to date: $OUT/debian12-lab.qcow2 ($((SECONDS - t0))s)"
   echo "$CMDLINE"
   exit 0
 fi
 for c in mkfs.ext4 qemu-img e2fsck; do
-  command -v "$c" >/dev/null || { log "missing $c: run scripts/host-deps.sh"; exit 1; }
+  command -v "$c" >/dev/null || { lab_log "missing $c: run scripts/host-deps.sh"; exit 1; }
 done
 
 # Exactly one kernel in the tree: the image and the files next to it agree.
 kernels=("$ROOT"/boot/vmlinuz-*)
-[ ${#kernels[@]} -eq 1 ] && [ -f "${kernels[0]}" ] || { log "expected one kernel in $ROOT/boot, got: ${kernels[*]}"; exit 1; }
+[ ${#kernels[@]} -eq 1 ] && [ -f "${kernels[0]}" ] || { lab_log "expected one kernel in $ROOT/boot, got: ${kernels[*]}"; exit 1; }
 kver=${kernels[0]##*/vmlinuz-}
-[ -f "$ROOT/boot/initrd.img-$kver" ] || { log "no initrd for $kver"; exit 1; }
+[ -f "$ROOT/boot/initrd.img-$kver" ] || { lab_log "no initrd for $kver"; exit 1; }
 
 # The initramfs must be able to mount /dev/vda as ext4: virtio_blk (+ PCI
 # transport) as a module in the initrd or built in; same for ext4.
@@ -51,14 +51,14 @@ initrd_list=$("$HERE/in-root.sh" lsinitramfs "/boot/initrd.img-$kver")
 for m in virtio_blk:VIRTIO_BLK virtio_pci:VIRTIO_PCI ext4:EXT4_FS; do
   mod=${m%%:*} cfg=${m##*:}
   if grep -q "^CONFIG_$cfg=y" "$ROOT/boot/config-$kver"; then
-    log "initrd check: $mod built into the kernel"
+    lab_log "initrd check: $mod built into the kernel"
   elif grep -q "/$mod\.ko" <<< "$initrd_list"; then
-    log "initrd check: $mod.ko in the initrd"
+    lab_log "initrd check: $mod.ko in the initrd"
   else
-    log "initrd check FAILED: $mod neither built in nor in the initrd"; exit 1
+    lab_log "initrd check FAILED: $mod neither built in nor in the initrd"; exit 1
   fi
 done
-log "initrd checked ($((SECONDS - t))s)"
+lab_log "initrd checked ($((SECONDS - t))s)"
 
 mkdir -p "$OUT"
 tmp=$(mktemp -d "$OUT/build.XXXXXX")
@@ -68,20 +68,20 @@ trap 'rm -rf --one-file-system "$tmp"' EXIT
 # so the same tree gives the same file system metadata.
 uuid=$(echo "$inputs_hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-a\4-\5/')
 t=$SECONDS
-log "mkfs.ext4 -d $ROOT -> raw $SIZE (label $LABEL, uuid $uuid)"
+lab_log "mkfs.ext4 -d $ROOT -> raw $SIZE (label $LABEL, uuid $uuid)"
 truncate -s "$SIZE" "$tmp/disk.raw"
 E2FSPROGS_FAKE_TIME=$(stat -c %Y "$CACHE/rootfs.stamp") \
   mkfs.ext4 -q -F -L "$LABEL" -U "$uuid" -E "hash_seed=$uuid,root_owner=0:0" \
   -d "$ROOT" "$tmp/disk.raw"
 # A read-only fsck catches a bad copy now rather than at first boot.
 if ! fsck_out=$(e2fsck -fn "$tmp/disk.raw" 2>&1); then
-  printf '%s\n' "$fsck_out" >&2; log "e2fsck found errors in the new image"; exit 1
+  printf '%s\n' "$fsck_out" >&2; lab_log "e2fsck found errors in the new image"; exit 1
 fi
-log "mkfs.ext4 done ($((SECONDS - t))s)"
+lab_log "mkfs.ext4 done ($((SECONDS - t))s)"
 
 t=$SECONDS
 qemu-img convert -f raw -O qcow2 "$tmp/disk.raw" "$tmp/debian12-lab.qcow2"
-log "qemu-img convert done ($((SECONDS - t))s)"
+lab_log "qemu-img convert done ($((SECONDS - t))s)"
 
 # Kernel and initrd are root-only in /boot; qemu runs as root in the lab.
 cp "$ROOT/boot/vmlinuz-$kver" "$tmp/vmlinuz"
@@ -93,5 +93,5 @@ for f in debian12-lab.qcow2 vmlinuz initrd.img cmdline kernel-version; do
 done
 echo "$inputs_hash" > "$OUT/stamp"
 size=$(du -h "$OUT/debian12-lab.qcow2" | cut -f1)
-log "image ready: $OUT/debian12-lab.qcow2 ($size on disk, $SIZE virtual), kernel $kver ($((SECONDS - t0))s total)"
+lab_log "image ready: $OUT/debian12-lab.qcow2 ($size on disk, $SIZE virtual), kernel $kver ($((SECONDS - t0))s total)"
 echo "$CMDLINE"

@@ -20,10 +20,10 @@
 # got installed are recorded in $ROOT.manifest.
 set -euo pipefail
 
-log() { printf '[debian-root %s] %s\n' "$(date +%T)" "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 t0=$SECONDS
 
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+CACHE=$LAB_CACHE
 SUITE=bookworm
 force=0
 while [ $# -gt 0 ]; do
@@ -61,11 +61,11 @@ SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 recipe_hash=$( { cat "$SCRIPT_PATH"; echo "$MIRROR $SECURITY_MIRROR $SUITE"; } | sha256sum | cut -d' ' -f1)
 
 if [ $force -eq 0 ] && [ -d "$ROOT" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$recipe_hash" ]; then
-  log "rootfs up to date at $ROOT ($((SECONDS - t0))s)"
+  lab_log "rootfs up to date at $ROOT ($((SECONDS - t0))s)"
   exit 0
 fi
-[ "$(id -u)" -eq 0 ] || { log "must run as root (mmdebstrap root mode, device nodes)"; exit 1; }
-command -v mmdebstrap >/dev/null || { log "mmdebstrap missing: run scripts/host-deps.sh"; exit 1; }
+[ "$(id -u)" -eq 0 ] || { lab_log "must run as root (mmdebstrap root mode, device nodes)"; exit 1; }
+command -v mmdebstrap >/dev/null || { lab_log "mmdebstrap missing: run scripts/host-deps.sh"; exit 1; }
 
 mkdir -p "$CACHE"
 work=$(mktemp -d "$CACHE/rootfs.build.XXXXXX")
@@ -161,7 +161,7 @@ chmod +x "$work/customize.sh"
 
 pkgs=$(IFS=,; echo "${PACKAGES[*]}")
 t=$SECONDS
-log "mmdebstrap $SUITE (${#PACKAGES[@]} packages + deps) into $work/root"
+lab_log "mmdebstrap $SUITE (${#PACKAGES[@]} packages + deps) into $work/root"
 # Docs/man/locales are dead weight in a lab VM (copyright files are kept).
 mmdebstrap --variant=apt --mode=root --arch=amd64 \
   --include="$pkgs" \
@@ -176,7 +176,7 @@ mmdebstrap --variant=apt --mode=root --arch=amd64 \
   "deb $MIRROR $SUITE main" \
   "deb $MIRROR $SUITE-updates main" \
   "deb $SECURITY_MIRROR $SUITE-security main" >&2
-log "mmdebstrap done ($((SECONDS - t))s)"
+lab_log "mmdebstrap done ($((SECONDS - t))s)"
 
 chroot "$work/root" dpkg-query -W -f='${Package} ${Version}\n' > "$work/manifest"
 # Swap in the new tree only once it is complete.
@@ -184,5 +184,5 @@ rm -rf --one-file-system "$ROOT"
 mv "$work/root" "$ROOT"
 mv "$work/manifest" "$MANIFEST"
 echo "$recipe_hash" > "$STAMP"
-log "kernel: $(ls "$ROOT"/boot/ | grep '^vmlinuz' | tr '\n' ' ')"
-log "rootfs ready at $ROOT: $(du -sh "$ROOT" | cut -f1), $(wc -l < "$MANIFEST") packages ($((SECONDS - t0))s total)"
+lab_log "kernel: $(ls "$ROOT"/boot/ | grep '^vmlinuz' | tr '\n' ' ')"
+lab_log "rootfs ready at $ROOT: $(du -sh "$ROOT" | cut -f1), $(wc -l < "$MANIFEST") packages ($((SECONDS - t0))s total)"

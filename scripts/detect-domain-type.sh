@@ -12,16 +12,16 @@
 # versions.  LAB_DOMAIN_TYPE=kvm|qemu overrides; --force re-probes.
 set -euo pipefail
 
-log() { printf '[detect-domain-type %s] %s\n' "$(date +%T)" "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 t0=$SECONDS
 
 if [ -n "${LAB_DOMAIN_TYPE:-}" ]; then
-  case "$LAB_DOMAIN_TYPE" in kvm|qemu) ;; *) log "LAB_DOMAIN_TYPE must be kvm or qemu"; exit 2 ;; esac
-  log "LAB_DOMAIN_TYPE=$LAB_DOMAIN_TYPE set: not probing"
+  case "$LAB_DOMAIN_TYPE" in kvm|qemu) ;; *) lab_log "LAB_DOMAIN_TYPE must be kvm or qemu"; exit 2 ;; esac
+  lab_log "LAB_DOMAIN_TYPE=$LAB_DOMAIN_TYPE set: not probing"
   echo "$LAB_DOMAIN_TYPE"; exit 0
 fi
 
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+CACHE=$LAB_CACHE
 IMG=$CACHE/image
 CACHED=$CACHE/domain-type
 TIMEOUT=${LAB_KVM_PROBE_TIMEOUT:-30}
@@ -29,13 +29,13 @@ force=0
 [ "${1:-}" = "--force" ] && force=1
 
 [ -f "$IMG/vmlinuz" ] && [ -f "$IMG/initrd.img" ] \
-  || { log "no $IMG/vmlinuz or initrd.img: run scripts/build-image.sh first"; exit 1; }
-command -v qemu-system-x86_64 >/dev/null || { log "qemu-system-x86_64 missing: run scripts/host-deps.sh"; exit 1; }
+  || { lab_log "no $IMG/vmlinuz or initrd.img: run scripts/build-image.sh first"; exit 1; }
+command -v qemu-system-x86_64 >/dev/null || { lab_log "qemu-system-x86_64 missing: run scripts/host-deps.sh"; exit 1; }
 
 key="host=$(uname -r) guest=$(cat "$IMG/kernel-version" 2>/dev/null || md5sum < "$IMG/vmlinuz" | cut -c1-12) $(qemu-system-x86_64 --version | head -1)"
 if [ $force -eq 0 ] && [ -f "$CACHED" ] && [ "$(sed -n 2p "$CACHED")" = "$key" ]; then
   answer=$(sed -n 1p "$CACHED")
-  log "cached: $answer ($(sed -n 3p "$CACHED"))"
+  lab_log "cached: $answer ($(sed -n 3p "$CACHED"))"
   echo "$answer"; exit 0
 fi
 
@@ -86,7 +86,7 @@ if [ ! -e /dev/kvm ]; then
 elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
   reason="/dev/kvm is not read/writable by $(id -un)"
 else
-  log "probing KVM: booting the lab kernel with -accel kvm (up to ${TIMEOUT}s)"
+  lab_log "probing KVM: booting the lab kernel with -accel kvm (up to ${TIMEOUT}s)"
   if probe kvm; then
     answer=kvm; reason="lab kernel reached the initramfs under KVM in ${probe_secs}s"
   else
@@ -94,17 +94,17 @@ else
   fi
 fi
 if [ "$answer" = qemu ]; then
-  log "probing TCG (software emulation)"
+  lab_log "probing TCG (software emulation)"
   if probe tcg; then
     reason="$reason; TCG reached the initramfs in ${probe_secs}s"
   else
-    log "TCG failed too: $probe_why"
-    log "the lab kernel does not boot at all: check scripts/build-image.sh output"
+    lab_log "TCG failed too: $probe_why"
+    lab_log "the lab kernel does not boot at all: check scripts/build-image.sh output"
     exit 1
   fi
 fi
 
 mkdir -p "$CACHE"
 printf '%s\n%s\n%s\n' "$answer" "$key" "$reason" > "$CACHED"
-log "$answer: $reason ($((SECONDS - t0))s)"
+lab_log "$answer: $reason ($((SECONDS - t0))s)"
 echo "$answer"

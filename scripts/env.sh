@@ -1,9 +1,14 @@
-# Sourced by the other scripts: where the toolchain, the state and the secrets live.
+# Sourced by every script in scripts/: the settings they share. The names that
+# Python needs too (cache default, namespace, state dir) come from lab.env at
+# the top of the checkout (lablib/names.py parses the same file).
 # The cache is outside the checkout (a fresh clone reuses it); state and the
 # secrets passphrase are per checkout, in the git-ignored .lab/.
 LAB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export LAB_CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
-export LAB_STATE=${LAB_STATE:-$LAB_ROOT/.lab}
+# shellcheck source=../lab.env
+. "$LAB_ROOT/lab.env"
+export LAB_CACHE=${LAB_CACHE:-$LAB_CACHE_DEFAULT}
+export LAB_NETNS=${LAB_NETNS:-$LAB_NETNS_DEFAULT}
+export LAB_STATE=${LAB_STATE:-$LAB_ROOT/$LAB_STATE_DIR}
 export PULUMI_HOME=$LAB_CACHE/pulumi-home
 export PATH=$LAB_CACHE/toolchain/bin:$LAB_ROOT/venv/bin:$PATH
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
@@ -13,7 +18,9 @@ export PULUMI_BACKEND_URL=file://$LAB_STATE/state
 export PULUMI_CONFIG_PASSPHRASE_FILE=$LAB_STATE/passphrase
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
-lab_log() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
+# Log lines on stderr, tagged with the script's name: [labns 12:00:00] ...
+LAB_LOG_TAG=$(basename "$0" .sh)
+lab_log() { printf '[%s %s] %s\n' "$LAB_LOG_TAG" "$(date +%T)" "$*" >&2; }
 
 # The passphrase that encrypts this checkout's stack secrets: made once, never printed.
 lab_passphrase() {

@@ -5,7 +5,7 @@
 # releases, and the registry serves only the current version of each package.
 set -euo pipefail
 
-log() { printf '[host-deps %s] %s\n' "$(date +%T)" "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 t0=$SECONDS
 
 PKGS=(
@@ -36,11 +36,11 @@ for p in "${PKGS[@]}"; do
   fi
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  log "all ${#PKGS[@]} host packages already installed ($((SECONDS - t0))s)"
+  lab_log "all ${#PKGS[@]} host packages already installed ($((SECONDS - t0))s)"
   exit 0
 fi
-[ "$(id -u)" -eq 0 ] || { log "need root to install: ${missing[*]}"; exit 1; }
-log "missing: ${missing[*]}"
+[ "$(id -u)" -eq 0 ] || { lab_log "need root to install: ${missing[*]}"; exit 1; }
+lab_log "missing: ${missing[*]}"
 
 export DEBIAN_FRONTEND=noninteractive
 # apt-get update only when some missing package has no install candidate
@@ -51,9 +51,9 @@ for p in "${missing[@]}"; do
   if [ -z "$cand" ] || [ "$cand" = "(none)" ]; then need_update=1; break; fi
 done
 if [ $need_update -eq 1 ]; then
-  t=$SECONDS; log "apt-get update"
+  t=$SECONDS; lab_log "apt-get update"
   apt-get update -q >&2
-  log "apt-get update done ($((SECONDS - t))s)"
+  lab_log "apt-get update done ($((SECONDS - t))s)"
 fi
 
 # PID 1 is not systemd: postinst scripts would try to start libvirtd etc. on
@@ -66,13 +66,13 @@ fi
 cleanup() { if [ $own_policy -eq 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
-t=$SECONDS; log "apt-get install ${#missing[@]} packages"
+t=$SECONDS; lab_log "apt-get install ${#missing[@]} packages"
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-log "apt-get install done ($((SECONDS - t))s)"
+lab_log "apt-get install done ($((SECONDS - t))s)"
 
 # Sanity: the commands the other scripts call.
 for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img mkisofs xsltproc dnsmasq \
          iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen unshare; do
-  command -v "$c" >/dev/null || { log "missing command after install: $c"; exit 1; }
+  command -v "$c" >/dev/null || { lab_log "missing command after install: $c"; exit 1; }
 done
-log "host dependencies ready ($((SECONDS - t0))s total)"
+lab_log "host dependencies ready ($((SECONDS - t0))s total)"

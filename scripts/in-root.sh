@@ -18,7 +18,8 @@
 # Exit status, stdin, stdout and stderr are CMD's.  Needs root.
 set -euo pipefail
 
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+CACHE=$LAB_CACHE
 SUITE=bookworm
 if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a Debian suite name}; shift 2; fi
 ROOT=$CACHE/rootfs

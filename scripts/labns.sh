@@ -20,12 +20,12 @@
 #   exec    run CMD inside the namespace (ssh to a VM, ping, tcpdump...).
 set -euo pipefail
 
-log() { printf '[labns %s] %s\n' "$(date +%T)" "$*" >&2; }
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 t0=$SECONDS
 
-NS=${LAB_NETNS:-gre-lab}
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
-URI=qemu:///system
+NS=$LAB_NETNS
+CACHE=$LAB_CACHE
+URI=$LIBVIRT_DEFAULT_URI
 LIBVIRTD_PID=/run/libvirtd.pid
 VIRTLOGD_PID=/run/virtlogd.pid
 CONF_DIR=$CACHE/labns
@@ -36,7 +36,7 @@ answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
 # Name of the namespace a PID lives in ("" = the host's).
 ns_of() { ip netns identify "$1" 2>/dev/null || true; }
 
-need_root() { [ "$(id -u)" -eq 0 ] || { log "must run as root"; exit 1; }; }
+need_root() { [ "$(id -u)" -eq 0 ] || { lab_log "must run as root"; exit 1; }; }
 
 start() {
   need_root
@@ -44,17 +44,17 @@ start() {
     local where; where=$(ns_of "$(cat "$LIBVIRTD_PID")")
     if [ "$where" != "$NS" ]; then
       # There can be only one system libvirtd (one /run/libvirt socket).
-      log "libvirtd (pid $(cat "$LIBVIRTD_PID")) already runs in namespace '${where:-host}', not '$NS': stop it first"
+      lab_log "libvirtd (pid $(cat "$LIBVIRTD_PID")) already runs in namespace '${where:-host}', not '$NS': stop it first"
       exit 1
     fi
-    if answers; then log "already running: libvirtd pid $(cat "$LIBVIRTD_PID") in namespace $NS"; return 0; fi
-    log "libvirtd pid $(cat "$LIBVIRTD_PID") in $NS does not answer: run '$0 stop' first"; exit 1
+    if answers; then lab_log "already running: libvirtd pid $(cat "$LIBVIRTD_PID") in namespace $NS"; return 0; fi
+    lab_log "libvirtd pid $(cat "$LIBVIRTD_PID") in $NS does not answer: run '$0 stop' first"; exit 1
   fi
-  command -v libvirtd >/dev/null || { log "libvirtd missing: run scripts/host-deps.sh"; exit 1; }
+  command -v libvirtd >/dev/null || { lab_log "libvirtd missing: run scripts/host-deps.sh"; exit 1; }
 
   if ! ns_exists; then
     ip netns add "$NS"
-    log "created network namespace $NS"
+    lab_log "created network namespace $NS"
   fi
   ip netns exec "$NS" ip link set lo up
 
@@ -80,44 +80,44 @@ start() {
     if answers; then break; fi
     sleep 0.5
   done
-  answers || { log "libvirtd did not answer on $URI within 30s"; exit 1; }
-  log "libvirtd $(cat "$LIBVIRTD_PID") and virtlogd $(cat "$VIRTLOGD_PID" 2>/dev/null || echo '?') up in namespace $NS ($((SECONDS - t))s)"
+  answers || { lab_log "libvirtd did not answer on $URI within 30s"; exit 1; }
+  lab_log "libvirtd $(cat "$LIBVIRTD_PID") and virtlogd $(cat "$VIRTLOGD_PID" 2>/dev/null || echo '?') up in namespace $NS ($((SECONDS - t))s)"
 
   local pools nets
   pools=$(virsh -c "$URI" pool-list --all --name | sed '/^$/d' | tr '\n' ' ')
   nets=$(virsh -c "$URI" net-list --all --name | sed '/^$/d' | tr '\n' ' ')
-  log "storage pools: ${pools:-none} (none is created here: the Pulumi program declares its own)"
-  log "networks defined: ${nets:-none}"
+  lab_log "storage pools: ${pools:-none} (none is created here: the Pulumi program declares its own)"
+  lab_log "networks defined: ${nets:-none}"
 }
 
 stop() {
   need_root
   if alive "$LIBVIRTD_PID" && [ "$(ns_of "$(cat "$LIBVIRTD_PID")")" != "$NS" ]; then
-    log "libvirtd runs outside namespace $NS: not touching it"; exit 1
+    lab_log "libvirtd runs outside namespace $NS: not touching it"; exit 1
   fi
   if alive "$LIBVIRTD_PID" && answers; then
     local v=(virsh -q -c "$URI") d n p
     for d in $("${v[@]}" list --name); do
-      "${v[@]}" destroy "$d" >/dev/null && log "destroyed domain $d"
+      "${v[@]}" destroy "$d" >/dev/null && lab_log "destroyed domain $d"
     done
     for d in $("${v[@]}" list --all --name); do
       # --nvram/--managed-save would fail on domains without them; try both.
       "${v[@]}" undefine "$d" --managed-save --snapshots-metadata >/dev/null 2>&1 \
         || "${v[@]}" undefine "$d" >/dev/null
-      log "undefined domain $d"
+      lab_log "undefined domain $d"
     done
     for n in $("${v[@]}" net-list --name); do
-      "${v[@]}" net-destroy "$n" >/dev/null && log "destroyed network $n"
+      "${v[@]}" net-destroy "$n" >/dev/null && lab_log "destroyed network $n"
     done
     for n in $("${v[@]}" net-list --all --name); do
       [ "$n" = default ] && continue   # Debian's packaged network, never started here
-      "${v[@]}" net-undefine "$n" >/dev/null && log "undefined network $n"
+      "${v[@]}" net-undefine "$n" >/dev/null && lab_log "undefined network $n"
     done
     for p in $("${v[@]}" pool-list --name); do
-      "${v[@]}" pool-destroy "$p" >/dev/null && log "stopped pool $p"
+      "${v[@]}" pool-destroy "$p" >/dev/null && lab_log "stopped pool $p"
     done
     for p in $("${v[@]}" pool-list --all --name); do
-      "${v[@]}" pool-undefine "$p" >/dev/null && log "undefined pool $p (files kept)"
+      "${v[@]}" pool-undefine "$p" >/dev/null && lab_log "undefined pool $p (files kept)"
     done
   fi
   local f pid
@@ -127,30 +127,30 @@ stop() {
       kill "$pid"
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
       kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-      log "stopped $(basename "$f" .pid) (pid $pid)"
+      lab_log "stopped $(basename "$f" .pid) (pid $pid)"
     fi
   done
   if ns_exists; then
     # Whatever is left in the namespace (dnsmasq or qemu of a daemon that
     # was not answering) was started by the lab: end it by pid.
     for pid in $(ip netns pids "$NS"); do
-      log "killing leftover pid $pid in $NS: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)"
+      lab_log "killing leftover pid $pid in $NS: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-80)"
       kill "$pid" 2>/dev/null || true
     done
     sleep 0.5
     for pid in $(ip netns pids "$NS"); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns delete "$NS"
-    log "deleted network namespace $NS"
+    lab_log "deleted network namespace $NS"
   fi
-  log "stopped ($((SECONDS - t0))s)"
+  lab_log "stopped ($((SECONDS - t0))s)"
 }
 
 status() {
-  if ns_exists; then log "namespace $NS exists"; else log "namespace $NS absent"; fi
+  if ns_exists; then lab_log "namespace $NS exists"; else lab_log "namespace $NS absent"; fi
   if alive "$LIBVIRTD_PID"; then
-    log "libvirtd pid $(cat "$LIBVIRTD_PID") in namespace '$(ns_of "$(cat "$LIBVIRTD_PID")")'; answers: $(answers && echo yes || echo no)"
+    lab_log "libvirtd pid $(cat "$LIBVIRTD_PID") in namespace '$(ns_of "$(cat "$LIBVIRTD_PID")")'; answers: $(answers && echo yes || echo no)"
   else
-    log "libvirtd not running"; return 1
+    lab_log "libvirtd not running"; return 1
   fi
 }
 
@@ -160,8 +160,8 @@ case "${1:-}" in
   status) status ;;
   exec)
     shift
-    [ $# -gt 0 ] || { log "usage: $0 exec CMD..."; exit 2; }
-    ns_exists || { log "namespace $NS absent: run '$0 start'"; exit 1; }
+    [ $# -gt 0 ] || { lab_log "usage: $0 exec CMD..."; exit 2; }
+    ns_exists || { lab_log "namespace $NS absent: run '$0 start'"; exit 1; }
     exec ip netns exec "$NS" "$@" ;;
   *) echo "usage: $0 start|stop|status|exec CMD..." >&2; exit 2 ;;
 esac

@@ -28,6 +28,7 @@
 #   tfgen and embedded. Like upstream, it is the plain bridged provider: it
 #   fails at Configure when no libvirt daemon is reachable.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/toolchain
 
@@ -38,7 +39,7 @@ BRIDGE_VERSION=v3.99.0
 # Pulumi's fork of terraform-plugin-sdk/v2 that this bridge version expects.
 TF_SDK_FORK=github.com/pulumi/terraform-plugin-sdk/v2@v2.0.0-20240520223432-0c0bf0d65f10
 
-CACHE=${LAB_CACHE:-$HOME/.cache/gre-ipsec-lab}
+CACHE=$LAB_CACHE
 TC=$CACHE/toolchain
 BIN=$TC/bin
 BUILD=$CACHE/build
@@ -54,11 +55,8 @@ export GOTOOLCHAIN=auto GOFLAGS="-mod=mod -buildvcs=false"
 # The checksum database answers 404 for this one module here: its hashes are
 # pinned in toolchain/libvirt-provider/go.sum.pinned instead.
 export GONOSUMDB=github.com/dmacvicar/terraform-provider-libvirt
-export PULUMI_HOME=$CACHE/pulumi-home
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-log() { printf '[toolchain %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+die() { lab_log "ERROR: $*"; exit 1; }
 command -v go >/dev/null || die "go is not installed"
 configured=$(go env GOPROXY)
 GOPROXY=$(printf '%s\n' "$configured" | tr ',|' '\n\n' | grep -Evx 'direct|off|' | paste -sd, || true)
@@ -74,19 +72,19 @@ flock 9
 step() {
 	local name=$1 key=$2 check=$3 build=$4 t0=$SECONDS
 	if [ $FORCE = 1 ]; then
-		log "$name: building (--force)"
+		lab_log "$name: building (--force)"
 	elif [ "$(cat "$STAMPS/$name" 2>/dev/null)" != "$key" ]; then
-		log "$name: building (new or changed)"
+		lab_log "$name: building (new or changed)"
 	elif ! $check; then
-		log "$name: building (output missing or wrong version)"
+		lab_log "$name: building (output missing or wrong version)"
 	else
-		log "$name: up to date"
+		lab_log "$name: up to date"
 		return
 	fi
 	$build
 	$check || die "$name: built, but its check fails"
 	printf '%s\n' "$key" >"$STAMPS/$name"
-	log "$name: done in $((SECONDS - t0)) s"
+	lab_log "$name: done in $((SECONDS - t0)) s"
 }
 
 # A stamp key: versions plus hashes of the sources a step builds from (go.mod
@@ -144,7 +142,7 @@ VERSION_LDFLAG="-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PU
 
 check_cli() { [ "$("$BIN/pulumi" version 2>/dev/null)" = "$PULUMI_VERSION" ]; }
 build_cli() {
-	log "pulumi: go build (5-7 min on 2 cores with a cold cache)"
+	lab_log "pulumi: go build (5-7 min on 2 cores with a cold cache)"
 	(cd "$CLI_MOD" && go build -trimpath -ldflags "-s -w $VERSION_LDFLAG" -o "$BIN/pulumi" \
 		github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
 }
@@ -218,7 +216,7 @@ build_libvirt() (
 	ldflags="-s -w -X lab.local/pulumi-libvirt/libvirtinfo.Version=$LIBVIRT_PLUGIN_VERSION"
 	cd "$LV_MOD"
 	# The resource plugin embeds its schema, which tfgen derives from the same mapping.
-	log "pulumi-resource-libvirt: building tfgen (about 2 min with a cold cache)"
+	lab_log "pulumi-resource-libvirt: building tfgen (about 2 min with a cold cache)"
 	go build -trimpath -ldflags "$ldflags" -o bin/pulumi-tfgen-libvirt ./cmd/pulumi-tfgen-libvirt
 	# Not `go list -m`: it asks for the module's .info, which the proxy refuses here.
 	upstream=$GOMODCACHE/github.com/dmacvicar/terraform-provider-libvirt@$TF_LIBVIRT_VERSION
@@ -226,7 +224,7 @@ build_libvirt() (
 	UPSTREAM_REPO_PATH=$upstream bin/pulumi-tfgen-libvirt schema --out schema-out >tfgen.log 2>&1 ||
 		{ cat tfgen.log >&2; die "tfgen failed"; }
 	cp schema-out/schema.json cmd/pulumi-resource-libvirt/schema-embed.json
-	log "pulumi-resource-libvirt: building the plugin"
+	lab_log "pulumi-resource-libvirt: building the plugin"
 	go build -trimpath -ldflags "$ldflags" -o bin/pulumi-resource-libvirt ./cmd/pulumi-resource-libvirt
 	"$BIN/pulumi" plugin install resource libvirt "$LIBVIRT_PLUGIN_VERSION" \
 		--file bin/pulumi-resource-libvirt --reinstall >&2
@@ -246,6 +244,6 @@ export PULUMI_HOME="$PULUMI_HOME"
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 EOF
-log "ready: pulumi $("$BIN/pulumi" version), libvirt plugin $LIBVIRT_PLUGIN_VERSION in $((SECONDS)) s;" \
+lab_log "ready: pulumi $("$BIN/pulumi" version), libvirt plugin $LIBVIRT_PLUGIN_VERSION in $((SECONDS)) s;" \
 	"callers need these lines (stdout), or: . $TC/env.sh"
 grep '^export' "$TC/env.sh"
