@@ -8,7 +8,7 @@ STACK ?= local
 # The lab's command-line program (it enters the lab's network namespace by itself).
 LABCTL := $(PY) -m labctl
 
-.PHONY: venv deps test test-fast e2e up down preview
+.PHONY: venv deps test test-fast e2e up down preview bench
 
 venv: venv/.stamp policy/venv/.stamp
 venv/.stamp: requirements.txt requirements-dev.txt
@@ -43,6 +43,13 @@ e2e: deps
 	scripts/labns.sh start
 	trap 'scripts/labns.sh stop' EXIT
 	scripts/labns.sh exec $(PY) -m pytest -v -rfEs tests/e2e
+
+# Boot time, memory, goodput, plan and preview times in one run: a table on
+# stdout, JSON in .lab/bench.json (README "Performance"). About 10 minutes.
+bench: deps
+	scripts/labns.sh start
+	trap 'scripts/labns.sh stop' EXIT
+	scripts/labns.sh exec $(PY) tools/bench.py
 
 up: deps
 	start=$$SECONDS

@@ -1,0 +1,247 @@
+"""make bench: how long the lab takes and what it costs, measured in one run.
+
+    scripts/labns.sh exec venv/bin/python tools/bench.py [--only plan,preview,lab]
+
+- plan: the program under Pulumi mocks for 100 and 250 spokes (no engine);
+- preview: a real `pulumi preview` of the scale stack at 100 and 250 spokes;
+- lab: the ci stack brought up from nothing (pulumi up -> every tunnel up),
+  resident memory of each VM, goodput through GRE over IPsec against the raw
+  WAN between the same two VMs, then one spoke added to the running lab (T1:
+  that VM, booting alone, from domain start to its tunnel; the ratio of the
+  whole `pulumi up` of the spoke to T1), and the lab destroyed.
+Figures go to .lab/bench.json and a table on stdout. Needs the lab's
+namespace (`make bench` starts it) and the image (`make deps`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.bench_guest import boot_breakdown, domain_started, goodput_mbps, qemu_rss_mib  # noqa: E402
+from tools.bench_lab import (ROOT, established_conns, lab_nodes, names, pulumi, run_program, stack_config,
+                             stack_nodes, stack_values, wait_until)  # noqa: E402
+
+OUT = names.STATE_DIR / "bench.json"
+LAB_STACK, SCALE_STACK = "ci", "scale"
+TUNNEL_TIMEOUT = 1500
+STEPS = ("plan", "preview", "lab")
+
+
+def image_overrides() -> list[str]:
+    """The committed stacks name the default cache; the bench follows $LAB_CACHE."""
+    image = names.CACHE_DIR / "image"
+    return [f"image={image / 'debian12-lab.qcow2'}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
+
+
+def configure(stack: str, **values: object) -> None:
+    sets = image_overrides() + [f"{k}={json.dumps(v)}" for k, v in values.items()]
+    args = [stack] + [item for pair in (("--set", s) for s in sets) for item in pair]
+    stack_config.main(args, standalone_mode=False)
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.monotonic()
+    action()
+    return round(time.monotonic() - start, 1)
+
+
+def bench_plan(repeat: int = 3) -> dict[str, Any]:
+    """Median seconds to run the program under mocks, per spoke count."""
+    figures: dict[str, Any] = {}
+    for spokes in (100, 250):
+        runs = [timed(lambda: run_program(stack_values({"spokes": spokes}))) for _ in range(repeat)]
+        figures[str(spokes)] = {"median_seconds": statistics.median(runs), "runs": runs}
+    return figures
+
+
+def bench_preview() -> dict[str, Any]:
+    """Wall seconds of a real `pulumi preview` (engine, language host, provider) per spoke count."""
+    figures: dict[str, Any] = {}
+    for spokes in (100, 250):
+        configure(SCALE_STACK, spokes=spokes)
+        figures[str(spokes)] = {"seconds": timed(lambda: pulumi(SCALE_STACK, "preview"))}
+    return figures
+
+
+def up_with_events(stack: str, event_log: Path) -> float:
+    event_log.unlink(missing_ok=True)
+    return timed(lambda: pulumi(stack, "up", "--yes", "--skip-preview", "--event-log", str(event_log)))
+
+
+def create_times(event_log: Path) -> dict[str, dict[str, float]]:
+    """Per resource type: how many were created and the longest create (engine event log)."""
+    started: dict[str, int] = {}
+    per_type: dict[str, list[int]] = {}
+    for line in event_log.read_text().splitlines():
+        event = json.loads(line)
+        for kind in ("resourcePreEvent", "resOutputsEvent"):
+            meta = (event.get(kind) or {}).get("metadata") or {}
+            if meta.get("op") != "create":
+                continue
+            if kind == "resourcePreEvent":
+                started[meta["urn"]] = event["timestamp"]
+            elif meta["urn"] in started:
+                short = meta["type"].split(":")[-1]
+                per_type.setdefault(short, []).append(event["timestamp"] - started[meta["urn"]])
+    return {t: {"count": len(d), "longest_seconds": max(d)} for t, d in sorted(per_type.items())}
+
+
+def wait_tunnels(stack: str, spokes: list[str], start: float) -> dict[str, float]:
+    """Seconds from start until each spoke's child SA to the hub is up (polled every 2 s)."""
+    nodes = lab_nodes(stack)
+    up: dict[str, float] = {}
+
+    def all_up() -> bool:
+        for name in spokes:
+            if name not in up and f"{name}-hub" in established_conns(nodes[name]):
+                up[name] = round(time.monotonic() - start, 1)
+        return len(up) == len(spokes)
+
+    wait_until(f"tunnels of {', '.join(spokes)}", all_up, TUNNEL_TIMEOUT, interval=2, progress=click.echo)
+    return up
+
+
+def bench_lab(memory_mib: int | None) -> dict[str, Any]:
+    """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed."""
+    figures: dict[str, Any] = {}
+    events = names.STATE_DIR / "bench-events.json"
+    extra = {"memoryMib": memory_mib} if memory_mib else {}
+    configure(LAB_STACK, spokes=2, domainType=_domain_type(), **extra)
+    try:
+        start = time.monotonic()
+        figures["pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
+        figures["creates"] = create_times(events)
+        tunnels = wait_tunnels(LAB_STACK, ["spoke1", "spoke2"], start)
+        figures["tunnels_up_seconds"] = tunnels
+        figures["up_to_all_tunnels_seconds"] = max(tunnels.values())
+        info = stack_nodes(LAB_STACK)
+        memory = _config_int(LAB_STACK, "memoryMib")
+        figures["memory"] = {"guest_mib": memory, "rss_mib": {
+            n: qemu_rss_mib(names.domain_name(LAB_STACK, n)) for n in info}}
+        nodes = lab_nodes(LAB_STACK)
+        hub, spoke = nodes[names.HUB], nodes["spoke2"]  # spoke2 is routed: its raw WAN path has no NAT
+        figures["goodput_mbps"] = {
+            "wan": goodput_mbps(spoke, hub, str(info[names.HUB]["wanAddress"])),
+            "overlay": goodput_mbps(spoke, hub, str(info[names.HUB]["bridgeAddress"]).split("/")[0])}
+
+        configure(LAB_STACK, spokes=3, domainType=_domain_type(), **extra)
+        start = time.monotonic()
+        figures["add_spoke_pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
+        added = wait_tunnels(LAB_STACK, ["spoke3"], start)["spoke3"]
+        figures["add_spoke_seconds"] = added
+        domain = names.domain_name(LAB_STACK, "spoke3")
+        node = lab_nodes(LAB_STACK)["spoke3"]
+        wait_until("spoke3 cloud-init", lambda: "status: done" in node.run("cloud-init status", check=False),
+                   300, interval=2)
+        # T1 on the host's clock: the added spoke's domain start to its tunnel (seen by the poll).
+        domain_start = (time.monotonic() - start) - (time.time() - domain_started(domain))
+        figures["t1_seconds"] = round(added - domain_start, 1)
+        figures["t1_breakdown"] = boot_breakdown(node)
+    finally:
+        pulumi(LAB_STACK, "destroy", "--yes", "--skip-preview")
+    return figures
+
+
+def _domain_type() -> str:
+    return subprocess.run([str(ROOT / "scripts" / "detect-domain-type.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _config_int(stack: str, key: str) -> int:
+    return int(pulumi(stack, "config", "get", f"lab:{key}").strip())
+
+
+def ratios(figures: dict[str, Any]) -> dict[str, float]:
+    """The issue's goals as ratios of figures measured in this run."""
+    lab = figures.get("lab") or {}
+    out: dict[str, float] = {}
+    if "t1_seconds" in lab:
+        t1, vms = lab["t1_seconds"], 3  # the ci lab: a hub and two spokes, one vCPU each
+        cores = (figures.get("machine") or {}).get("cores") or os.cpu_count() or 1
+        floor = t1 * max(vms, cores) / cores
+        out["ci_floor_seconds"] = round(floor, 1)
+        out["ci_over_floor"] = round(lab["up_to_all_tunnels_seconds"] / floor, 2)
+        out["add_spoke_over_t1"] = round(lab["add_spoke_seconds"] / t1, 2)
+    if "memory" in lab:
+        guest = lab["memory"]["guest_mib"]
+        out["rss_over_guest_max"] = round(max(lab["memory"]["rss_mib"].values()) / guest, 2)
+    if "goodput_mbps" in lab:
+        out["overlay_over_wan"] = round(lab["goodput_mbps"]["overlay"] / lab["goodput_mbps"]["wan"], 2)
+    return out
+
+
+def table(figures: dict[str, Any]) -> str:
+    rows: list[tuple[str, str]] = []
+    for spokes, plan in (figures.get("plan") or {}).items():
+        rows.append((f"plan under mocks, {spokes} spokes", f"{plan['median_seconds']} s"))
+    for spokes, preview in (figures.get("preview") or {}).items():
+        rows.append((f"pulumi preview, {spokes} spokes", f"{preview['seconds']} s"))
+    lab = figures.get("lab") or {}
+    ratio = figures.get("ratios") or {}
+    if lab:
+        b = lab["t1_breakdown"]
+        rows += [("T1 (one VM: domain start -> tunnel up)", f"{lab['t1_seconds']} s"),
+                 ("  kernel / userspace (systemd-analyze)", f"{b.get('kernel_seconds')} / {b.get('userspace_seconds')} s"),
+                 ("  child SA established (guest clock)", f"{b.get('child_sa')} s")]
+        rows += [(f"  {stage}", f"{s} -> {f} s") for stage, (s, f) in b["stages"].items()]
+        rows += [(f"  {unit}", f"{s} -> {e} s") for unit, (s, e) in b["units"].items() if e is not None]
+        rows += [("ci lab: pulumi up", f"{lab['pulumi_up_seconds']} s"),
+                 ("ci lab: pulumi up -> all tunnels", f"{lab['up_to_all_tunnels_seconds']} s"
+                  f" (floor {ratio['ci_floor_seconds']} s, x{ratio['ci_over_floor']})"),
+                 ("spoke added -> its tunnel", f"{lab['add_spoke_seconds']} s (x{ratio['add_spoke_over_t1']} T1)"),
+                 ("resident memory per VM", f"{lab['memory']['rss_mib']} MiB for {lab['memory']['guest_mib']} MiB"
+                  f" (max x{ratio['rss_over_guest_max']})"),
+                 ("goodput overlay / WAN", f"{lab['goodput_mbps']['overlay']} / {lab['goodput_mbps']['wan']} Mbit/s"
+                  f" (x{ratio['overlay_over_wan']})")]
+        rows += [(f"  create {t}", f"{c['count']} x, longest {c['longest_seconds']} s")
+                 for t, c in lab["creates"].items()]
+    width = max(len(name) for name, _ in rows) if rows else 0
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kib / 2**20, 1),
+            "kernel": platform.release(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+@click.command()
+@click.option("--only", default=",".join(STEPS), show_default=True,
+              help="Comma-separated steps to run: plan, preview, lab.")
+@click.option("--memory-mib", type=click.IntRange(128, 65536), default=None,
+              help="Guest memory for the lab step (default: the ci stack's).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
+def main(only: str, memory_mib: int | None, out: Path) -> None:
+    """Run the benchmark steps; write JSON to OUT and print a table."""
+    steps = [s.strip() for s in only.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        raise click.BadParameter(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}",
+                                 param_hint="--only")
+    figures: dict[str, Any] = {"machine": machine()}
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "plan": bench_plan, "preview": bench_preview, "lab": lambda: bench_lab(memory_mib)}
+    for step in steps:
+        click.echo(f"bench: {step} ...", err=True)
+        figures[step] = runners[step]()
+    figures["ratios"] = ratios(figures)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    click.echo(table(figures))
+    click.echo(f"(figures in {out})")
+
+
+if __name__ == "__main__":
+    main()

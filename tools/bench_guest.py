@@ -1,0 +1,91 @@
+"""What the benchmark reads from a lab VM and from its qemu process.
+
+A VM's boot is timed from the inside with the guest's own clock (monotonic,
+seconds since its kernel started): systemd's unit timestamps, cloud-init's
+stage timestamps and pluto's "established Child SA" journal line. The host
+adds the one thing the guest cannot see: when libvirt started the domain.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+from tools.bench_lab import Node
+
+# Units whose start the breakdown shows, in boot order.
+UNITS = ("systemd-networkd.service", "cloud-init-local.service", "cloud-init.service",
+         "ssh.service", "openvswitch-switch.service", "multi-user.target", "cloud-final.service",
+         "lab-network.service", "ipsec.service")
+
+# Runs in the guest (python3 is in the image): one SSH round trip for the whole breakdown.
+PROBE = r'''
+import json, re, subprocess, time
+def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout
+up = float(open("/proc/uptime").read().split()[0]); boot = time.time() - up
+v1 = json.load(open("/run/cloud-init/status.json"))["v1"]
+stages = {k: [round(v["start"] - boot, 1), round(v["finished"] - boot, 1)]
+          for k, v in v1.items() if isinstance(v, dict) and v.get("start") and v.get("finished")}
+def mono(unit, prop):
+    v = sh(f"systemctl show -p {prop} --value {unit}").strip()
+    return round(int(v) / 1e6, 1) if v.isdigit() and int(v) else None
+units = {u: [mono(u, "InactiveExitTimestampMonotonic"), mono(u, "ActiveEnterTimestampMonotonic")] for u in UNITS}
+m = re.search(r"^\[\s*([\d.]+)\].*established Child SA", sh("journalctl -o short-monotonic --no-pager -u ipsec"), re.M)
+print(json.dumps({"analyze": sh("systemd-analyze").strip(), "stages": stages, "units": units,
+                  "blame": sh("systemd-analyze blame --no-pager").splitlines()[:12],
+                  "child_sa": float(m.group(1)) if m else None}))
+'''
+
+
+def boot_breakdown(node: Node) -> dict[str, object]:
+    """Kernel/userspace split, cloud-init stages, unit starts and the tunnel, in guest seconds."""
+    out = json.loads(node.run(f"python3 -c {_quote('UNITS = ' + repr(UNITS) + PROBE)}", timeout=90))
+    found = re.search(r"in (.+?) \(kernel\).*?\+ (.+?) \(userspace\)", out["analyze"])
+    if found:
+        out["kernel_seconds"], out["userspace_seconds"] = (_seconds(found.group(1)), _seconds(found.group(2)))
+    return out
+
+
+def _seconds(text: str) -> float:
+    """systemd's '2min 9.104s' / '812ms' -> seconds."""
+    total = 0.0
+    for number, unit in re.findall(r"([\d.]+)(min|ms|s)", text):
+        total += float(number) * {"min": 60, "s": 1, "ms": 0.001}[unit]
+    return round(total, 1)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def domain_started(domain: str) -> float:
+    """Epoch seconds at which libvirt last started the domain (its qemu log says so)."""
+    log = Path(f"/var/log/libvirt/qemu/{domain}.log").read_text(errors="replace")
+    stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\+0000: starting up", log, re.M)
+    if not stamps:
+        raise RuntimeError(f"no 'starting up' line in the qemu log of {domain}")
+    return datetime.strptime(stamps[-1] + "+0000", "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
+
+
+def qemu_rss_mib(domain: str) -> float:
+    """Resident memory of the domain's qemu process, in MiB."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"guest=" + domain.encode() + b"," not in b" ".join(cmdline):
+                continue
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        kib = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        if kib and cmdline[0].endswith(b"qemu-system-x86_64"):
+            return round(int(kib.group(1)) / 1024, 1)
+    raise RuntimeError(f"no qemu process for domain {domain}")
+
+
+def goodput_mbps(client: Node, server: Node, address: str, seconds: int = 8) -> float:
+    """TCP goodput client -> server at address (iperf3, received side), Mbit/s."""
+    server.run("iperf3 -s -1 -D && sleep 1")
+    report = json.loads(client.run(f"iperf3 -J -t {seconds} -c {address}", timeout=seconds + 60))
+    return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
