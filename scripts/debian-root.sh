@@ -54,6 +54,7 @@ PACKAGES=(
   openssh-server sudo
   iproute2 iputils-ping tcpdump ethtool iptables
   procps less e2fsprogs netbase ca-certificates python3
+  iperf3                    # `make bench`: overlay vs WAN goodput
 )
 
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
@@ -80,29 +81,67 @@ set -eu
 R=$1
 inr() { chroot "$R" "$@"; }
 
-# cloud-init: only NoCloud (libvirt provider attaches an ISO labelled cidata),
-# fall back to None; render networking with netplan (-> systemd-networkd).
+# cloud-init: only NoCloud (libvirt provider attaches an ISO labelled cidata);
+# render networking with netplan (-> systemd-networkd). Only the modules the
+# lab's payload (cloud-init/user-data.yaml.j2) uses: each stage is a Python
+# process and each module costs time under software emulation. The config
+# stage is masked below; the payload's runcmd runs in the final stage.
+# ssh_pwauth/disable_root need no module: sshd_config.d/lab.conf below.
 cat > "$R/etc/cloud/cloud.cfg.d/99_lab.cfg" <<'EOF'
 # gre-ipsec-lab image: NoCloud seed ISO only, nothing fetched at boot.
-datasource_list: [ NoCloud, None ]
+datasource_list: [ NoCloud ]
 system_info:
   network:
     renderers: [ netplan ]
 # Only C.UTF-8 exists in the image; cloud-init's default (en_US.UTF-8) makes
 # update-locale fail and marks the boot as errored.
 locale: C.UTF-8
+# One host key type: RSA key generation alone takes seconds without KVM.
+ssh_genkeytypes: [ ed25519 ]
+ssh_quiet_keygen: true
+cloud_init_modules: [ write_files, set_hostname, update_hostname, users_groups, ssh ]
+cloud_config_modules: []
+cloud_final_modules: [ write_files_deferred, runcmd, scripts_user, final_message ]
 EOF
+inr systemctl mask cloud-config.service cloud-init-hotplugd.socket
+# netplan (which cloud-init renders with) adds netplan-ovs-cleanup.service
+# whenever Open vSwitch is installed: a `netplan apply` in Python (~10 s) to
+# undo OVS settings netplan never made here (the lab's OVS is lab-network's).
+inr systemctl mask netplan-ovs-cleanup.service
 echo 'LANG=C.UTF-8' > "$R/etc/default/locale"
 
 # Networking: netplan writes networkd units, resolved serves DNS.
 inr systemctl enable systemd-networkd.service systemd-resolved.service
-# The lab services must come up on boot.
-inr systemctl enable ipsec.service openvswitch-switch.service ssh.service
+# The lab services must come up on boot. ipsec only once the payload has
+# put the tunnel interface script in place (/usr/local/sbin/lab-network,
+# lablib/names.py LAB_NETWORK_SCRIPT): at first boot the payload's runcmd
+# starts it; started earlier it would hold multi-user.target, and so
+# cloud-final, for nothing but a restart.
+inr systemctl enable openvswitch-switch.service ssh.service ipsec.service
+mkdir -p "$R/etc/systemd/system/ipsec.service.d"
+# _stackmanager modprobes every IPsec and crypto module there is (~25 s of
+# self-tests without KVM); the kernel loads the algorithms a SA uses itself.
+cat > "$R/etc/systemd/system/ipsec.service.d/lab.conf" <<'EOF'
+[Unit]
+ConditionPathExists=/usr/local/sbin/lab-network
+[Service]
+ExecStartPre=
+ExecStartPre=/usr/libexec/ipsec/addconn --config /etc/ipsec.conf --checkconfig
+ExecStartPre=/sbin/modprobe -a xfrm_user esp4
+ExecStartPre=/usr/sbin/ipsec --checknss
+ExecStartPre=/usr/sbin/ipsec --checknflog
+EOF
 inr systemctl enable serial-getty@ttyS0.service
-# No internet at boot: keep apt's timers from trying.
-inr systemctl disable apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
-# e2scrub (LVM snapshots) is pointless here and costs ~15 s of a 1-vCPU boot.
-inr systemctl disable e2scrub_reap.service e2scrub_all.timer >/dev/null 2>&1 || true
+# Units the lab never uses, each a process or a wait in a 1-vCPU emulated boot:
+# apt's timers (no internet), e2scrub (LVM snapshots), fstrim and dpkg backups
+# (throw-away disks), the VGA getty (serial console only), pstore.
+for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service e2scrub_all.timer \
+    fstrim.timer dpkg-db-backup.timer getty@tty1.service systemd-pstore.service; do
+  inr systemctl disable "$unit" >/dev/null 2>&1 || true
+done
+# libreswan's NSS database, made once here instead of by `ipsec --checknss`
+# at every first boot (it holds no key: the lab authenticates with PSKs).
+inr ipsec initnss >/dev/null
 # networkd-wait-online would hold boot for 2 min on a NIC left unconfigured.
 mkdir -p "$R/etc/systemd/system/systemd-networkd-wait-online.service.d"
 cat > "$R/etc/systemd/system/systemd-networkd-wait-online.service.d/lab.conf" <<'EOF'
@@ -111,17 +150,30 @@ ExecStart=
 ExecStart=/lib/systemd/systemd-networkd-wait-online --any --timeout=30
 EOF
 
-# ssh host keys are per instance: none baked in.  cloud-init's ssh module
-# makes them before ssh.service; ssh-keygen -A is the fallback in case
-# cloud-init did not (it must run before sshd -t, hence the reset).
+# ssh host keys are per instance: none baked in, one type (ed25519) only.
+# cloud-init's ssh module makes it before ssh.service; the ExecStartPre is
+# the fallback in case cloud-init did not (it must run before sshd -t).
+# Keys only, never passwords (what the payload's ssh_pwauth: false asks).
 rm -f "$R"/etc/ssh/ssh_host_*
+cat > "$R/etc/ssh/sshd_config.d/lab.conf" <<'EOF'
+HostKey /etc/ssh/ssh_host_ed25519_key
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+EOF
 mkdir -p "$R/etc/systemd/system/ssh.service.d"
 cat > "$R/etc/systemd/system/ssh.service.d/lab-hostkeys.conf" <<'EOF'
 [Service]
 ExecStartPre=
-ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
 ExecStartPre=/usr/sbin/sshd -t
 EOF
+
+# The initramfs only has to find /dev/vda (ext4 is built into the cloud
+# kernel): two modules instead of MODULES=most, a few MB less to unpack and
+# fewer modules for udev to load in the initramfs on every boot.
+echo MODULES=list > "$R/etc/initramfs-tools/conf.d/lab.conf"
+printf '%s\n' virtio_pci virtio_blk >> "$R/etc/initramfs-tools/modules"
+inr update-initramfs -u -k all
 
 # Empty machine-id: systemd generates one on first boot (cloud image style).
 : > "$R/etc/machine-id"
@@ -156,6 +208,13 @@ ln -sfn ../run/systemd/resolve/stub-resolv.conf "$R/etc/resolv.conf"
 rm -rf "$R"/var/lib/cloud/* "$R"/var/log/cloud-init* "$R"/var/lib/apt/lists/* \
        "$R"/var/cache/apt/*.bin "$R"/var/cache/apt/archives/*.deb "$R"/tmp/* \
        "$R"/var/tmp/*
+# /etc and /var are up to date with /usr (what systemd-update-done, not
+# shipped in Debian 12, would write): no ConditionNeedsUpdate unit
+# (systemd-sysusers) runs at first boot.
+for d in etc var; do
+  printf 'TIMESTAMP_NSEC=%s\n' "$(stat -c %.9Y "$R/usr" | tr -d .)" > "$R/$d/.updated"
+  touch -r "$R/usr" "$R/$d/.updated"
+done
 HOOK
 chmod +x "$work/customize.sh"
 

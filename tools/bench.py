@@ -33,7 +33,6 @@ from tools.bench_lab import (ROOT, established_conns, lab_nodes, names, pulumi, 
 
 OUT = names.STATE_DIR / "bench.json"
 LAB_STACK, SCALE_STACK = "ci", "scale"
-TUNNEL_TIMEOUT = 1500
 STEPS = ("plan", "preview", "lab")
 
 
@@ -43,8 +42,8 @@ def image_overrides() -> list[str]:
     return [f"image={image / 'debian12-lab.qcow2'}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
 
 
-def configure(stack: str, **values: object) -> None:
-    sets = image_overrides() + [f"{k}={json.dumps(v)}" for k, v in values.items()]
+def configure(stack: str, sets: tuple[str, ...] = (), **values: object) -> None:
+    sets = (*image_overrides(), *sets, *(f"{k}={json.dumps(v)}" for k, v in values.items()))
     args = [stack] + [item for pair in (("--set", s) for s in sets) for item in pair]
     stack_config.main(args, standalone_mode=False)
 
@@ -74,8 +73,10 @@ def bench_preview() -> dict[str, Any]:
 
 
 def up_with_events(stack: str, event_log: Path) -> float:
-    event_log.unlink(missing_ok=True)
-    return timed(lambda: pulumi(stack, "up", "--yes", "--skip-preview", "--event-log", str(event_log)))
+    """`pulumi up`; its engine events (`--json` streams one per line) go to event_log."""
+    start = time.monotonic()
+    event_log.write_text(pulumi(stack, "up", "--yes", "--skip-preview", "--json"))
+    return round(time.monotonic() - start, 1)
 
 
 def create_times(event_log: Path) -> dict[str, dict[str, float]]:
@@ -83,7 +84,12 @@ def create_times(event_log: Path) -> dict[str, dict[str, float]]:
     started: dict[str, int] = {}
     per_type: dict[str, list[int]] = {}
     for line in event_log.read_text().splitlines():
-        event = json.loads(line)
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
         for kind in ("resourcePreEvent", "resOutputsEvent"):
             meta = (event.get(kind) or {}).get("metadata") or {}
             if meta.get("op") != "create":
@@ -96,7 +102,7 @@ def create_times(event_log: Path) -> dict[str, dict[str, float]]:
     return {t: {"count": len(d), "longest_seconds": max(d)} for t, d in sorted(per_type.items())}
 
 
-def wait_tunnels(stack: str, spokes: list[str], start: float) -> dict[str, float]:
+def wait_tunnels(stack: str, spokes: list[str], start: float, timeout: float) -> dict[str, float]:
     """Seconds from start until each spoke's child SA to the hub is up (polled every 2 s)."""
     nodes = lab_nodes(stack)
     up: dict[str, float] = {}
@@ -107,21 +113,20 @@ def wait_tunnels(stack: str, spokes: list[str], start: float) -> dict[str, float
                 up[name] = round(time.monotonic() - start, 1)
         return len(up) == len(spokes)
 
-    wait_until(f"tunnels of {', '.join(spokes)}", all_up, TUNNEL_TIMEOUT, interval=2, progress=click.echo)
+    wait_until(f"tunnels of {', '.join(spokes)}", all_up, timeout, interval=2, progress=click.echo)
     return up
 
 
-def bench_lab(memory_mib: int | None) -> dict[str, Any]:
+def bench_lab(sets: tuple[str, ...], timeout: float) -> dict[str, Any]:
     """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed."""
     figures: dict[str, Any] = {}
     events = names.STATE_DIR / "bench-events.json"
-    extra = {"memoryMib": memory_mib} if memory_mib else {}
-    configure(LAB_STACK, spokes=2, domainType=_domain_type(), **extra)
+    configure(LAB_STACK, sets, spokes=2, domainType=_domain_type())
     try:
         start = time.monotonic()
         figures["pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
         figures["creates"] = create_times(events)
-        tunnels = wait_tunnels(LAB_STACK, ["spoke1", "spoke2"], start)
+        tunnels = wait_tunnels(LAB_STACK, ["spoke1", "spoke2"], start, timeout)
         figures["tunnels_up_seconds"] = tunnels
         figures["up_to_all_tunnels_seconds"] = max(tunnels.values())
         info = stack_nodes(LAB_STACK)
@@ -134,10 +139,10 @@ def bench_lab(memory_mib: int | None) -> dict[str, Any]:
             "wan": goodput_mbps(spoke, hub, str(info[names.HUB]["wanAddress"])),
             "overlay": goodput_mbps(spoke, hub, str(info[names.HUB]["bridgeAddress"]).split("/")[0])}
 
-        configure(LAB_STACK, spokes=3, domainType=_domain_type(), **extra)
+        configure(LAB_STACK, sets, spokes=3, domainType=_domain_type())
         start = time.monotonic()
         figures["add_spoke_pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
-        added = wait_tunnels(LAB_STACK, ["spoke3"], start)["spoke3"]
+        added = wait_tunnels(LAB_STACK, ["spoke3"], start, timeout)["spoke3"]
         figures["add_spoke_seconds"] = added
         domain = names.domain_name(LAB_STACK, "spoke3")
         node = lab_nodes(LAB_STACK)["spoke3"]
@@ -220,10 +225,11 @@ def machine() -> dict[str, Any]:
 @click.command()
 @click.option("--only", default=",".join(STEPS), show_default=True,
               help="Comma-separated steps to run: plan, preview, lab.")
-@click.option("--memory-mib", type=click.IntRange(128, 65536), default=None,
-              help="Guest memory for the lab step (default: the ci stack's).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Config for the lab step's ci stack on top of stacks/Pulumi.ci.yaml, e.g. memoryMib=384.")
+@click.option("--timeout", default=900, show_default=True, help="Seconds to wait for tunnels.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
-def main(only: str, memory_mib: int | None, out: Path) -> None:
+def main(only: str, sets: tuple[str, ...], timeout: int, out: Path) -> None:
     """Run the benchmark steps; write JSON to OUT and print a table."""
     steps = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
@@ -232,7 +238,7 @@ def main(only: str, memory_mib: int | None, out: Path) -> None:
                                  param_hint="--only")
     figures: dict[str, Any] = {"machine": machine()}
     runners: dict[str, Callable[[], dict[str, Any]]] = {
-        "plan": bench_plan, "preview": bench_preview, "lab": lambda: bench_lab(memory_mib)}
+        "plan": bench_plan, "preview": bench_preview, "lab": lambda: bench_lab(sets, timeout)}
     for step in steps:
         click.echo(f"bench: {step} ...", err=True)
         figures[step] = runners[step]()
