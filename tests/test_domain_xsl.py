@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lablib import names
 from lablib.render import render_console_xslt
 
 DOMAIN = ('<domain type="{type}"><name>lab-ci-hub</name>{features}'
@@ -13,7 +14,7 @@ DOMAIN = ('<domain type="{type}"><name>lab-ci-hub</name>{features}'
 
 
 def transform(tmp_path: Path, domain_type: str, features: str) -> str:
-    (tmp_path / "d.xsl").write_text(render_console_xslt("lab-ci-hub"))
+    (tmp_path / "d.xsl").write_text(render_console_xslt(names.console_log_path("lab-ci-hub")))
     (tmp_path / "d.xml").write_text(DOMAIN.format(type=domain_type, features=features))
     return subprocess.run(["xsltproc", tmp_path / "d.xsl", tmp_path / "d.xml"], check=True,
                           capture_output=True, text=True).stdout

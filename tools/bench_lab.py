@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lablib import names  # noqa: E402
-from tools.bench_plan import run_program, stack_values  # noqa: E402
+from tools.mockrun import run_program, stack_values  # noqa: E402
 from tools.labctl import lab_nodes, pulumi, stack_config, stack_nodes  # noqa: E402
 from tools.probe import Node, cloud_init_done, established_conns, wait_until  # noqa: E402
 
