@@ -36,7 +36,10 @@ class Node:
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh lab VMs, private network
             client.connect(self.host, username=names.SSH_USER, key_filename=str(self.key_file), timeout=10,
-                           banner_timeout=30, auth_timeout=30, allow_agent=False, look_for_keys=False)
+                           banner_timeout=30, auth_timeout=30, channel_timeout=30, allow_agent=False,
+                           look_for_keys=False)
+            # A VM that reboots or freezes under us must break the connection, not hang a read.
+            client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
             self._client = client
         return self._client
 
@@ -54,7 +57,10 @@ class Node:
             _, stdout, stderr = self._connect().exec_command(f"sudo sh -c {shlex.quote(command)}", timeout=timeout)
             out = stdout.read().decode(errors="replace")
             err = stderr.read().decode(errors="replace")
-            status = stdout.channel.recv_exit_status()
+            # recv_exit_status() has no timeout: a lost exit-status message would block for ever.
+            if not stdout.channel.status_event.wait(timeout):
+                raise TimeoutError(f"{self.name}: no exit status from `{command}` within {timeout:.0f} s")
+            status = stdout.channel.exit_status
         except TRANSIENT:
             self.close()  # the next command reconnects (the VM may have rebooted)
             raise

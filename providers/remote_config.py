@@ -20,6 +20,7 @@ from lablib.sshkeys import load_private_key
 CONNECT_RETRY_SECONDS = 5
 SSH_PORT = 22
 DELETE_TIMEOUT_SECONDS = 60
+COMMAND_TIMEOUT_SECONDS = 120
 
 
 class RemoteError(RuntimeError):
@@ -37,7 +38,9 @@ def _connect(props: dict[str, Any], timeout: float) -> paramiko.SSHClient:
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
             client.connect(props["host"], port=SSH_PORT, username=props["user"], pkey=key, timeout=10,
-                           banner_timeout=30, auth_timeout=30, allow_agent=False, look_for_keys=False)
+                           banner_timeout=30, auth_timeout=30, channel_timeout=30, allow_agent=False,
+                           look_for_keys=False)
+            client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
             return client
         except paramiko.AuthenticationException as error:
             # sshd answers only once cloud-init has installed the key (cloud-init.service runs
@@ -53,14 +56,21 @@ def _connect(props: dict[str, Any], timeout: float) -> paramiko.SSHClient:
             time.sleep(CONNECT_RETRY_SECONDS)
 
 
-def _run(client: paramiko.SSHClient, command: str, stdin: str = "") -> str:
-    """Run command, feeding stdin; raise RemoteError with its output when it fails."""
-    channel_in, channel_out, channel_err = client.exec_command(command)
-    channel_in.write(stdin)
-    channel_in.channel.shutdown_write()
-    out = channel_out.read().decode(errors="replace")
-    err = channel_err.read().decode(errors="replace")
-    status = channel_out.channel.recv_exit_status()
+def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT_SECONDS) -> str:
+    """Run command, feeding stdin; raise RemoteError with its output when it fails or
+    does not finish within timeout (a hung command must fail the update, not hang it)."""
+    try:
+        channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
+        channel_in.write(stdin)
+        channel_in.channel.shutdown_write()
+        out = channel_out.read().decode(errors="replace")
+        err = channel_err.read().decode(errors="replace")
+        finished = channel_out.channel.status_event.wait(timeout)
+    except OSError as error:  # socket.timeout included
+        raise RemoteError(f"`{command}` failed: {error!r}") from error
+    if not finished:
+        raise RemoteError(f"`{command}` gave no exit status within {timeout:.0f} s")
+    status = channel_out.channel.exit_status
     if status != 0:
         raise RemoteError(f"`{command}` exited {status}: {err.strip() or out.strip()}")
     return out
@@ -70,7 +80,8 @@ def _apply(props: dict[str, Any]) -> None:
     client = _connect(props, float(props["readyTimeout"]))
     try:
         # The base payload (ipsec, OVS bridge, tunnel interface) must be in place first.
-        _run(client, "sudo cloud-init status --wait >/dev/null")
+        ready = float(props["readyTimeout"])
+        _run(client, f"sudo timeout {ready:.0f} cloud-init status --wait >/dev/null", timeout=ready + 30)
         for file in props["files"]:
             # Content goes over stdin: secrets never appear on a command line or in /tmp.
             _run(client, f"sudo install -o root -g root -m {file['mode']} /dev/stdin {file['path']}",

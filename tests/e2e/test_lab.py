@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import yaml
 
 from lablib import names
 from lablib.keys import derive_psk
@@ -35,7 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = "ci"
 PREFIX = names.stack_prefix(STACK)
 FIGURES = names.STATE_DIR / "e2e-figures.json"
-TUNNEL_TIMEOUT = 1500
+# Bounds on every wait, so that a hang fails with diagnostics instead of running into CI's limit.
+TUNNEL_TIMEOUT = 900
+PULUMI_TIMEOUT = 900
+LABCTL_TIMEOUT = 600
+pytestmark = pytest.mark.timeout(1800)  # one test, the module fixture's setup included
 # Which pass runs which drill: every drill once, the two passes about equally long.
 DRILLS = {
     "xfrm": ("fragments", "outage", "drift"),
@@ -48,8 +52,13 @@ def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.Comp
     """Run pulumi on the ci stack, copying its output into the test log unless echo is off
     (it must be off for anything that prints a secret)."""
     print(f"$ pulumi {' '.join(args)}", flush=True)
-    result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), STACK, *args], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), STACK, *args], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PULUMI_TIMEOUT)
+    except subprocess.TimeoutExpired as expired:
+        output = expired.output.decode(errors="replace") if isinstance(expired.output, bytes) else expired.output
+        print((output or "")[-6000:] if echo else "", flush=True)
+        raise AssertionError(f"pulumi {' '.join(args)} did not finish within {PULUMI_TIMEOUT} s") from None
     if echo:
         print(result.stdout[-6000:], flush=True)
     if check and result.returncode != 0:
@@ -61,7 +70,7 @@ def labctl(*args: str) -> subprocess.CompletedProcess[str]:
     """The lab's command-line program, as a user runs it."""
     print(f"$ labctl {' '.join(args)}", flush=True)
     return subprocess.run([sys.executable, "-m", "labctl", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False)
+                          check=False, timeout=LABCTL_TIMEOUT)
 
 
 def nodes() -> dict[str, Node]:
@@ -115,6 +124,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     assert subprocess.run(["virsh", "version"], capture_output=True).returncode == 0, \
         "no libvirt daemon: run inside `scripts/labns.sh exec` (make test does)"
     configure(mode, spokes=2)
+    clear_leftovers()
     lab_figures: dict[str, object] = figures.setdefault(mode, {})
     start = time.monotonic()
     try:
@@ -232,9 +242,22 @@ def test_adding_a_spoke_touches_nothing_else_and_removing_it_cleans_the_hub(lab:
         assert checks.spoke_conn(name) in established_conns(lab.nodes[name]), explain(lab.nodes)
 
 
+def pool_dir() -> Path:
+    return Path(names.pool_dir(str(stacks.plain_config(STACK)["poolPath"]), STACK))
+
+
+def clear_leftovers() -> None:
+    """Volume files of a run killed before its teardown (labns.sh stop keeps files) would make
+    `pulumi up` fail with "volume exists": the ci stack is this test's own, so remove them."""
+    in_state = pulumi("stack", "export", echo=False).stdout.count('"urn:')
+    if not in_state and pool_dir().exists():
+        print(f"removing leftovers of an earlier run: {sorted(p.name for p in pool_dir().iterdir())}")
+        shutil.rmtree(pool_dir())
+
+
 def disk_usage() -> dict[str, float]:
     """MiB actually used by the base image and each VM's linked clone."""
-    pool = Path(yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]["poolPath"]["default"]) / PREFIX
+    pool = pool_dir()
     usage = {}
     for path in sorted(pool.glob("*.qcow2")):
         kib = subprocess.run(["du", "-k", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
@@ -248,5 +271,5 @@ def test_destroy_leaves_nothing_in_libvirt(lab: Lab) -> None:
                                       ("pool-list", "--all", "--name"))
                  for line in host.virsh(*command).split() if line.startswith(PREFIX)]
     assert not leftovers
-    volumes = list((Path("/var/lib/libvirt/lab") / PREFIX).glob("*"))
+    volumes = list(pool_dir().glob("*"))
     assert not volumes, volumes
