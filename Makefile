@@ -29,6 +29,7 @@ deps: venv
 	scripts/debian-root.sh --suite trixie
 	scripts/toolchain.sh
 	scripts/build-image.sh
+	scripts/build-image.sh --suite trixie
 
 test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e

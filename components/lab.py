@@ -39,8 +39,7 @@ class Lab(pulumi.ComponentResource):
         super().__init__("lab:index:Lab", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
         storage = LabStorage(f"{name}-storage", LabStorageArgs(
-            stack=args.stack, pool_path=config.pool_path, image=config.image,
-            kernel=config.kernel, initrd=config.initrd), opts=child)
+            stack=args.stack, pool_path=config.pool_path, boot=config.boot, hub_boot=config.hub_boot), opts=child)
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
             stack=args.stack, plan=plan, wan_mtu=config.wan_mtu), opts=child)
 
@@ -48,9 +47,8 @@ class Lab(pulumi.ComponentResource):
             site = seed.site
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
                 stack=args.stack, spec=spec, payload=seed, user_data=user_data,
-                pool_name=storage.pool_name, base_volume_id=storage.base_volume_id,
+                pool_name=storage.pool_name, volumes=storage.hub_volumes if site.is_hub else storage.volumes,
                 wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
-                kernel_path=storage.kernel_path, initrd_path=storage.initrd_path,
                 cloudinit_after=after.cloudinit if after else None), opts=child)
 
         hub_seed = payload.node_payload(spec, args.stack, plan.hub, tunnel=None)

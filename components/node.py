@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
+from components.storage import BootVolumes
 from lablib import names, report
 from lablib.cmdline import kernel_cmdlines
 from lablib.config import LabSpec
@@ -19,11 +20,9 @@ class LabNodeArgs:
     payload: NodePayload
     user_data: pulumi.Input[str]  # a secret for spokes: it holds the pre-shared key
     pool_name: pulumi.Input[str]
-    base_volume_id: pulumi.Input[str]
+    volumes: BootVolumes  # the site's role's boot volumes
     wan_network_id: pulumi.Input[str]
     mgmt_network_id: pulumi.Input[str]
-    kernel_path: pulumi.Input[str] | None = None
-    initrd_path: pulumi.Input[str] | None = None
     cloudinit_after: pulumi.Resource | None = None  # see LabNode
 
 
@@ -37,18 +36,19 @@ class LabNode(pulumi.ComponentResource):
     def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         seed, config, mtu = args.payload, args.spec.config, args.spec.mtu
         site = seed.site
+        boot = config.boot_of(site.is_hub)
         props = {
             "role": "hub" if site.is_hub else "spoke", "site": site.name, "ikeId": site.ike_id,
             "wanAddress": str(site.wan_address), "mgmtAddress": str(site.mgmt_address),
             "overlayAddress": str(site.overlay_address), "bridgeAddress": str(site.bridge_address),
             "behindNat": site.behind_nat, "domainType": config.domain_type,
             "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.wan_mtu,
-            "tunnelMtu": mtu.tunnel_mtu, "innerMtu": mtu.inner_mtu,
+            "tunnelMtu": mtu.tunnel_mtu, "innerMtu": mtu.inner_mtu, "image": boot.image,
         }
         super().__init__("lab:index:LabNode", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
         disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
-                              base_volume_id=args.base_volume_id, format="qcow2", opts=child)
+                              base_volume_id=args.volumes.base_volume_id, format="qcow2", opts=child)
         # The provider reads each ISO back after uploading it, and concurrent uploads came back
         # truncated ("corrupted-image: EOF"): the Lab creates them one after another.
         cloudinit = libvirt.CloudInitDisk(
@@ -57,9 +57,9 @@ class LabNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cloudinit_after] if args.cloudinit_after else []))
         self.cloudinit = cloudinit
         direct_boot = {}
-        if args.kernel_path is not None:
-            direct_boot = {"kernel": args.kernel_path, "initrd": args.initrd_path,
-                           "cmdlines": kernel_cmdlines(config.kernel_cmdline)}
+        if boot.direct:
+            direct_boot = {"kernel": args.volumes.kernel_path, "initrd": args.volumes.initrd_path,
+                           "cmdlines": kernel_cmdlines(boot.kernel_cmdline)}
         self.domain = libvirt.Domain(
             f"{name}-domain",
             name=names.domain_name(args.stack, site.name),

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, TypeVar
 
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
-from lablib.cmdline import kernel_cmdlines
+from lablib.boot import HUB_KEYS, BootFiles, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals
 from lablib.errors import ConfigError
 from lablib.mtu import MtuPlan, plan_mtu
@@ -29,7 +29,7 @@ SECRET_KEYS = ("masterSecret", "sshPrivateKey")
 PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", "tunnelMark", "ike", "esp", "greKey",
-    "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", "domainType", "memoryMib", "vcpus",
+    "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
     "installPackages", "poolPath", "sshPublicKey",
 )
 MIN_MASTER_SECRET = 16
@@ -49,10 +49,8 @@ class LabConfig:
     esp: str
     gre_key: bool
     dpd_delay: int
-    image: str
-    kernel: str
-    initrd: str
-    kernel_cmdline: str
+    boot: BootFiles  # the spokes' (and the hub's, unless hub_boot differs)
+    hub_boot: BootFiles
     domain_type: str
     memory_mib: int
     vcpus: int
@@ -63,6 +61,9 @@ class LabConfig:
     @property
     def tunnel_interface(self) -> str:
         return names.tunnel_interface(self.interface_mode, self.tunnel_mark)
+
+    def boot_of(self, is_hub: bool) -> BootFiles:
+        return self.hub_boot if is_hub else self.boot
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     esp, esp_proposals = _proposals(raw, "esp")
     wan_mtu = _integer(raw, "wanMtu", 1280, 9000)
     gre_key = _boolean(raw, "greKey")
-    image = _required(raw, "image").strip()
-    if not image:
-        raise ConfigError("image", image, "must name a cloud image (path or http(s) URL)")
-    kernel, initrd, cmdline = (_required(raw, k).strip() for k in ("kernel", "initrd", "kernelCmdline"))
-    inputs.direct_boot(kernel, initrd, cmdline)
-    kernel_cmdlines(cmdline)  # raises ConfigError when the provider cannot pass it as written
+    boot, hub_boot = parse_boot(raw)
     ssh_key = _required(raw, "sshPublicKey").strip()
     check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
     pool_path = _required(raw, "poolPath").strip()
@@ -191,10 +187,8 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         esp=esp,
         gre_key=gre_key,
         dpd_delay=_integer(raw, "dpdDelay", 1, 300),
-        image=inputs.boot_file("image", image),
-        kernel=inputs.boot_file("kernel", kernel) if kernel else "",
-        initrd=inputs.boot_file("initrd", initrd) if initrd else "",
-        kernel_cmdline=cmdline,
+        boot=boot,
+        hub_boot=hub_boot,
         domain_type=_choice(raw, "domainType", DOMAIN_TYPES),
         memory_mib=_integer(raw, "memoryMib", 256, 65536),
         vcpus=_integer(raw, "vcpus", 1, 16),

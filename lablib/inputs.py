@@ -15,9 +15,10 @@ from lablib.errors import ConfigError
 
 MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user types
 MAX_SHORT = 64  # numbers, networks, choices
-MAX_LENGTH = {"ike": 512, "esp": 512, "image": MAX_TEXT, "kernel": MAX_TEXT, "initrd": MAX_TEXT,
-              "kernelCmdline": MAX_TEXT, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
-              "routedSpokes": 2048}  # 250 spoke numbers
+MAX_LENGTH = {"ike": 512, "esp": 512, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
+              "routedSpokes": 2048,  # 250 spoke numbers
+              **{key: MAX_TEXT for key in ("image", "kernel", "initrd", "kernelCmdline",
+                                           "hubImage", "hubKernel", "hubInitrd", "hubKernelCmdline")}}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _INT_LIST = re.compile(r"\[\s*(?:[0-9]{1,9}(?:\s*,\s*[0-9]{1,9})*\s*)?\]")
@@ -92,13 +93,13 @@ def _boot_url(key: str, text: str) -> str:
     return text
 
 
-def direct_boot(kernel: str, initrd: str, cmdline: str) -> None:
-    """kernel, initrd and kernelCmdline come together; the error names the key really missing."""
-    given = {"kernel": kernel, "initrd": initrd, "kernelCmdline": cmdline}
+def direct_boot(given: dict[str, str]) -> None:
+    """The kernel, initrd and command-line keys (in that order, e.g. kernel, initrd, kernelCmdline)
+    come together; the error names the key really missing."""
     if not any(given.values()):
         return
     missing = [key for key, value in given.items() if not value]
     if missing:
         set_keys = " and ".join(f"lab:{key}" for key, value in given.items() if value)
         raise ConfigError(missing[0], "", f"is missing: {set_keys} set means direct kernel boot, "
-                                          "which needs kernel, initrd and kernelCmdline")
+                                          f"which needs {', '.join(given)}")

@@ -36,6 +36,15 @@ STATE_DIR = PROJECT_DIR / _ENV["LAB_STATE_DIR"]  # per checkout, git-ignored
 RUN_PROJECT_DIR = STATE_DIR / "project"  # the CLI's copy of Pulumi.yaml and stack files
 SSH_KEY_FILE = STATE_DIR / "ssh" / "id_ed25519"
 
+
+DEFAULT_SUITE = _ENV["LAB_DEFAULT_SUITE"]  # Debian 12: the lab image and test tree by default
+
+
+def suite_dir(kind: str, suite: str) -> Path:
+    """The cache directory of a Debian suite's tree (kind "rootfs") or lab image ("image"),
+    as scripts/env.sh's lab_suite_dir places them."""
+    return CACHE_DIR / (kind if suite == DEFAULT_SUITE else f"{kind}-{suite}")
+
 # --- sites ---------------------------------------------------------------------
 HUB = "hub"
 
@@ -80,16 +89,22 @@ def pool_dir(pool_path: str, stack: str) -> str:
     return f"{pool_path}/{stack_prefix(stack)}"
 
 
-def base_volume_name(stack: str) -> str:
-    return f"{stack_prefix(stack)}-base.qcow2"
+def boot_volume_prefix(stack: str, own: str = "") -> str:
+    """Boot volumes every site shares are lab-STACK-*; a role with its own files (the hub of
+    a mixed lab: own="hub") gets lab-STACK-hub-boot-*."""
+    return f"{stack_prefix(stack)}-{own}-boot" if own else stack_prefix(stack)
 
 
-def kernel_volume_name(stack: str) -> str:
-    return f"{stack_prefix(stack)}-vmlinuz"
+def base_volume_name(stack: str, own: str = "") -> str:
+    return f"{boot_volume_prefix(stack, own)}-base.qcow2"
 
 
-def initrd_volume_name(stack: str) -> str:
-    return f"{stack_prefix(stack)}-initrd.img"
+def kernel_volume_name(stack: str, own: str = "") -> str:
+    return f"{boot_volume_prefix(stack, own)}-vmlinuz"
+
+
+def initrd_volume_name(stack: str, own: str = "") -> str:
+    return f"{boot_volume_prefix(stack, own)}-initrd.img"
 
 
 def disk_volume_name(stack: str, site: str) -> str:

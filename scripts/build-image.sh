@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Turn $CACHE/rootfs (scripts/debian-root.sh) into a disk for direct kernel
-# boot:
-#   $CACHE/image/debian12-lab.qcow2  whole-disk ext4 (no partition table,
-#                                    label rootfs), base for linked clones
-#   $CACHE/image/vmlinuz             kernel
-#   $CACHE/image/initrd.img          initramfs (checked: virtio_blk, ext4)
-#   $CACHE/image/cmdline             kernel command line
+# build-image.sh [--suite SUITE]: turn a Debian tree (scripts/debian-root.sh;
+# Debian 12 at $CACHE/rootfs by default, --suite trixie: Debian 13 at
+# $CACHE/rootfs-trixie) into a disk for direct kernel boot, in $CACHE/image
+# ($CACHE/image-trixie for trixie):
+#   debianN-lab.qcow2  whole-disk ext4 (no partition table, label rootfs),
+#                      base for linked clones (N: the tree's Debian release)
+#   vmlinuz            kernel
+#   initrd.img         initramfs (checked: virtio_blk, ext4)
+#   cmdline            kernel command line
 # and print the kernel command line on stdout.
 #
 # No loop devices: mkfs.ext4 -d fills the file system from the tree.  The
@@ -16,21 +18,25 @@ set -euo pipefail
 t0=$SECONDS
 
 CACHE=$LAB_CACHE
-ROOT=$CACHE/rootfs
-OUT=$CACHE/image
+SUITE=bookworm
+if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a Debian suite name}; shift 2; fi
+[ $# -eq 0 ] || { echo "usage: $0 [--suite SUITE]" >&2; exit 2; }
+ROOT=$(lab_suite_dir rootfs "$SUITE")
+OUT=$(lab_suite_dir image "$SUITE")
 SIZE=${LAB_IMAGE_SIZE:-3G}   # virtual size; the qcow2 only holds used blocks
 LABEL=rootfs
 CMDLINE="root=/dev/vda rw console=ttyS0"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 
-[ -f "$CACHE/rootfs.stamp" ] && [ -x "$ROOT/bin/sh" ] \
-  || { lab_log "no rootfs at $ROOT: run scripts/debian-root.sh first"; exit 1; }
+[ -f "$ROOT.stamp" ] && [ -x "$ROOT/bin/sh" ] \
+  || { lab_log "no rootfs at $ROOT: run scripts/debian-root.sh --suite $SUITE first"; exit 1; }
+IMAGE=debian$(cut -d. -f1 "$ROOT/etc/debian_version")-lab.qcow2
 
-inputs_hash=$( { cat "$CACHE/rootfs.stamp" "$SCRIPT_PATH"; echo "$SIZE"; } | sha256sum | cut -d' ' -f1)
+inputs_hash=$( { cat "$ROOT.stamp" "$SCRIPT_PATH"; echo "$SIZE"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$inputs_hash" ] \
-   && [ -f "$OUT/debian12-lab.qcow2" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ]; then
-  lab_log "image up to date: $OUT/debian12-lab.qcow2 ($((SECONDS - t0))s)"
+   && [ -f "$OUT/$IMAGE" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ]; then
+  lab_log "image up to date: $OUT/$IMAGE ($((SECONDS - t0))s)"
   echo "$CMDLINE"
   exit 0
 fi
@@ -47,7 +53,7 @@ kver=${kernels[0]##*/vmlinuz-}
 # The initramfs must be able to mount /dev/vda as ext4: virtio_blk (+ PCI
 # transport) as a module in the initrd or built in; same for ext4.
 t=$SECONDS
-initrd_list=$("$HERE/in-root.sh" lsinitramfs "/boot/initrd.img-$kver")
+initrd_list=$("$HERE/in-root.sh" --suite "$SUITE" lsinitramfs "/boot/initrd.img-$kver")
 for m in virtio_blk:VIRTIO_BLK virtio_pci:VIRTIO_PCI ext4:EXT4_FS; do
   mod=${m%%:*} cfg=${m##*:}
   if grep -q "^CONFIG_$cfg=y" "$ROOT/boot/config-$kver"; then
@@ -70,7 +76,7 @@ uuid=$(echo "$inputs_hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\
 t=$SECONDS
 lab_log "mkfs.ext4 -d $ROOT -> raw $SIZE (label $LABEL, uuid $uuid)"
 truncate -s "$SIZE" "$tmp/disk.raw"
-E2FSPROGS_FAKE_TIME=$(stat -c %Y "$CACHE/rootfs.stamp") \
+E2FSPROGS_FAKE_TIME=$(stat -c %Y "$ROOT.stamp") \
   mkfs.ext4 -q -F -L "$LABEL" -U "$uuid" -E "hash_seed=$uuid,root_owner=0:0" \
   -d "$ROOT" "$tmp/disk.raw"
 # A read-only fsck catches a bad copy now rather than at first boot.
@@ -80,7 +86,7 @@ fi
 lab_log "mkfs.ext4 done ($((SECONDS - t))s)"
 
 t=$SECONDS
-qemu-img convert -f raw -O qcow2 "$tmp/disk.raw" "$tmp/debian12-lab.qcow2"
+qemu-img convert -f raw -O qcow2 "$tmp/disk.raw" "$tmp/$IMAGE"
 lab_log "qemu-img convert done ($((SECONDS - t))s)"
 
 # Kernel and initrd are root-only in /boot; qemu runs as root in the lab.
@@ -88,10 +94,10 @@ cp "$ROOT/boot/vmlinuz-$kver" "$tmp/vmlinuz"
 cp "$ROOT/boot/initrd.img-$kver" "$tmp/initrd.img"
 echo "$CMDLINE" > "$tmp/cmdline"
 echo "$kver" > "$tmp/kernel-version"
-for f in debian12-lab.qcow2 vmlinuz initrd.img cmdline kernel-version; do
+for f in "$IMAGE" vmlinuz initrd.img cmdline kernel-version; do
   mv -f "$tmp/$f" "$OUT/$f"
 done
 echo "$inputs_hash" > "$OUT/stamp"
-size=$(du -h "$OUT/debian12-lab.qcow2" | cut -f1)
-lab_log "image ready: $OUT/debian12-lab.qcow2 ($size on disk, $SIZE virtual), kernel $kver ($((SECONDS - t0))s total)"
+size=$(du -h "$OUT/$IMAGE" | cut -f1)
+lab_log "image ready: $OUT/$IMAGE ($size on disk, $SIZE virtual), kernel $kver ($((SECONDS - t0))s total)"
 echo "$CMDLINE"

@@ -34,8 +34,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-ROOT=$CACHE/rootfs
-[ "$SUITE" = bookworm ] || ROOT=$CACHE/rootfs-$SUITE
+ROOT=$(lab_suite_dir rootfs "$SUITE")
 STAMP=$ROOT.stamp
 MANIFEST=$ROOT.manifest
 . "$(dirname "${BASH_SOURCE[0]}")/apt-mirror.sh"

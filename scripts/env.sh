@@ -29,3 +29,10 @@ lab_passphrase() {
 		(umask 077 && head -c 32 /dev/urandom | base64 >"$PULUMI_CONFIG_PASSPHRASE_FILE")
 	fi
 }
+
+# Where each Debian suite's tree and lab image live: the default suite's at
+# $LAB_CACHE/rootfs and $LAB_CACHE/image, any other suite's at rootfs-SUITE and
+# image-SUITE (trixie: Debian 13, libreswan 5.x). lablib/names.py: suite_dir.
+lab_suite_dir() { # lab_suite_dir rootfs|image SUITE
+	if [ "$2" = "$LAB_DEFAULT_SUITE" ]; then echo "$LAB_CACHE/$1"; else echo "$LAB_CACHE/$1-$2"; fi
+}

@@ -22,8 +22,7 @@ set -euo pipefail
 CACHE=$LAB_CACHE
 SUITE=bookworm
 if [ "${1:-}" = --suite ]; then SUITE=${2:?--suite needs a Debian suite name}; shift 2; fi
-ROOT=$CACHE/rootfs
-[ "$SUITE" = bookworm ] || ROOT=$CACHE/rootfs-$SUITE
+ROOT=$(lab_suite_dir rootfs "$SUITE")
 
 if [ $# -eq 0 ]; then
   echo "usage: $0 [--suite SUITE] CMD [ARGS...]" >&2; exit 2

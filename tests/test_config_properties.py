@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from harness import boot_files, mock_secrets, project_config, ssh_public_key
 from lablib import payload
+from lablib.boot import HUB_KEYS
 from lablib.cmdline import kernel_cmdlines, provider_line, provider_read
 from lablib.config import PLAIN_KEYS, ConfigError, parse_config
 from lablib.keys import derive_psk
@@ -44,6 +45,7 @@ CHOICES = {
     "kernel": [""],  # direct boot: drawn as a whole in configs()
     "initrd": [""],
     "kernelCmdline": [""],
+    **{key: [""] for key in HUB_KEYS},  # drawn as a whole in configs()
     "interfaceMode": ["xfrm", "vti"],
     "domainType": ["kvm", "qemu"],
     "sshPublicKey": [ssh_public_key()],
@@ -66,12 +68,16 @@ def likely(key: str) -> st.SearchStrategy[str]:
 @st.composite
 def configs(draw: st.DrawFn) -> tuple[dict[str, str | None], dict[str, str | None]]:
     # A few keys at a time go bad, so that both errors and valid plans are drawn often.
-    boot = draw(st.sampled_from([("", "", ""), (str(boot_files() / "vmlinuz"), str(boot_files() / "initrd.img"),
-                                                 "root=/dev/vda rw console=tty0 console=ttyS0 quiet")]))
+    direct = (str(boot_files() / "vmlinuz"), str(boot_files() / "initrd.img"),
+              "root=/dev/vda rw console=tty0 console=ttyS0 quiet")
+    boot = draw(st.sampled_from([("", "", ""), direct]))
+    hub_image = str(boot_files() / "test.qcow2")
+    hub_boot = draw(st.sampled_from([("", "", "", ""), (hub_image, "", "", ""), (hub_image, *direct)]))
     bad = draw(st.sets(st.sampled_from([*PLAIN_KEYS, "masterSecret", "sshPrivateKey"]), max_size=2))
     raw: dict[str, str | None] = {key: draw(st.one_of(st.none(), HOSTILE)) if key in bad else draw(likely(key))
                                   for key in PLAIN_KEYS}
     raw.update({key: value for key, value in zip(BOOT_KEYS, boot) if key not in bad})
+    raw.update({key: value for key, value in zip(HUB_KEYS, hub_boot) if key not in bad})
     secrets: dict[str, str | None] = dict(mock_secrets())
     for key in bad & set(secrets):
         secrets[key] = draw(st.one_of(st.none(), HOSTILE))
@@ -106,8 +112,9 @@ def test_any_config_is_one_config_error_or_a_sound_plan(drawn) -> None:
         if tunnel is not None:
             hub = payload.hub_side(tunnel)
             assert not CONTROL & set(hub.up_script + "".join(f["content"] for f in hub.files(psk)))
-    cmdlines = kernel_cmdlines(config.kernel_cmdline)
-    assert provider_read(provider_line(cmdlines)) == cmdlines
+    for boot in (config.boot, config.hub_boot):
+        cmdlines = kernel_cmdlines(boot.kernel_cmdline)
+        assert provider_read(provider_line(cmdlines)) == cmdlines
 
 
 WORD = st.one_of(

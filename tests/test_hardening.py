@@ -174,9 +174,9 @@ def test_bad_image_is_refused(value: str, why: str) -> None:
 
 def test_image_url_and_home_path_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     url = "https://images.example/debian-12.qcow2"
-    assert parse(image=url).config.image == url
+    assert parse(image=url).config.boot.image == url
     monkeypatch.setenv("HOME", str(boot_files()))
-    assert parse(image="~/test.qcow2").config.image == str(boot_files() / "test.qcow2")
+    assert parse(image="~/test.qcow2").config.boot.image == str(boot_files() / "test.qcow2")
 
 
 BOOT = {"kernel": str(boot_files() / "vmlinuz"), "initrd": str(boot_files() / "initrd.img"),
