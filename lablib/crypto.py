@@ -83,25 +83,51 @@ def parse_proposals(line: str, kind: str) -> list[Proposal]:
     return [_parse_one(part.strip().lower(), kind) for part in line.split(",")]
 
 
+def _parts(text: str) -> tuple[list[str], list[str], list[str], str] | None:
+    """(ciphers, integrity, dh) tokens of cipher[-integrity][(-|;)dh] and the separator before dh;
+    None if not that shape."""
+    parts = re.split(r"([-;])", text)
+    groups, separators = [part.split("+") for part in parts[0::2]], parts[1::2]
+    roles = ["integrity", "dh"] if separators[:1] == ["-"] else ["dh"]
+    if len(groups) - 1 > len(roles) or any(not _TOKEN.fullmatch(t) for group in groups for t in group):
+        return None
+    by_role = dict(zip(roles, groups[1:]))
+    return groups[0], by_role.get("integrity", []), by_role.get("dh", []), separators[-1] if separators else ""
+
+
 def _parse_one(text: str, kind: str) -> Proposal:
-    tokens = re.split(r"[-;+]", text)
-    if any(not _TOKEN.fullmatch(token) for token in tokens):
-        raise ProposalError(f"proposal {text!r} is malformed (expected cipher-integrity[-dhgroup])")
+    parts = _parts(text)
+    if parts is None:
+        raise ProposalError(f"proposal {text!r} is malformed (expected cipher-integrity-dhgroup or "
+                            "cipher-integrity;dhgroup, alternatives joined by +)")
+    ciphers, integrity_part, dh_part, dh_separator = parts
+    tokens = [*ciphers, *integrity_part, *dh_part]
     weak = [token for token in tokens if token in WEAK]
     if weak:
         raise ProposalError(f"proposal {text!r} uses weak algorithm(s) {', '.join(weak)}")
-    cipher_name, rest = tokens[0], tokens[1:]
+    if len(ciphers) > 1:
+        raise ProposalError(f"proposal {text!r} names more than one cipher: write one proposal per cipher, "
+                            "separated by commas")
+    cipher_name, rest = ciphers[0], tokens[1:]
     if cipher_name == "null":
         raise ProposalError(f"proposal {text!r} uses weak algorithm(s) null: no encryption")
     if cipher_name not in CIPHERS:
         raise ProposalError(f"proposal {text!r} has unknown cipher {cipher_name!r}")
     cipher = CIPHERS[cipher_name]
-    integrity = tuple(t for t in rest if t in INTEGRITY_ICV_BYTES)
-    dh_groups = tuple(t for t in rest if t in DH_GROUPS or t == "none")
-    nulls = [t for t in rest if t == "null"]
     unknown = [t for t in rest if t not in INTEGRITY_ICV_BYTES and t not in DH_GROUPS and t not in ("null", "none")]
     if unknown:
         raise ProposalError(f"proposal {text!r} has unknown algorithm(s) {', '.join(unknown)}")
+    misplaced = [t for t in integrity_part if t not in INTEGRITY_ICV_BYTES and t != "null"] + [
+        t for t in dh_part if t not in DH_GROUPS and t != "none"]
+    if misplaced:
+        raise ProposalError(f"proposal {text!r} has {', '.join(misplaced)} out of place: libreswan reads "
+                            "cipher-integrity-dhgroup in that order")
+    dh_groups = tuple(dh_part)
+    nulls = [t for t in integrity_part if t == "null"]
+    integrity = tuple(t for t in integrity_part if t != "null")
+    if kind == "ike" and nulls and dh_part and dh_separator == "-":
+        raise ProposalError(f"proposal {text!r}: after null libreswan reads a PRF, not a DH group: "
+                            f"write {cipher_name}-null;{'+'.join(dh_groups)}")
     if nulls and not cipher.aead:
         raise ProposalError(f"proposal {text!r}: null integrity is only allowed with an AEAD cipher")
     if len(nulls) > 1:

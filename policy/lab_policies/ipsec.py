@@ -52,24 +52,49 @@ def parse_proposals(line: Any, kind: str) -> list[Proposal]:
     return [_proposal(part.strip().lower(), kind) for part in line.split(",")]
 
 
+def _parts(text: str) -> tuple[list[str], list[str], list[str], str] | None:
+    """(ciphers, integrity, dh) of cipher[-integrity][(-|;)dh], alternatives joined by +, and the
+    separator before dh; None if not that shape."""
+    groups, separators = re.split(r"[-;]", text), re.findall(r"[-;]", text)
+    tokens = [group.split("+") for group in groups]
+    if not all(re.fullmatch(r"[a-z0-9_]+", token) for group in tokens for token in group):
+        return None
+    if separators[:1] == [";"]:  # cipher;dh: nothing may follow
+        return (tokens[0], [], tokens[1], ";") if len(tokens) == 2 else None
+    if len(tokens) > 3:
+        return None
+    return (tokens[0], tokens[1] if len(tokens) > 1 else [], tokens[2] if len(tokens) > 2 else [],
+            separators[-1] if len(tokens) > 2 else "")
+
+
 def _proposal(text: str, kind: str) -> Proposal:
-    tokens = re.split(r"[-;+]", text)
-    if not all(re.fullmatch(r"[a-z0-9_]+", token) for token in tokens):
+    parts = _parts(text)
+    if parts is None:
         return Proposal(text, None, (), ("is malformed (expected cipher-integrity;dhgroup)",))
-    name, rest = tokens[0], tokens[1:]
+    ciphers, integrity_part, dh_part, dh_separator = parts
+    tokens = [*ciphers, *integrity_part, *dh_part]
+    name, rest = ciphers[0], tokens[1:]
     problems = [f"{token}: {WEAK[token]}" for token in tokens if token in WEAK]
     cipher = CIPHERS.get(name)
+    if len(ciphers) > 1:
+        problems.append("one cipher per proposal (write alternatives as proposals separated by commas)")
     if name == "null":
         problems.append("null: no encryption")
     elif cipher is None and name not in WEAK:
         problems.append(f"cipher {name} is not on the allowlist (AES-CBC/CTR/GCM, ChaCha20-Poly1305)")
-    integrity = tuple(token for token in rest if token in INTEGRITY_ICV_BYTES)
-    nulls = [token for token in rest if token == "null"]
-    dh = [token for token in rest if token in DH_GROUPS or token == "none"]
+    integrity = tuple(token for token in integrity_part if token in INTEGRITY_ICV_BYTES)
+    nulls = [token for token in integrity_part if token == "null"]
+    dh = [token for token in dh_part if token in DH_GROUPS or token == "none"]
     unknown = [token for token in rest if token not in INTEGRITY_ICV_BYTES and token not in DH_GROUPS
                and token not in ("null", "none") and token not in WEAK]
     if unknown:
         problems.append(f"{', '.join(unknown)} not on the allowlist (SHA-2 integrity, DH groups of 2048+ bits)")
+    out_of_place = [token for token in integrity_part if token in DH_GROUPS or token == "none"] + [
+        token for token in dh_part if token in INTEGRITY_ICV_BYTES or token == "null"]
+    if out_of_place:
+        problems.append(f"{', '.join(out_of_place)} out of place (libreswan reads cipher-integrity-dhgroup)")
+    if kind == "ike" and nulls and dh_part and dh_separator == "-":
+        problems.append("after null libreswan reads a PRF, not a DH group: write cipher-null;dhgroup")
     if cipher is not None:
         if nulls and not cipher.aead_icv_bytes:  # ike=aes_gcm-null: libreswan picks SHA-2 PRFs
             problems.append("null integrity is only allowed with an AEAD cipher")
