@@ -93,13 +93,14 @@ def tunnel_up(node: Node, conn: str) -> bool:
 
 
 def esp_bytes(node: Node, conn: str) -> tuple[int, int]:
-    """(inBytes, outBytes) of conn's child SA from `ipsec trafficstatus`."""
+    """(inBytes, outBytes) of conn's child SAs from `ipsec trafficstatus`, summed: a rekey, or a
+    retry that crossed an established IKE SA, leaves two for a while and only one carries traffic."""
     out = node.run("ipsec trafficstatus")
-    for line in out.splitlines():
-        if f'"{conn}"' in line:
-            found = dict(re.findall(r"(inBytes|outBytes)=(\d+)", line))
-            return int(found.get("inBytes", 0)), int(found.get("outBytes", 0))
-    raise RuntimeError(f"{node.name}: no child SA for {conn} in: {out.strip() or '(no SA)'}")
+    found = [dict(re.findall(r"(inBytes|outBytes)=(\d+)", line)) for line in out.splitlines()
+             if f'"{conn}"' in line and "type=ESP" in line]
+    if not found:
+        raise RuntimeError(f"{node.name}: no child SA for {conn} in: {out.strip() or '(no SA)'}")
+    return (sum(int(sa.get("inBytes", 0)) for sa in found), sum(int(sa.get("outBytes", 0)) for sa in found))
 
 
 def peer_addresses(node: Node, conn: str) -> set[str]:

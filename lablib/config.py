@@ -7,9 +7,8 @@ tests do the same from that file.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
-from typing import Callable, Mapping, TypeVar
+from typing import Mapping
 
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
@@ -33,8 +32,6 @@ PLAIN_KEYS = (
     "installPackages", "poolPath", "sshPublicKey",
 )
 MIN_MASTER_SECRET = 16
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,12 +108,6 @@ def _network(raw: Mapping[str, str | None], key: str) -> ipaddress.IPv4Network:
     return network
 
 
-def _checked(key: str, value: T, ok: Callable[[T], bool], allowed: str) -> T:
-    if not ok(value):
-        raise ConfigError(key, str(value), allowed)
-    return value
-
-
 def _routed_spokes(raw: Mapping[str, str | None], spokes: int) -> frozenset[int]:
     text = _required(raw, "routedSpokes")
     allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
@@ -165,8 +156,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     boot, hub_boot = parse_boot(raw)
     ssh_key = _required(raw, "sshPublicKey").strip()
     check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
-    pool_path = _required(raw, "poolPath").strip()
-    _checked("poolPath", pool_path, os.path.isabs, "must be an absolute directory path")
+    pool_path = inputs.directory_path("poolPath", _required(raw, "poolPath").strip())
 
     addresses = AddressSettings(
         spokes=spokes,

@@ -76,6 +76,17 @@ def boot_file(key: str, text: str) -> str:
     return path
 
 
+def directory_path(key: str, text: str) -> str:
+    """An absolute directory path, normalised as libvirt stores a pool's target (it drops // and a
+    trailing /): the path the provider reads back is the one declared, so no diff on the next run."""
+    if not os.path.isabs(text):
+        raise ConfigError(key, text, "must be an absolute directory path")
+    path = "/" + os.path.normpath(text).lstrip("/")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(key, text, f"names {path}, which exists and is not a directory")
+    return path
+
+
 def _boot_url(key: str, text: str) -> str:
     try:
         url = urllib.parse.urlsplit(text)

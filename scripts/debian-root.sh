@@ -84,7 +84,8 @@ inr() { chroot "$R" "$@"; }
 # render networking with netplan (-> systemd-networkd). Only the modules the
 # lab's payload (cloud-init/user-data.yaml.j2) uses: each stage is a Python
 # process and each module costs time under software emulation. The config
-# stage is masked below; the payload's runcmd runs in the final stage.
+# stage runs no module (masked below where it is a process of its own); the
+# payload's runcmd runs in the final stage.
 # ssh_pwauth/disable_root need no module: sshd_config.d/lab.conf below.
 cat > "$R/etc/cloud/cloud.cfg.d/99_lab.cfg" <<'EOF'
 # gre-ipsec-lab image: NoCloud seed ISO only, nothing fetched at boot.
@@ -102,7 +103,11 @@ cloud_init_modules: [ write_files, set_hostname, update_hostname, users_groups, 
 cloud_config_modules: []
 cloud_final_modules: [ write_files_deferred, runcmd, scripts_user, final_message ]
 EOF
-inr systemctl mask cloud-config.service cloud-init-hotplugd.socket
+inr systemctl mask cloud-init-hotplugd.socket
+# cloud-init 24.3+ (Debian 13) runs every stage in one process
+# (cloud-init-main.service) that waits for each stage's unit in turn: there
+# cloud-config.service only signals it, and masked, final would never run.
+[ -e "$R/usr/lib/systemd/system/cloud-init-main.service" ] || inr systemctl mask cloud-config.service
 # netplan (which cloud-init renders with) adds netplan-ovs-cleanup.service
 # whenever Open vSwitch is installed: a `netplan apply` in Python (~10 s) to
 # undo OVS settings netplan never made here (the lab's OVS is lab-network's).

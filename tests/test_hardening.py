@@ -199,6 +199,16 @@ def test_kernel_must_exist() -> None:
     refused("kernel", "names no existing file", **{**BOOT, "kernel": "/boot/no-such-vmlinuz"})
 
 
+@pytest.mark.parametrize("written", ["/var/lib/libvirt/lab/", "//var/lib//libvirt/lab", "/var/lib/./libvirt/x/../lab"])
+def test_pool_path_is_declared_as_libvirt_reads_it_back(written: str) -> None:
+    """libvirt stores a pool target without // or a trailing /: declaring it so means no diff later."""
+    assert parse(poolPath=written).config.pool_path == "/var/lib/libvirt/lab"
+
+
+def test_pool_path_that_is_a_file_is_refused() -> None:
+    refused("poolPath", "exists and is not a directory", poolPath=str(boot_files() / "test.qcow2"))
+
+
 # --- Kernel command line ----------------------------------------------------------------------
 
 def test_repeated_console_in_sorted_order_reaches_the_domain_as_written() -> None:

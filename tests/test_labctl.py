@@ -32,6 +32,14 @@ class FakeNode:
         return self.out
 
 
+def test_esp_counters_sum_every_child_sa_of_the_conn() -> None:
+    """Seen on a mixed lab: a retry left an idle child SA first, the one carrying traffic second."""
+    node = FakeNode("""006 #6: "spoke1-hub", type=ESP, add_time=1, inBytes=0, outBytes=0, maxBytes=2^63B, id='@hub'
+006 #7: "spoke1-hub", type=ESP, add_time=2, inBytes=6904, outBytes=6736, maxBytes=2^63B, id='@hub'
+""")
+    assert esp_bytes(node, "spoke1-hub") == (6904, 6736)  # type: ignore[arg-type]
+
+
 def test_trafficstatus_parsing_gives_conns_counters_and_peers() -> None:
     node = FakeNode(TRAFFIC)
     assert established_conns(node) == {"hub-spoke1", "hub-spoke2"}  # type: ignore[arg-type]
