@@ -11,6 +11,7 @@ import re
 import urllib.parse
 from typing import Mapping
 
+from lablib import names
 from lablib.errors import ConfigError
 
 MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user types
@@ -64,10 +65,17 @@ def integer_list_text(key: str, text: str, allowed: str) -> list[int]:
     return [int(number) for number in re.findall(r"[0-9]+", text)]
 
 
+CACHE_TOKEN = "$LAB_CACHE"  # in a boot file path: the lab's cache (lab.env, or LAB_CACHE if set)
+
+
 def boot_file(key: str, text: str) -> str:
-    """An http(s) URL, or an absolute path (after ~) to an existing file; return what Pulumi gets."""
+    """An http(s) URL, or an absolute path (after ~ and a leading $LAB_CACHE) to an existing file;
+    return what Pulumi gets. $LAB_CACHE lets the committed stacks name the lab image wherever the
+    cache is, without spelling its location."""
     if "://" in text:
         return _boot_url(key, text)
+    if text == CACHE_TOKEN or text.startswith(CACHE_TOKEN + "/"):
+        text = str(names.CACHE_DIR) + text[len(CACHE_TOKEN):]
     path = os.path.expanduser(text)
     if not os.path.isabs(path):
         raise ConfigError(key, text, "must be an absolute path (~ allowed) or an http(s) URL")

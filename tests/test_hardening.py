@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from harness import ROOT, boot_files, mock_secrets, run_program, ssh_private_key, ssh_public_key, stack_values
+from lablib import names
 from lablib.cmdline import kernel_cmdlines, provider_line, provider_read
 from lablib.config import ConfigError, parse_config
 from lablib.sshkeys import check_key_pair, check_public_key
@@ -177,6 +178,13 @@ def test_image_url_and_home_path_are_accepted(monkeypatch: pytest.MonkeyPatch) -
     assert parse(image=url).config.boot.image == url
     monkeypatch.setenv("HOME", str(boot_files()))
     assert parse(image="~/test.qcow2").config.boot.image == str(boot_files() / "test.qcow2")
+
+
+def test_lab_cache_token_names_the_lab_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed stacks name the image as $LAB_CACHE/...: wherever LAB_CACHE points."""
+    monkeypatch.setattr(names, "CACHE_DIR", boot_files())
+    assert parse(image="$LAB_CACHE/test.qcow2").config.boot.image == str(boot_files() / "test.qcow2")
+    refused("image", "absolute path", image="$LAB_CACHEDIR/test.qcow2")
 
 
 BOOT = {"kernel": str(boot_files() / "vmlinuz"), "initrd": str(boot_files() / "initrd.img"),
