@@ -1,7 +1,7 @@
 """`drill drift`: a spoke's VM is destroyed and undefined behind Pulumi's back.
 
-`pulumi refresh` notices the domain is gone and `pulumi up` recreates it and
-nothing else (its disk and cloud-init ISO are still there, so it boots as
+`pulumi refresh` (one resource at a time, see below) notices the domain is gone
+and `pulumi up` recreates it and nothing else (its disk and cloud-init ISO are still there, so it boots as
 after a power cut); then its tunnel must come back by itself.
 """
 from __future__ import annotations
@@ -26,7 +26,9 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     lab.node(spoke).close()  # its SSH connection died without a goodbye
     start = time.monotonic()
     stack = open_stack(lab.name)
-    refreshed = stack.refresh(on_output=lambda line: None)
+    # One read at a time: reads of two CloudInitDisks at once (each streams its ISO back over the
+    # provider's one libvirt connection) have deadlocked terraform-provider-libvirt 0.8.1 here.
+    refreshed = stack.refresh(parallel=1, on_output=lambda line: None)
     report.figures["refresh_changes"] = dict(refreshed.summary.resource_changes or {})
     up = stack.up(on_output=lambda line: None)
     changes = dict(up.summary.resource_changes or {})
