@@ -12,9 +12,11 @@ namespace (`make test` does both); it fails loudly otherwise, never skips.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -133,6 +135,36 @@ def boot_to_final_seconds(node: Node) -> float:
     return float(out.strip())
 
 
+def stop_stray_pulumi() -> None:
+    """A test stopped by its timeout leaves its pulumi child running and holding the stack's lock,
+    and every later test would fail on that lock: interrupt it (twice: the second Ctrl-C does not
+    wait for the providers), then kill what is left."""
+    strays = {int(pid) for pid in subprocess.run(["pgrep", "-x", "-P", str(os.getpid()), "pulumi"],
+                                                 capture_output=True, text=True).stdout.split()}
+    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+        for pid in strays:
+            print(f"stopping stray pulumi {pid} with {sig.name}", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 20
+        while strays and time.monotonic() < deadline:
+            strays = {pid for pid in strays if not exited(pid)}
+            time.sleep(1)
+
+
+def exited(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) != (0, 0)
+    except ChildProcessError:  # reaped already
+        return True
+
+
+@pytest.fixture(autouse=True)
+def no_stray_pulumi() -> Iterator[None]:
+    yield
+    stop_stray_pulumi()
+
+
 @pytest.fixture(scope="module", params=["xfrm", "vti"])
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The ci lab, once per route-based interface mode (XFRM interface, then shared VTI)."""
@@ -152,6 +184,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         lab_figures["up_to_all_tunnels_seconds"] = round(time.monotonic() - start)
         yield Lab(mode, lab_nodes, lab_figures)
     finally:
+        stop_stray_pulumi()
         pulumi("destroy", "--yes", "--skip-preview", check=False)
         FIGURES.parent.mkdir(exist_ok=True)
         FIGURES.write_text(json.dumps(figures, indent=2))
