@@ -15,6 +15,7 @@ from lablib.addressing import AddressPlan, AddressSettings, build_plan
 from lablib.boot import HUB_KEYS, BootFiles, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals
 from lablib.errors import ConfigError
+from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
 from lablib.mtu import MtuPlan, plan_mtu
 from lablib.netcheck import check_special
 from lablib.sshkeys import check_key_pair
@@ -29,7 +30,7 @@ PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", "tunnelMark", "ike", "esp", "greKey",
     "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
-    "installPackages", "poolPath", "sshPublicKey",
+    "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
 MIN_MASTER_SECRET = 16
 
@@ -71,6 +72,7 @@ class LabSpec:
     config: LabConfig
     plan: AddressPlan
     mtu: MtuPlan
+    hosts: HostPlan = HostPlan()  # which libvirt host each site runs on; empty: the one default host
 
 
 def _required(raw: Mapping[str, str | None], key: str) -> str:
@@ -186,9 +188,11 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         pool_path=pool_path,
         ssh_public_key=ssh_key,
     )
+    plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     return LabSpec(
         config=config,
-        plan=build_plan(addresses),  # raises ConfigError on overlapping or too small subnets
+        plan=plan,
+        hosts=plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan),
         # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
         mtu=plan_mtu(wan_mtu, esp_proposals, nat_t=True, gre_key=gre_key),
     )

@@ -15,6 +15,12 @@ def ssh_command(site: Site) -> str:
     return f"ssh {names.ssh_login(site.mgmt_address)}"
 
 
+def host_fields(spec: LabSpec, site: Site) -> dict[str, str]:
+    """{"host": NAME} when the lab spans several libvirt hosts; nothing for one host (unchanged output)."""
+    host = spec.hosts.host_of(site.name)
+    return {"host": host.name} if host and spec.hosts.several else {}
+
+
 def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
     return {
         "role": "hub" if site.is_hub else "spoke",
@@ -28,6 +34,7 @@ def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
         "tunnelInterface": spec.config.tunnel_interface,
         "tunnelMtu": spec.mtu.tunnel_mtu,
         "innerMtu": spec.mtu.inner_mtu,
+        **host_fields(spec, site),
     }
 
 
@@ -41,7 +48,7 @@ def inventory_yaml(spec: LabSpec) -> str:
         return {"ansible_host": str(site.mgmt_address), "ansible_user": names.SSH_USER,
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
                 "bridge_address": str(site.bridge_address), "ike_id": site.ike_id,
-                "behind_nat": site.behind_nat}
+                "behind_nat": site.behind_nat, **{f"libvirt_{k}": v for k, v in host_fields(spec, site).items()}}
     config, plan = spec.config, spec.plan
     inventory = {"all": {
         "vars": {"tunnel_interface": config.tunnel_interface, "tunnel_mtu": spec.mtu.tunnel_mtu,
@@ -58,11 +65,14 @@ def inventory_yaml(spec: LabSpec) -> str:
 def mermaid(spec: LabSpec) -> str:
     """Topology as Mermaid flowchart text: NAT spokes reach the hub through a NAT box."""
     plan, hub = spec.plan, spec.plan.hub
+
+    def on(site: Site) -> str:
+        return "".join(f"<br/>on {name}" for name in host_fields(spec, site).values())
     lines = ["flowchart LR",
-             f'  {hub.name}["{hub.name}<br/>WAN {hub.wan_address}<br/>overlay {hub.overlay_address}"]']
+             f'  {hub.name}["{hub.name}<br/>WAN {hub.wan_address}<br/>overlay {hub.overlay_address}{on(hub)}"]']
     for spoke in plan.spokes:
         lines.append(f'  {spoke.name}["{spoke.name}<br/>WAN {spoke.wan_address}'
-                     f'<br/>overlay {spoke.overlay_address}"]')
+                     f'<br/>overlay {spoke.overlay_address}{on(spoke)}"]')
         link = f"IKEv2/ESP {spec.config.interface_mode} MTU {spec.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
         if spoke.behind_nat:
             lines.append(f"  nat_{spoke.name}{{{{NAT}}}}")

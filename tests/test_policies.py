@@ -316,6 +316,37 @@ def test_scale_stack_is_over_the_default_budget() -> None:
         "the stack's 101 VMs need 25856 MiB of memory", "the stack's 101 VMs need 101 vCPUs"}
 
 
+def _on_hosts(resources: list[Recorded], hosts: list[str]) -> list[pulumi_policy.PolicyResource]:
+    """The ci plan's domains as the engine sends them with one explicit provider per host (in turn)."""
+    domains = [r for r in resources if r.typ == "libvirt:index/domain:Domain"]
+    stack = []
+    for index, r in enumerate(domains):
+        uri = hosts[index % len(hosts)]
+        provider = pulumi_policy.PolicyProviderResource(
+            "pulumi:providers:libvirt", {"uri": uri}, f"urn:pulumi:ci::lab::pulumi:providers:libvirt::{uri}", uri)
+        stack.append(pulumi_policy.PolicyResource(r.typ, r.inputs, urn("ci", r), r.name, None, provider, None, [], {}))
+    return stack
+
+
+@pytest.mark.parametrize("hosts, violations", [
+    (["qemu:///system"], 2),  # 3 VMs x 512 MiB on one host: over 1024 MiB and 2 vCPUs
+    (["qemu:///system", "qemu+ssh://root@192.0.2.2/system"], 0),  # 2 + 1 VMs: each host within both
+])
+def test_capacity_is_judged_per_host(hosts: list[str], violations: int) -> None:
+    found: list[str] = []
+    args = pulumi_policy.StackValidationArgs(_on_hosts(planned("ci"), hosts), {"maxMemoryMib": 1024.0, "maxVcpus": 2.0})
+    lab_policies.plumbing.forget_recorded_inputs()
+    lab_policies.capacity.check_capacity(args, lambda message, urn_=None: found.append(message))
+    assert len(found) == violations
+    assert all(message.startswith("host qemu:///system's 3 VMs need") for message in found)
+
+
+def test_capacity_names_the_default_host_as_the_stack() -> None:
+    assert lab_policies.capacity.host_of(None) == lab_policies.capacity.DEFAULT_HOST
+    provider = pulumi_policy.PolicyProviderResource("pulumi:providers:libvirt", {}, "urn:x::default_0_5_4", "default")
+    assert lab_policies.capacity.host_of(provider) == lab_policies.capacity.DEFAULT_HOST
+
+
 @pytest.mark.parametrize("stack, production", [
     ("production", True), ("prod", True), ("lab-prod", True), ("Prod-eu", True), ("prod2", True),
     ("dev", False), ("ci", False), ("scale", False), ("nonprod", False), ("product-demo", False),

@@ -135,7 +135,7 @@ def test_missing_master_secret_stops_the_program() -> None:
         run_program(values)
 
 
-TYPE_CHECKS = {"string": str, "integer": int, "boolean": bool, "array": list}
+TYPE_CHECKS = {"string": str, "integer": int, "boolean": bool, "array": list, "object": dict}
 
 
 @pytest.mark.parametrize("stack", STACKS)

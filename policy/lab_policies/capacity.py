@@ -1,39 +1,73 @@
-"""Capacity: the lab's VMs fit the host's budget, and production stacks get hardware virtualization."""
+"""Capacity: the VMs of each libvirt host fit its budget, and production stacks get hardware virtualization."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Iterable
 
-from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationArgs, StackValidationArgs
+from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, PolicyProviderResource, ResourceValidationArgs,
+                           StackValidationArgs)
 
-from .plumbing import Report, Res, is_unknown, of_type, plan, resource_policy, setting, stack_of, stack_policy
+from .plumbing import (Report, Res, is_unknown, of_type, plan, raw, resource_policy, reveal, setting, stack_of,
+                       stack_policy)
 from .resources import DOMAIN, LAB, as_number, label_of
 
 
 CAPACITY_SCHEMA = PolicyConfigSchema({
     "maxMemoryMib": {"type": "integer", "minimum": 256, "default": 16384,
-                     "description": "Memory budget for all lab VMs together, in MiB."},
+                     "description": "Memory budget for the lab VMs of one libvirt host together, in MiB."},
     "maxVcpus": {"type": "integer", "minimum": 1, "default": 16,
-                 "description": "vCPU budget for all lab VMs together."},
+                 "description": "vCPU budget for the lab VMs of one libvirt host together."},
 })
+DEFAULT_HOST = ""  # domains on the default provider: today's one host, LIBVIRT_DEFAULT_URI
+
+
+def host_of(provider: PolicyProviderResource | None) -> str:
+    """Which hypervisor a domain lands on: its explicit provider's uri (one provider per host), or
+    the provider's URN when the uri is only known later; DEFAULT_HOST for the default provider."""
+    if provider is None or provider.name == "default" or "::default" in provider.urn:
+        return DEFAULT_HOST
+    uri = reveal(raw(provider.props)).get("uri")
+    return uri if isinstance(uri, str) and not is_unknown(uri) else provider.urn
+
+
+@dataclass
+class HostLoad:
+    vms: int = 0
+    memory: float = 0
+    vcpus: float = 0
+
+
+def loads(domains: Iterable[tuple[str, Res]]) -> dict[str, HostLoad]:
+    """Memory and vCPUs summed per host (provider defaults: 512 MiB, 1 vCPU)."""
+    result: dict[str, HostLoad] = {}
+    for host, domain in domains:
+        load = result.setdefault(host, HostLoad())
+        load.vms += 1
+        load.memory += as_number(domain.get("memory", 512)) or 0
+        load.vcpus += as_number(domain.get("vcpu", 1)) or 0
+    return result
 
 
 def check_capacity(args: StackValidationArgs, report: Report) -> None:
     resources = plan(args)
-    domains = of_type(resources, DOMAIN)
+    providers = {r.urn: host_of(r.provider) for r in args.resources}
     anchor = next((r.urn for r in of_type(resources, LAB)), None)
-    memory = sum(as_number(d.get("memory", 512)) or 0 for d in domains)  # provider defaults: 512 MiB, 1 vCPU
-    vcpus = sum(as_number(d.get("vcpu", 1)) or 0 for d in domains)
-    for total, unit, key, change in ((memory, "MiB of memory", "maxMemoryMib", "lab:memoryMib"),
-                                     (vcpus, "vCPUs", "maxVcpus", "lab:vcpus")):
-        budget = setting(args, CAPACITY_SCHEMA, key)
-        if total > budget:
-            report(f"the stack's {len(domains)} VMs need {total} {unit}, over the budget of {budget}: lower "
-                   f"lab:spokes or {change}, or raise {key} in the pack config.", anchor)
+    per_host = loads((providers.get(d.urn, DEFAULT_HOST), d) for d in of_type(resources, DOMAIN))
+    for host, load in sorted(per_host.items()):
+        whose = f"host {host}'s" if host else "the stack's"
+        for total, unit, key, change in ((load.memory, "MiB of memory", "maxMemoryMib", "lab:memoryMib"),
+                                         (load.vcpus, "vCPUs", "maxVcpus", "lab:vcpus")):
+            budget = setting(args, CAPACITY_SCHEMA, key)
+            if total > budget:
+                report(f"{whose} {load.vms} VMs need {round(total)} {unit}, over the budget of {budget} per host: "
+                       f"lower lab:spokes or {change}, spread spokes over more lab:hosts, or raise {key} "
+                       "in the pack config.", anchor)
 
 
 capacity_budget = stack_policy(
     "capacity-budget",
-    "All lab VMs together stay within the memory and vCPU budget of the host.",
+    "The lab VMs of each libvirt host together stay within that host's memory and vCPU budget.",
     check_capacity, enforcement=EnforcementLevel.ADVISORY, schema=CAPACITY_SCHEMA)
 
 KVM_SCHEMA = PolicyConfigSchema({"productionStackPattern": {
