@@ -23,6 +23,7 @@ PKGS=(
   mmdebstrap      # builds the guest root tree
   e2fsprogs       # mkfs.ext4 -d turns the tree into a disk image
   openssh-client  # ssh into lab VMs from the namespace
+  openssh-server  # scripts/hosts.sh: each simulated libvirt host runs its own sshd
   tcpdump nftables conntrack  # labctl: ESP on the wire, fragment drop, redial drill
   util-linux      # unshare, used by in-root.sh
   debian-archive-keyring  # mmdebstrap verifies the bookworm archive
@@ -72,7 +73,7 @@ lab_log "apt-get install done ($((SECONDS - t))s)"
 
 # Sanity: the commands the other scripts call.
 for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img mkisofs xsltproc dnsmasq \
-         iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen unshare; do
+         iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen sshd unshare; do
   command -v "$c" >/dev/null || { lab_log "missing command after install: $c"; exit 1; }
 done
 lab_log "host dependencies ready ($((SECONDS - t0))s total)"
