@@ -11,7 +11,7 @@ import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from harness import mock_secrets, parse_lab, stack_values
+from harness import ROOT, mock_secrets, parse_lab, project_config, stack_values
 from lablib import report
 from lablib.config import ConfigError, LabSpec, parse_config
 from lablib.hosts import HOSTS, SPOKE_HOSTS, check_uri, place, plan_hosts
@@ -116,6 +116,22 @@ def test_uri_refused_where_the_provider_would_misread_it(uri: str, message: str)
 ])
 def test_uri_the_provider_reads_is_kept_as_written(uri: str) -> None:
     assert check_uri(uri) == uri
+
+
+def test_example_stack_places_the_issues_two_host_lab() -> None:
+    """stacks/two-hosts.example.yaml: declared types, the issue's placement, and the program's refusal."""
+    example = yaml.safe_load((ROOT / "stacks" / "two-hosts.example.yaml").read_text())["config"]
+    values = {key.split(":", 1)[1]: value for key, value in example.items()}
+    declared = project_config()
+    assert all(key in declared for key in values)
+    assert isinstance(values[HOSTS], list) and isinstance(values[SPOKE_HOSTS], dict)
+    lab = {key: values[key] for key in ("spokes", "routedSpokes")}
+    spec = on_hosts(values[HOSTS], values[SPOKE_HOSTS], **lab)
+    assert dict(spec.hosts.placement) == {"hub": "a", "spoke1": "b", "spoke2": "a", "spoke3": "b"}
+    assert spec.plan.spokes[0].behind_nat and not spec.plan.spokes[1].behind_nat
+    assert dict(on_hosts(values[HOSTS], spokes=2).hosts.placement) == {"hub": "a", "spoke1": "b", "spoke2": "a"}
+    with pytest.raises(ConfigError, match="not used yet"):
+        parse_lab(**lab, hosts=values[HOSTS], spokeHosts=values[SPOKE_HOSTS])
 
 
 def test_placement_grows_without_moving_a_site() -> None:
