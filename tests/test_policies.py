@@ -341,10 +341,14 @@ def test_capacity_is_judged_per_host(hosts: list[str], violations: int) -> None:
     assert all(message.startswith("host qemu:///system's 3 VMs need") for message in found)
 
 
-def test_capacity_names_the_default_host_as_the_stack() -> None:
-    assert lab_policies.capacity.host_of(None) == lab_policies.capacity.DEFAULT_HOST
-    provider = pulumi_policy.PolicyProviderResource("pulumi:providers:libvirt", {}, "urn:x::default_0_5_4", "default")
-    assert lab_policies.capacity.host_of(provider) == lab_policies.capacity.DEFAULT_HOST
+def test_capacity_names_the_host_by_uri_else_by_provider_name() -> None:
+    host_of, typ = lab_policies.capacity.host_of, "pulumi:providers:libvirt"
+    assert host_of(None) == lab_policies.capacity.DEFAULT_HOST
+    default = pulumi_policy.PolicyProviderResource(typ, {}, f"urn:pulumi:s::lab::{typ}::default_0_5_4", "default_0_5_4")
+    assert host_of(default) == lab_policies.capacity.DEFAULT_HOST
+    # A uri not set (the provider then takes LIBVIRT_DEFAULT_URI): the provider's own name.
+    empty = pulumi_policy.PolicyProviderResource(typ, {"uri": "", "version": "0.5.4"}, f"urn:pulumi:s::lab::{typ}::b", "b")
+    assert host_of(empty) == "b"
 
 
 @pytest.mark.parametrize("stack, production", [

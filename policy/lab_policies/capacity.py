@@ -23,12 +23,13 @@ DEFAULT_HOST = ""  # domains on the default provider: today's one host, LIBVIRT_
 
 
 def host_of(provider: PolicyProviderResource | None) -> str:
-    """Which hypervisor a domain lands on: its explicit provider's uri (one provider per host), or
-    the provider's URN when the uri is only known later; DEFAULT_HOST for the default provider."""
+    """Which hypervisor a domain lands on: its explicit provider (one per host; the engine sends it
+    with its inputs, checked with the real CLI), named by its uri, or by its own name while the uri is
+    unknown or empty (then LIBVIRT_DEFAULT_URI); DEFAULT_HOST for the default provider."""
     if provider is None or provider.name == "default" or "::default" in provider.urn:
         return DEFAULT_HOST
     uri = reveal(raw(provider.props)).get("uri")
-    return uri if isinstance(uri, str) and not is_unknown(uri) else provider.urn
+    return uri if isinstance(uri, str) and uri and not is_unknown(uri) else provider.name
 
 
 @dataclass

@@ -39,6 +39,20 @@ PROGRAM = textwrap.dedent('''\
 ''')
 
 
+CAPACITY_PROGRAM = textwrap.dedent('''\
+    """One domain on host a, three on host b: only b is over a budget of two VMs' memory."""
+    import pulumi
+    import pulumi_libvirt as libvirt
+
+    config = pulumi.Config()
+    for host, count in (("a", 1), ("b", 3)):
+        provider = libvirt.Provider(f"host-{host}", uri=config.require(f"uri{host}"))
+        for index in range(count):
+            libvirt.Domain(f"{host}{index}", memory=512, vcpu=1, type="qemu",
+                           opts=pulumi.ResourceOptions(provider=provider))
+''')
+
+
 def hosts(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([HOSTS_SH, *args], text=True, capture_output=True, timeout=180)
     if check and result.returncode != 0:
@@ -89,12 +103,12 @@ def test_hosts_see_neither_the_cache_nor_the_labs_libvirt(env: dict[str, str]) -
         assert inode != str(os.stat("/run/libvirt").st_ino) + "\n"
 
 
-def run_project(tmp: Path, env: dict[str, str]) -> tuple[auto.LocalWorkspaceOptions, Path]:
+def run_project(tmp: Path, env: dict[str, str], program: str = PROGRAM) -> tuple[auto.LocalWorkspaceOptions, Path]:
     """A throwaway project whose pulumi runs in the controller's namespace, with its own backend."""
     (tmp / "project").mkdir()
     (tmp / "project" / "Pulumi.yaml").write_text(
         f"name: hoststest\nruntime:\n  name: python\n  options:\n    virtualenv: {ROOT / 'venv'}\n")
-    (tmp / "project" / "__main__.py").write_text(PROGRAM)
+    (tmp / "project" / "__main__.py").write_text(program)
     (tmp / "bin").mkdir()
     wrapper = tmp / "bin" / "pulumi"
     real = names.CACHE_DIR / "toolchain" / "bin" / "pulumi"
@@ -184,3 +198,25 @@ def test_provider_facts_port_user_and_known_hosts(env: dict[str, str], upload: P
     error = failed_up(options, "unknown", f"qemu+ssh://root@{uplink}/system?keyfile={state}/id_ed25519"
                                           f"&knownhosts={empty}", upload)
     assert "knownhosts: key is unknown" in error, error[-3000:]
+
+
+@pytest.mark.timeout(600)
+def test_capacity_policy_judges_each_host_under_the_real_engine(env: dict[str, str], tmp_path: Path) -> None:
+    """pulumi preview with the pack: the engine hands each domain's explicit provider to the pack.
+    (The CLI directly: the Automation API's preview streams events over TCP, unreachable across namespaces.)"""
+    options, _ = run_project(tmp_path, env, CAPACITY_PROGRAM)
+    stack = auto.create_or_select_stack("capacity", work_dir=options.work_dir, opts=options)
+    stack.set_all_config({"hoststest:uria": auto.ConfigValue(env["HOST_A_URI"]),
+                          "hoststest:urib": auto.ConfigValue(env["HOST_B_URI"])})
+    pack_config = tmp_path / "pack.json"
+    pack_config.write_text('{"capacity-budget": {"maxMemoryMib": 1024}}')
+    result = subprocess.run(
+        [str(tmp_path / "bin" / "pulumi"), "preview", "--non-interactive", "--stack", "capacity",
+         "--policy-pack", str(ROOT / "policy"), "--policy-pack-config", str(pack_config)],
+        cwd=options.work_dir, env={**os.environ, **(options.env_vars or {})}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    print(result.stdout[-4000:])
+    capacity = [line.strip() for line in result.stdout.splitlines() if "over the budget" in line]
+    assert capacity == [f"host {env['HOST_B_URI']}'s 3 VMs need 1536 MiB of memory, over the budget of 1024 per "
+                        "host: lower lab:spokes or lab:memoryMib, spread spokes over more lab:hosts, or raise "
+                        "maxMemoryMib in the pack config."], result.stdout[-4000:]
