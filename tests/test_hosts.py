@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import string
 from collections import Counter
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from harness import ROOT, mock_secrets, parse_lab, project_config, stack_values
 from lablib import report
 from lablib.config import ConfigError, LabSpec, parse_config
-from lablib.hosts import HOSTS, SPOKE_HOSTS, check_uri, place, plan_hosts
+from lablib.hostcheck import check_login
+from lablib.hosts import HOSTS, SPOKE_HOSTS, Host, check_uri, place, plan_hosts
 
 A = {"name": "a", "uri": "qemu:///system", "uplink": "172.31.0.1"}
 B = {"name": "b", "uri": "qemu+ssh://root@172.31.0.2/system", "uplink": "172.31.0.2"}
@@ -132,6 +134,17 @@ def test_example_stack_places_the_issues_two_host_lab() -> None:
     assert dict(on_hosts(values[HOSTS], spokes=2).hosts.placement) == {"hub": "a", "spoke1": "b", "spoke2": "a"}
     with pytest.raises(ConfigError, match="not used yet"):
         parse_lab(**lab, hosts=values[HOSTS], spokeHosts=values[SPOKE_HOSTS])
+
+
+def test_login_check_names_the_host_before_any_connection(tmp_path) -> None:
+    """No known hosts file: refused before dialing (the e2e test logs in to real sshds)."""
+    uplink = ipaddress.IPv4Address("192.0.2.1")
+    check_login(Host("a", "qemu:///system", uplink))  # nothing to check
+    missing = tmp_path / "known_hosts"
+    host = Host("b", f"qemu+ssh://root@192.0.2.1/system?knownhosts={missing}", uplink)
+    with pytest.raises(ConfigError, match=f"host b .* cannot be verified: known hosts file {missing}") as caught:
+        check_login(host)
+    assert caught.value.key == HOSTS and "nothing was created" in str(caught.value)
 
 
 def test_placement_grows_without_moving_a_site() -> None:

@@ -220,3 +220,41 @@ def test_capacity_policy_judges_each_host_under_the_real_engine(env: dict[str, s
     assert capacity == [f"host {env['HOST_B_URI']}'s 3 VMs need 1536 MiB of memory, over the budget of 1024 per "
                         "host: lower lab:spokes or lab:memoryMib, spread spokes over more lab:hosts, or raise "
                         "maxMemoryMib in the pack config."], result.stdout[-4000:]
+
+
+LOGIN = """
+import ipaddress, sys
+from lablib.errors import ConfigError
+from lablib.hostcheck import check_login
+from lablib.hosts import Host
+try:
+    check_login(Host(sys.argv[1], sys.argv[2], ipaddress.IPv4Address(sys.argv[3])), timeout=3)
+except ConfigError as error:
+    print(error)
+    sys.exit(1)
+"""
+
+
+def login(env: dict[str, str], name: str, uri: str) -> str:
+    """lablib.hostcheck's verdict on uri, from the controller's namespace ("" when it logs in)."""
+    result = subprocess.run(["ip", "netns", "exec", env["HOSTS_CONTROLLER_NS"], str(ROOT / "venv" / "bin" / "python"),
+                             "-c", LOGIN, name, uri, "172.31.0.2"], cwd=ROOT, text=True, capture_output=True,
+                            timeout=60)
+    assert result.returncode in (0, 1), result.stderr
+    return result.stdout.strip()
+
+
+def test_login_check_passes_both_hosts_and_names_the_one_that_fails(env: dict[str, str], tmp_path: Path) -> None:
+    assert login(env, "a", env["HOST_A_URI"]) == login(env, "b", env["HOST_B_URI"]) == ""
+    state, uplink = env["HOSTS_STATE"], env["HOST_B_UPLINK"]
+    keys = f"keyfile={state}/id_ed25519&knownhosts={state}/known_hosts"
+    (tmp_path / "empty").write_text("")
+    cases = {
+        f"qemu+ssh://root@{uplink}/system?keyfile={state}/id_ed25519&knownhosts={tmp_path / 'empty'}":
+            f"refuses the SSH login: Server '{uplink}' not found in known_hosts",
+        f"qemu+ssh://nobody@{uplink}/system?{keys}": "refuses the SSH login: Authentication failed",
+        f"qemu+ssh://root@172.31.0.9/system?{keys}": "is not reachable on port 22",
+    }
+    for uri, why in cases.items():
+        verdict = login(env, "b", uri)
+        assert verdict.startswith("config lab:hosts = 'b' is invalid: host b (") and why in verdict, verdict
