@@ -72,14 +72,24 @@ class HostPlan:
         return by_name.get(dict(self.placement).get(site, ""))
 
 
+_PASSWORD = re.compile(r"(://[^/@:?#]*):[^/@?#]*@")
+
+
+def masked(text: str) -> str:
+    """text with the password of any URI in it replaced: errors quote values, never a password."""
+    return _PASSWORD.sub(r"\1:[password]@", text)
+
+
 def _json(key: str, text: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        raise ConfigError(key, text, "must be YAML/JSON as Pulumi hands it over (see README 'Several hosts')") from None
+        raise ConfigError(key, masked(text), "must be YAML/JSON as Pulumi hands it over "
+                                             "(README 'Several hosts')") from None
 
 
 def _check_params(text: str, query: str) -> None:
+    """text: the URI as errors quote it (masked)."""
     try:
         params = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
@@ -101,24 +111,25 @@ def _check_params(text: str, query: str) -> None:
             raise ConfigError(HOSTS, text, f"sets {param}={value!r}: it must be {SSH_PARAMS[param]}")
 
 
-def check_uri(text: str) -> str:
+def check_uri(uri: str) -> str:
     """qemu:///system, or qemu+ssh://user@host/system with only parameters the provider reads."""
     forms = "must be qemu:///system or qemu+ssh://USER@HOST/system[?keyfile=...&knownhosts=...]"
-    if text == LOCAL_URI:
-        return text
+    if uri == LOCAL_URI:
+        return uri
+    text = masked(uri)
     try:
-        url = urllib.parse.urlsplit(text)
+        url = urllib.parse.urlsplit(uri)
         port = url.port
     except ValueError:
         raise ConfigError(HOSTS, text, f"{forms}: it does not parse as a URI") from None
+    if url.password is not None:
+        raise ConfigError(HOSTS, text, "must not carry a password: it would be kept in plain text in the "
+                                       "Pulumi state; use a key")
     if url.scheme != "qemu+ssh":
         raise ConfigError(HOSTS, text, f"{forms} (scheme {url.scheme!r} is not supported)")
     if port is not None or url.netloc.endswith(":"):
         raise ConfigError(HOSTS, text, "must not give a port: terraform-provider-libvirt 0.8.1 mishandles it "
                                        "(host:port:port); run sshd on port 22")
-    if url.password is not None:
-        raise ConfigError(HOSTS, "[URI with a password]", "must not carry a password: it would be kept in "
-                                                          "plain text in the Pulumi state; use a key")
     if not url.username or not _USER.fullmatch(url.username):
         raise ConfigError(HOSTS, text, "must name the SSH user (qemu+ssh://USER@HOST/system): the provider "
                                        "ignores User from ~/.ssh/config")
@@ -127,7 +138,7 @@ def check_uri(text: str) -> str:
     if url.path != "/system" or url.fragment:
         raise ConfigError(HOSTS, text, f"{forms}: the lab needs the system daemon, path /system")
     _check_params(text, url.query)
-    return text
+    return uri
 
 
 def _uplink(text: object, lab_subnets: list[Subnet]) -> ipaddress.IPv4Address:
@@ -147,7 +158,8 @@ def _uplink(text: object, lab_subnets: list[Subnet]) -> ipaddress.IPv4Address:
 
 def _host(entry: object, lab_subnets: list[Subnet]) -> Host:
     if not isinstance(entry, dict) or set(entry) != set(HOST_FIELDS):
-        raise ConfigError(HOSTS, json.dumps(entry), f"each host must be a map of exactly {', '.join(HOST_FIELDS)}")
+        raise ConfigError(HOSTS, masked(json.dumps(entry)), f"each host must be a map of exactly "
+                                                            f"{', '.join(HOST_FIELDS)}")
     name, uri = entry["name"], entry["uri"]
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(HOSTS, name, "host name must be 1-32 of a-z, 0-9 and -, starting with a letter")
@@ -160,7 +172,7 @@ def parse_hosts(text: str) -> tuple[object, ...]:
     """The entries of the list as given (each is checked by _host)."""
     hosts = _json(HOSTS, text)
     if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS:
-        raise ConfigError(HOSTS, text, f"must be a list of at most {MAX_HOSTS} hosts")
+        raise ConfigError(HOSTS, masked(text), f"must be a list of at most {MAX_HOSTS} hosts")
     return tuple(hosts)
 
 

@@ -60,7 +60,8 @@ make_keys() {
   local h
   for h in "${HOSTS[@]}"; do
     mkdir -p "$DIR/$h"
-    [ -f "$DIR/$h/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -C "host $h" -f "$DIR/$h/ssh_host_ed25519_key"
+    [ -f "$DIR/$h/ssh_host_ed25519_key" ] ||
+      ssh-keygen -q -t ed25519 -N "" -C "host $h" -f "$DIR/$h/ssh_host_ed25519_key"
     echo "${UPLINK[$h]} $(cut -d' ' -f1,2 "$DIR/$h/ssh_host_ed25519_key.pub")" >>"$DIR/known_hosts"
   done
   cat >"$DIR/ssh_config" <<EOF
@@ -74,8 +75,11 @@ Host *
   BatchMode yes
   ConnectTimeout 5
 EOF
-  printf '#!/bin/sh\n# OpenSSH with the simulated hosts'"'"' key and known_hosts (virsh: ?command=this file)\nexec ssh -F %s "$@"\n' \
-    "$DIR/ssh_config" >"$DIR/ssh"
+  cat >"$DIR/ssh" <<EOF
+#!/bin/sh
+# OpenSSH with the simulated hosts' key and known_hosts (virsh: ?command=this file)
+exec ssh -F "$DIR/ssh_config" "\$@"
+EOF
   chmod 755 "$DIR/ssh"
 }
 
@@ -177,7 +181,9 @@ start() {
   for h in "${HOSTS[@]}"; do start_host "$h"; done
   for h in "${HOSTS[@]}"; do
     for _ in $(seq 1 60); do answers "$h" && break; sleep 0.5; done
-    answers "$h" || { lab_log "host $h: virsh over qemu+ssh://root@${UPLINK[$h]} does not answer (see $DIR/$h/sshd.log)"; exit 1; }
+    if ! answers "$h"; then
+      lab_log "host $h: virsh over qemu+ssh://root@${UPLINK[$h]} does not answer (see $DIR/$h/sshd.log)"; exit 1
+    fi
     lab_log "host $h up: libvirtd $(cat "$DIR/$h/libvirtd.pid"), sshd $(cat "$DIR/$h/sshd.pid"), uplink ${UPLINK[$h]}"
   done
   lab_log "started ($((SECONDS - t0))s); '$0 env' prints the URIs"

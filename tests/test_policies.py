@@ -347,7 +347,8 @@ def test_capacity_names_the_host_by_uri_else_by_provider_name() -> None:
     default = pulumi_policy.PolicyProviderResource(typ, {}, f"urn:pulumi:s::lab::{typ}::default_0_5_4", "default_0_5_4")
     assert host_of(default) == lab_policies.capacity.DEFAULT_HOST
     # A uri not set (the provider then takes LIBVIRT_DEFAULT_URI): the provider's own name.
-    empty = pulumi_policy.PolicyProviderResource(typ, {"uri": "", "version": "0.5.4"}, f"urn:pulumi:s::lab::{typ}::b", "b")
+    empty = pulumi_policy.PolicyProviderResource(typ, {"uri": "", "version": "0.5.4"},
+                                                 f"urn:pulumi:s::lab::{typ}::b", "b")
     assert host_of(empty) == "b"
 
 
