@@ -2,7 +2,9 @@
 pulumi-libvirt provider creating a pool and an uploaded volume on host b.
 
 Needs root (namespaces): anything missing fails here, nothing is skipped. The
-hosts' daemons use private /run/libvirt and pid files, so no VM lock is taken.
+hosts' daemons use private /run/libvirt and pid files, so they never meet the lab's
+libvirtd; one test starts a (diskless) VM, so the whole file runs under the VM lock
+like the rest of `make test`.
 """
 from __future__ import annotations
 
@@ -93,6 +95,30 @@ def test_each_host_is_its_own_libvirtd(env: dict[str, str]) -> None:
         assert f"scratch-{host}" in pools(env, host) and f"scratch-{host}" not in pools(env, other)
         assert virsh(env, host, "pool-undefine", f"scratch-{host}").returncode == 0
         assert f"scratch-{host}" not in pools(env, host)
+
+
+PROBE = """<domain type='qemu'>
+  <name>hosts-probe</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><console type='pty'/></devices>
+</domain>
+"""
+
+
+def test_a_vm_starts_inside_host_b(env: dict[str, str], tmp_path: Path) -> None:
+    """A diskless domain (it sits in the firmware): qemu runs in host b's namespaces, not the lab's."""
+    (tmp_path / "probe.xml").write_text(PROBE)
+    created = virsh(env, "b", "create", str(tmp_path / "probe.xml"))
+    assert created.returncode == 0, created.stderr
+    try:
+        assert virsh(env, "b", "domstate", "hosts-probe").stdout.strip() == "running"
+        assert "hosts-probe" not in virsh(env, "a", "list", "--name").stdout
+        pids = subprocess.run(["ip", "netns", "pids", "gre-host-b"], capture_output=True, text=True).stdout.split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] for pid in pids]
+        assert any(command.endswith(b"qemu-system-x86_64") for command in commands), commands
+    finally:
+        assert virsh(env, "b", "destroy", "hosts-probe").returncode == 0
+    assert "hosts-probe" not in virsh(env, "b", "list", "--all", "--name").stdout
 
 
 def test_hosts_see_neither_the_cache_nor_the_labs_libvirt(env: dict[str, str]) -> None:
