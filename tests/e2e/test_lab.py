@@ -102,9 +102,9 @@ def configure(mode: str, spokes: int) -> None:
 
 def hub_boot(suite: str) -> tuple[str, ...]:
     """The hub* overrides that boot the hub from the lab image of another Debian suite."""
-    committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{STACK}.yaml").read_text())["config"]
     if suite == names.DEFAULT_SUITE:
         return ()
+    committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{STACK}.yaml").read_text())["config"]
     image_dir = names.suite_dir("image", suite)
     images = sorted(image_dir.glob("debian*-lab.qcow2"))
     assert images, f"no lab image in {image_dir}: run `scripts/build-image.sh --suite {suite}` (make deps does)"
