@@ -299,9 +299,9 @@ def test_every_mandatory_policy_has_a_case(name: str) -> None:
 
 
 @pytest.mark.parametrize("config, over", [
-    ({}, False),  # ci: 3 VMs x 512 MiB, 3 vCPUs
-    ({"maxMemoryMib": 1024.0}, True),
-    ({"maxMemoryMib": 1536.0, "maxVcpus": 3.0}, False),
+    ({}, False),  # ci: 3 VMs x 256 MiB, 3 vCPUs
+    ({"maxMemoryMib": 512.0}, True),
+    ({"maxMemoryMib": 768.0, "maxVcpus": 3.0}, False),
     ({"maxVcpus": 2.0}, True),
 ])
 def test_capacity_is_advisory_and_configurable(config: dict, over: bool) -> None:
@@ -329,12 +329,12 @@ def _on_hosts(resources: list[Recorded], hosts: list[str]) -> list[pulumi_policy
 
 
 @pytest.mark.parametrize("hosts, violations", [
-    (["qemu:///system"], 2),  # 3 VMs x 512 MiB on one host: over 1024 MiB and 2 vCPUs
+    (["qemu:///system"], 2),  # 3 VMs x 256 MiB on one host: over 512 MiB and 2 vCPUs
     (["qemu:///system", "qemu+ssh://root@192.0.2.2/system"], 0),  # 2 + 1 VMs: each host within both
 ])
 def test_capacity_is_judged_per_host(hosts: list[str], violations: int) -> None:
     found: list[str] = []
-    args = pulumi_policy.StackValidationArgs(_on_hosts(planned("ci"), hosts), {"maxMemoryMib": 1024.0, "maxVcpus": 2.0})
+    args = pulumi_policy.StackValidationArgs(_on_hosts(planned("ci"), hosts), {"maxMemoryMib": 512.0, "maxVcpus": 2.0})
     lab_policies.plumbing.forget_recorded_inputs()
     lab_policies.capacity.check_capacity(args, lambda message, urn_=None: found.append(message))
     assert len(found) == violations
