@@ -1,17 +1,11 @@
 """Entry point: read stack config, build the lab, export what users need."""
-import gc
-
 import pulumi
 
 from components.lab import Lab, LabArgs
 from lablib.config import PLAIN_KEYS, SECRET_KEYS, ConfigError, parse_config
+from lablib.sdk_tuning import tune_sdk
 
-FULL_COLLECTION_EVERY = 1000  # generation-1 collections (CPython's default: 10)
-
-# What the SDK makes while declaring the lab (Outputs, futures, resource state) lives until
-# the run ends, so CPython's full collections rescan an ever larger heap and free nothing:
-# half of the time to plan 250 spokes. Young garbage is still collected as usual.
-gc.set_threshold(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)
+tune_sdk()  # before any resource: what the SDK does per resource, hundreds of times
 
 config = pulumi.Config()
 # Secrets are read raw only to validate them; from here on they are Pulumi secrets.

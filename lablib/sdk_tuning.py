@@ -1,0 +1,76 @@
+"""Make the Pulumi Python SDK cheap per resource, for labs of hundreds of spokes.
+
+Measured on `pulumi preview` of the scale stack and under mocks (README,
+"Performance"); each change keeps what the engine receives the same:
+
+- the SDK sends every `log.debug` line ("registering resource", "resource
+  registration prepared", ...: five per resource) to the engine as a
+  synchronous gRPC call on the event loop's thread, so the program stops
+  while the engine takes each one. They only show with `pulumi -d`/`-v`:
+  set LAB_SDK_DEBUG=1 to keep them;
+- its dependency-cycle check walks every dependency of a dependency with
+  nested generators: along the chain of seed ISOs (components/node.py) that
+  is cubic in the number of spokes. The same reachability, walked with a
+  list, is linear;
+- it turns every frame of every resource's stack trace into a file URI
+  with pathlib; the same few files and lines recur, so they are cached.
+- CPython's full collections rescan every Output and future the run keeps
+  until its end and free nothing: run them 100 times less often.
+"""
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import traceback
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime import resource_cycle_breaker
+
+FULL_COLLECTION_EVERY = 1000  # generation-1 collections (CPython's default: 10)
+KEEP_DEBUG_ENV = "LAB_SDK_DEBUG"
+
+
+def reachable(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> bool:
+    """Whether to_resource is from_resource or one of its recorded dependencies, transitively."""
+    visited: set[int] = set()
+    pending = [from_resource]
+    while pending:
+        current = pending.pop()
+        if current is to_resource:
+            return True
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        pending.extend(resource_cycle_breaker._deps(current))
+    return False
+
+
+def cached_source_position(original: Callable[[traceback.FrameSummary], Any]) -> Callable[..., Any]:
+    """original (the SDK's frame -> source position), computed once per file and line."""
+    @functools.lru_cache(maxsize=4096)
+    def by_place(filename: str, lineno: int | None) -> Any:
+        return original(traceback.FrameSummary(filename, lineno, "", lookup_line=False))
+
+    def position(frame: traceback.FrameSummary) -> Any:
+        return by_place(frame.filename, frame.lineno)
+
+    position.original = original  # type: ignore[attr-defined]
+    return position
+
+
+def _no_debug(*_args: object, **_kwargs: object) -> None:
+    """Stands in for pulumi.log.debug: nothing is sent to the engine."""
+
+
+def tune_sdk() -> None:
+    """Apply the changes above to this process (idempotent)."""
+    gc.set_threshold(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)
+    resource_cycle_breaker._reachable = reachable
+    if not hasattr(sdk_resource._get_source_position_for_frame, "original"):
+        sdk_resource._get_source_position_for_frame = cached_source_position(
+            sdk_resource._get_source_position_for_frame)
+    if not os.environ.get(KEEP_DEBUG_ENV):
+        pulumi.log.debug = _no_debug

@@ -1,0 +1,84 @@
+"""lablib.sdk_tuning: the SDK still calls what it replaces, and the replacements answer the same."""
+from __future__ import annotations
+
+import inspect
+import traceback
+
+import pulumi
+from hypothesis import given
+from hypothesis import strategies as st
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime import resource_cycle_breaker
+
+from lablib import sdk_tuning
+
+DEPS = resource_cycle_breaker._DEPENDENCIES_PROPERTY
+
+
+class Node:
+    """Stands in for a Resource: hashable by identity, dependencies under the SDK's attribute."""
+
+
+def test_the_sdk_still_calls_what_is_replaced() -> None:
+    """If a Pulumi upgrade renames these, the tuning would silently do nothing: fail here instead."""
+    assert "_reachable" in inspect.getsource(resource_cycle_breaker.declare_dependency)
+    assert "_get_source_position_for_frame(frame)" in inspect.getsource(sdk_resource._get_stack_trace)
+    assert "log.debug(" in inspect.getsource(sdk_resource.register_resource)
+
+
+def original_reachable(source: object, target: object) -> bool:
+    """The SDK's own walk (nested generators), kept here to compare against."""
+    visited: set[int] = set()
+
+    def walk(node: object):  # type: ignore[no-untyped-def]
+        if id(node) in visited:
+            return
+        visited.add(id(node))
+        yield node
+        for dep in getattr(node, DEPS, set()):
+            yield from walk(dep)
+
+    return any(node is target for node in walk(source))
+
+
+@given(st.integers(2, 12).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=3 * n))))
+def test_reachable_answers_as_the_sdk_does(graph: tuple[int, list[tuple[int, int]]]) -> None:
+    count, edges = graph
+    nodes = [Node() for _ in range(count)]
+    for a, b in edges:  # cycles included: the walk must still end
+        setattr(nodes[a], DEPS, getattr(nodes[a], DEPS, set()) | {nodes[b]})
+    for a in nodes:
+        for b in nodes:
+            assert sdk_tuning.reachable(a, b) == original_reachable(a, b)  # type: ignore[arg-type]
+
+
+def test_a_long_chain_is_walked_in_linear_time() -> None:
+    nodes = [Node() for _ in range(20000)]  # recursion would overflow the stack here
+    for previous, node in zip(nodes, nodes[1:]):
+        setattr(node, DEPS, {previous})
+    assert sdk_tuning.reachable(nodes[-1], nodes[0])
+    assert not sdk_tuning.reachable(nodes[0], nodes[-1])
+
+
+def test_cached_source_position_gives_the_sdks_answer() -> None:
+    original = sdk_resource._get_source_position_for_frame
+    original = getattr(original, "original", original)  # tune_sdk() may have run in this process
+    cached = sdk_tuning.cached_source_position(original)
+    for frame in traceback.extract_stack() + [traceback.FrameSummary("", 3, "f"), traceback.FrameSummary("x.py", None, "f")]:
+        assert cached(frame) == original(frame)
+        assert cached(frame) == original(frame)  # second call: from the cache
+
+
+def test_debug_lines_are_kept_on_request(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    original = pulumi.log.debug
+    try:
+        monkeypatch.setenv(sdk_tuning.KEEP_DEBUG_ENV, "1")
+        pulumi.log.debug = original
+        sdk_tuning.tune_sdk()
+        assert pulumi.log.debug is original
+        monkeypatch.delenv(sdk_tuning.KEEP_DEBUG_ENV)
+        sdk_tuning.tune_sdk()
+        assert pulumi.log.debug is sdk_tuning._no_debug
+    finally:
+        pulumi.log.debug = original
