@@ -12,8 +12,11 @@ Measured on `pulumi preview` of the scale stack and under mocks (README,
   nested generators: along the chain of seed ISOs (components/node.py) that
   is cubic in the number of spokes. The same reachability, walked with a
   list, is linear;
-- it turns every frame of every resource's stack trace into a file URI
-  with pathlib; the same few files and lines recur, so they are cached.
+- it takes a stack trace per resource (the engine records where each
+  resource was declared): it reads every frame's source line, which it
+  never uses, and turns every frame into a file URI with pathlib. The
+  frames are taken without their lines, and the same few files and lines
+  recur, so the URIs are cached.
 - CPython's full collections rescan every Output and future the run keeps
   until its end and free nothing: run them 100 times less often.
 """
@@ -22,7 +25,9 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import sys
 import traceback
+from types import FrameType
 from typing import Any, Callable
 
 import pulumi
@@ -61,6 +66,21 @@ def cached_source_position(original: Callable[[traceback.FrameSummary], Any]) ->
     return position
 
 
+class _TracebackWithoutLines:
+    """The traceback module as the SDK's resource module sees it, minus the source lines."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    @staticmethod
+    def extract_stack(f: FrameType | None = None, limit: int | None = None) -> traceback.StackSummary:
+        """traceback.extract_stack, without reading each frame's line from its file."""
+        frame = f if f is not None else sys._getframe().f_back
+        stack = traceback.StackSummary.extract(traceback.walk_stack(frame), limit=limit, lookup_lines=False)
+        stack.reverse()
+        return stack
+
+
 def _no_debug(*_args: object, **_kwargs: object) -> None:
     """Stands in for pulumi.log.debug: nothing is sent to the engine."""
 
@@ -72,5 +92,6 @@ def tune_sdk() -> None:
     if not hasattr(sdk_resource._get_source_position_for_frame, "original"):
         sdk_resource._get_source_position_for_frame = cached_source_position(
             sdk_resource._get_source_position_for_frame)
+    sdk_resource.traceback = _TracebackWithoutLines()  # type: ignore[assignment]
     if not os.environ.get(KEEP_DEBUG_ENV):
         pulumi.log.debug = _no_debug

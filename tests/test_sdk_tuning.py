@@ -24,6 +24,7 @@ def test_the_sdk_still_calls_what_is_replaced() -> None:
     assert "_reachable" in inspect.getsource(resource_cycle_breaker.declare_dependency)
     assert "_get_source_position_for_frame(frame)" in inspect.getsource(sdk_resource._get_stack_trace)
     assert "log.debug(" in inspect.getsource(sdk_resource.register_resource)
+    assert "traceback.extract_stack()" in inspect.getsource(sdk_resource._get_stack_trace)
 
 
 def original_reachable(source: object, target: object) -> bool:
@@ -68,6 +69,15 @@ def test_cached_source_position_gives_the_sdks_answer() -> None:
     for frame in traceback.extract_stack() + [traceback.FrameSummary("", 3, "f"), traceback.FrameSummary("x.py", None, "f")]:
         assert cached(frame) == original(frame)
         assert cached(frame) == original(frame)  # second call: from the cache
+
+
+def test_stack_without_lines_has_the_same_frames() -> None:
+    def here() -> tuple[traceback.StackSummary, traceback.StackSummary]:
+        return traceback.extract_stack(), sdk_tuning._TracebackWithoutLines().extract_stack()
+
+    with_lines, without = here()
+    assert [(f.filename, f.lineno, f.name) for f in without] == [(f.filename, f.lineno, f.name) for f in with_lines]
+    assert sdk_tuning._TracebackWithoutLines().format_exc is traceback.format_exc
 
 
 def test_debug_lines_are_kept_on_request(monkeypatch) -> None:  # type: ignore[no-untyped-def]
