@@ -49,8 +49,11 @@ class Lab(pulumi.ComponentResource):
                 stack=args.stack, spec=spec, payload=seed, user_data=user_data,
                 pool_name=storage.pool_name, volumes=storage.hub_volumes if site.is_hub else storage.volumes,
                 wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
-                cloudinit_after=after.cloudinit if after else None), opts=child)
+                cloudinit_after=after.cloudinit if after and serial_isos else None), opts=child)
 
+        # The seed ISOs are uploaded one after another (see LabNode). A preview uploads nothing,
+        # and the chain only made its program wait for each ISO's plan before declaring the next.
+        serial_isos = not pulumi.runtime.is_dry_run()
         hub_seed = payload.node_payload(spec, args.stack, plan.hub, tunnel=None)
         hub = node(hub_seed, hub_seed.user_data(None), after=None)
         previous = hub
