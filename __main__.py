@@ -3,6 +3,7 @@ import pulumi
 
 from components.lab import Lab, LabArgs
 from lablib.config import PLAIN_KEYS, SECRET_KEYS, ConfigError, parse_config
+from lablib.hostcheck import check_logins
 from lablib.sdk_tuning import tune_sdk
 
 tune_sdk()  # before any resource: what the SDK does per resource, hundreds of times
@@ -12,6 +13,7 @@ config = pulumi.Config()
 secrets = {key: pulumi.runtime.get_config(f"{config.name}:{key}") for key in SECRET_KEYS}
 try:
     spec = parse_config({key: config.get(key) for key in PLAIN_KEYS}, secrets)
+    check_logins(spec.hosts.hosts)  # an unreachable host: one error naming it, before any resource
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
@@ -27,3 +29,5 @@ pulumi.export("tunnelMtu", spec.mtu.tunnel_mtu)
 pulumi.export("innerMtu", spec.mtu.inner_mtu)
 pulumi.export("inventory", lab.inventory)
 pulumi.export("topology", lab.topology)
+if lab.hosts:
+    pulumi.export("hosts", lab.hosts)

@@ -4,12 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_libvirt as libvirt
 
 from components.networks import LabNetworks, LabNetworksArgs
 from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
 from lablib import names, payload, report
+from lablib.hostssh import is_remote
 from lablib.config import LabSpec
 from lablib.keys import derive_psk
 from lablib.tunnel import spoke_tunnel
@@ -24,11 +26,13 @@ class LabArgs:
 
 
 class Lab(pulumi.ComponentResource):
-    """Storage, networks, one LabNode per site and one Tunnel per spoke."""
+    """Storage, networks, one LabNode per site and one Tunnel per spoke; with several hosts, one
+    libvirt provider per host and every site's resources created through its host's provider."""
 
     nodes: dict[str, dict[str, object]]
     inventory: str
     topology: str
+    hosts: list[dict[str, object]]
 
     def __init__(self, name: str, args: LabArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.spec
@@ -38,18 +42,26 @@ class Lab(pulumi.ComponentResource):
                  "interfaceMode": config.interface_mode}
         super().__init__("lab:index:Lab", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
+        providers = {host.name: libvirt.Provider(f"{name}-host-{host.name}", uri=host.uri, opts=child)
+                     for host in spec.hosts.hosts}
+        placement = dict(spec.hosts.placement)
         storage = LabStorage(f"{name}-storage", LabStorageArgs(
-            stack=args.stack, pool_path=config.pool_path, boot=config.boot, hub_boot=config.hub_boot), opts=child)
+            stack=args.stack, pool_path=config.pool_path, boot=config.boot, hub_boot=config.hub_boot,
+            providers={host: providers[host] for host in dict.fromkeys(placement.values())}), opts=child)
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
-            stack=args.stack, plan=plan, wan_mtu=config.wan_mtu), opts=child)
+            stack=args.stack, plan=plan, wan_mtu=config.wan_mtu, providers=providers, placement=placement),
+            opts=child)
 
         def node(seed: payload.NodePayload, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:
             site = seed.site
+            host = placement.get(site.name, "")
             return LabNode(f"{name}-{site.name}", LabNodeArgs(
-                stack=args.stack, spec=spec, payload=seed, user_data=user_data,
-                pool_name=storage.pool_name, volumes=storage.hub_volumes if site.is_hub else storage.volumes,
-                wan_network_id=networks.wan_network_ids[site.name], mgmt_network_id=networks.mgmt_network_id,
-                cloudinit_after=after.cloudinit if after and serial_isos else None), opts=child)
+                stack=args.stack, spec=spec, payload=seed, user_data=user_data, pool_name=storage.pool_names[host],
+                volumes=(storage.hub_volumes if site.is_hub else storage.volumes)[host],
+                wan_network_id=networks.wan_network_ids[site.name],
+                mgmt_network_id=networks.mgmt_network_ids[site.name],
+                cloudinit_after=after.cloudinit if after and serial_isos else None),
+                opts=pulumi.ResourceOptions(parent=self, providers=[providers[host]] if host else None))
 
         # The seed ISOs are uploaded one after another (see LabNode). A preview uploads nothing,
         # and the chain only made its program wait for each ISO's plan before declaring the next.
@@ -57,6 +69,9 @@ class Lab(pulumi.ComponentResource):
         hub_seed = payload.node_payload(spec, args.stack, plan.hub, tunnel=None)
         hub = node(hub_seed, hub_seed.user_data(None), after=None)
         previous = hub
+        # The hub's management network is reached from the hub's host when that is a remote one.
+        hub_host = spec.hosts.host_of(plan.hub.name)
+        jump = hub_host.uri if hub_host is not None and is_remote(hub_host.uri) else ""
         for spoke in plan.spokes:
             psk = args.master_secret.apply(
                 lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
@@ -65,9 +80,12 @@ class Lab(pulumi.ComponentResource):
             previous = node(seed, psk.apply(seed.user_data), after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
-                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain), opts=child)
+                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain, jump_uri=jump),
+                opts=child)
 
         self.nodes = report.nodes(spec)
         self.inventory = report.inventory_yaml(spec)
         self.topology = report.mermaid(spec)
-        self.register_outputs({"nodes": self.nodes, "inventory": self.inventory, "topology": self.topology})
+        self.hosts = report.hosts(spec)
+        self.register_outputs({"nodes": self.nodes, "inventory": self.inventory, "topology": self.topology,
+                               "hosts": self.hosts})

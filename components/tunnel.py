@@ -20,6 +20,7 @@ class TunnelArgs:
     ssh_user: str
     ssh_private_key: pulumi.Output[str]  # secret
     hub: pulumi.Resource  # the hub's domain: its side is pushed once it runs
+    jump_uri: str = ""  # the hub's host's qemu+ssh URI: its management network is reached through it
 
 
 class Tunnel(pulumi.ComponentResource):
@@ -48,6 +49,7 @@ class Tunnel(pulumi.ComponentResource):
             files=args.psk.apply(hub_side.files),
             up_script=hub_side.up_script,
             down_script=hub_side.down_script,
+            jump_uri=args.jump_uri,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]),
         )
         self.register_outputs({"spoke": tunnel.spoke.name})

@@ -190,10 +190,6 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     )
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)
-    if hosts.hosts:  # issue 9: placed and checked, but the components do not create resources per host yet
-        raise ConfigError(HOSTS, raw[HOSTS], "is checked but not used yet: the program still creates every "
-                                             "resource on the default libvirt URI (README 'Several hosts'); "
-                                             "leave lab:hosts unset")
     return LabSpec(
         config=config,
         plan=plan,

@@ -238,3 +238,25 @@ def plan_hosts(raw_hosts: str, raw_pins: str, plan: AddressPlan) -> HostPlan:
         return HostPlan()
     numbers = place(len(plan.spokes), names, pins)
     return HostPlan(tuple(hosts), tuple((site.name, numbers[site.number]) for site in plan.sites))
+
+
+def routes(plan: AddressPlan, hosts: HostPlan) -> dict[str, list[tuple[str, str]]]:
+    """What each host's own network must route (README host checklist): to every routed WAN subnet
+    (the hub's, a routed spoke's) on another host, via that host's uplink. A NAT'd spoke needs no
+    route: its host masquerades it to its uplink, which the hub's host reaches on their LAN."""
+    found: dict[str, list[tuple[str, str]]] = {host.name: [] for host in hosts.hosts}
+    for site in plan.sites:
+        there = hosts.host_of(site.name)
+        if there is None or site.behind_nat:
+            continue
+        for host in hosts.hosts:
+            if host != there:
+                found[host.name].append((str(site.wan_subnet), str(there.uplink)))
+    return found
+
+
+def nat_address(plan: AddressPlan, hosts: HostPlan, site_name: str) -> str | None:
+    """The address the hub sees a NAT'd spoke on another host from (its host's uplink); None when
+    the plan cannot say (the spoke's and the hub's host are one: libvirt's masquerade address)."""
+    spoke, hub = hosts.host_of(site_name), hosts.host_of(plan.hub.name)
+    return str(spoke.uplink) if spoke is not None and hub is not None and spoke != hub else None

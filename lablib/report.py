@@ -9,6 +9,7 @@ from lablib import names
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 from lablib.addressing import Site
 from lablib.config import LabSpec
+from lablib.hosts import routes as lab_routes
 
 
 def ssh_command(site: Site) -> str:
@@ -60,6 +61,16 @@ def inventory_yaml(spec: LabSpec) -> str:
         },
     }}
     return yaml.dump(inventory, Dumper=_DUMPER, sort_keys=False)
+
+
+def hosts(spec: LabSpec) -> list[dict[str, object]]:
+    """The hosts of lab:hosts: name, URI, uplink, its sites and the routes its own network must
+    provide (README host checklist); empty for the one default host."""
+    placement = dict(spec.hosts.placement)
+    routes = lab_routes(spec.plan, spec.hosts)
+    return [{"name": host.name, "uri": host.uri, "uplink": str(host.uplink),
+             "sites": [site for site, on in placement.items() if on == host.name],
+             "routes": [{"to": to, "via": via} for to, via in routes[host.name]]} for host in spec.hosts.hosts]
 
 
 def mermaid(spec: LabSpec) -> str:

@@ -15,6 +15,7 @@ import paramiko
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
 
+from lablib.hostssh import HostLogin, channel_to
 from lablib.sshkeys import load_private_key
 
 CONNECT_RETRY_SECONDS = 5
@@ -27,33 +28,63 @@ class RemoteError(RuntimeError):
     """A remote command failed; carries what it printed."""
 
 
-def _connect(props: dict[str, Any], timeout: float) -> paramiko.SSHClient:
+class _Session:
+    """The SSH client of the VM, and of the jump host it is reached through (if any)."""
+
+    def __init__(self, client: paramiko.SSHClient, jump: paramiko.SSHClient | None = None) -> None:
+        self.client, self.jump = client, jump
+
+    def close(self) -> None:
+        self.client.close()
+        if self.jump is not None:
+            self.jump.close()
+
+
+def _jump(props: dict[str, Any]) -> paramiko.SSHClient | None:
+    """The hub's host, logged in to as its URI says, when the hub runs on a remote host."""
+    if not props.get("jumpUri"):
+        return None
+    try:
+        return HostLogin.of(props["jumpUri"]).connect()
+    except (OSError, paramiko.SSHException) as error:
+        raise RemoteError(f"could not log in to the hub's host ({props['jumpUri']}): {error}") from error
+
+
+def _connect(props: dict[str, Any], timeout: float) -> _Session:
     """Connect, retrying connection errors until timeout (the VM may still be booting);
     a refused key is final, reported at once."""
     deadline = time.monotonic() + timeout
     key = load_private_key(props["privateKey"])
+    jump = _jump(props)
     while True:
         client = paramiko.SSHClient()
         # Lab VMs get fresh host keys on every create, on a network private to this run.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
+            sock = channel_to(jump, props["host"]) if jump is not None else None
             client.connect(props["host"], port=SSH_PORT, username=props["user"], pkey=key, timeout=10,
                            banner_timeout=30, auth_timeout=30, channel_timeout=30, allow_agent=False,
-                           look_for_keys=False)
+                           look_for_keys=False, sock=sock)
             client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
-            return client
+            return _Session(client, jump)
         except paramiko.AuthenticationException as error:
             # sshd answers only once cloud-init has installed the key (cloud-init.service runs
             # before sshd.service), so a refusal now will not turn into an acceptance later.
-            client.close()
+            _Session(client, jump).close()
             raise RemoteError(f"{props['user']}@{props['host']} refused the SSH key ({error}): "
                               "lab:sshPrivateKey must be the private half of lab:sshPublicKey") from error
         except (OSError, paramiko.SSHException) as error:
             client.close()
             if time.monotonic() > deadline:
+                if jump is not None:
+                    jump.close()
                 raise RemoteError(f"could not reach {props['user']}@{props['host']} over SSH "
                                   f"within {timeout:.0f} s: {error}") from error
             time.sleep(CONNECT_RETRY_SECONDS)
+            transport = jump.get_transport() if jump is not None else None
+            if jump is not None and (transport is None or not transport.is_active()):
+                jump.close()
+                jump = _jump(props)  # the jump host's connection broke while the VM booted
 
 
 def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT_SECONDS) -> str:
@@ -77,7 +108,8 @@ def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: flo
 
 
 def _apply(props: dict[str, Any]) -> None:
-    client = _connect(props, float(props["readyTimeout"]))
+    session = _connect(props, float(props["readyTimeout"]))
+    client = session.client
     try:
         # The base payload (ipsec, OVS bridge, tunnel interface) must be in place first.
         ready = float(props["readyTimeout"])
@@ -88,7 +120,7 @@ def _apply(props: dict[str, Any]) -> None:
                  stdin=file["content"])
         _run(client, "sudo sh -s", stdin=props["upScript"])
     finally:
-        client.close()
+        session.close()
 
 
 class RemoteConfigProvider(ResourceProvider):
@@ -99,8 +131,8 @@ class RemoteConfigProvider(ResourceProvider):
         return CreateResult(id_=f"{props['host']}:{props['name']}", outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("host", "user", "name", "files", "upScript", "downScript")
-        changed = [key for key in keys if olds.get(key) != news.get(key)]
+        keys = ("host", "user", "name", "files", "upScript", "downScript", "jumpUri")
+        changed = [key for key in keys if olds.get(key, "") != news.get(key, "")]
         replaces = [key for key in ("host", "name") if key in changed]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
@@ -110,16 +142,16 @@ class RemoteConfigProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
-            client = _connect(props, DELETE_TIMEOUT_SECONDS)
+            session = _connect(props, DELETE_TIMEOUT_SECONDS)
         except RemoteError as error:
             # The VM itself is gone or going: nothing is left to clean on it. (No engine runs
             # in the dynamic provider's process: pulumi.log would only print too.)
             print(f"warning: {props['name']}: skipped remote cleanup, {error}", file=sys.stderr)
             return
         try:
-            _run(client, "sudo sh -s", stdin=props["downScript"])
+            _run(session.client, "sudo sh -s", stdin=props["downScript"])
         finally:
-            client.close()
+            session.close()
 
 
 class RemoteConfig(pulumi.dynamic.Resource):
@@ -135,6 +167,7 @@ class RemoteConfig(pulumi.dynamic.Resource):
         files: pulumi.Input[list[dict[str, str]]],
         up_script: pulumi.Input[str],
         down_script: pulumi.Input[str],
+        jump_uri: str = "",
         ready_timeout: int = 900,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -142,5 +175,7 @@ class RemoteConfig(pulumi.dynamic.Resource):
             "name": name, "host": host, "user": user, "privateKey": private_key, "files": files,
             "upScript": up_script, "downScript": down_script, "readyTimeout": ready_timeout,
         }
+        if jump_uri:  # only then: the props (and so the state) of a one-host lab stay as they were
+            props["jumpUri"] = jump_uri
         secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["privateKey", "files"])
         super().__init__(RemoteConfigProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret_outputs))

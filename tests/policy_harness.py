@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from pulumi_policy import (PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs,
-                           ResourceValidationPolicy, StackValidationArgs)
+from pulumi_policy import (PolicyCustomTimeouts, PolicyProviderResource, PolicyResource, PolicyResourceOptions,
+                           ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs)
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
@@ -73,7 +73,11 @@ def evaluate(resources: list[Recorded], stack: str, config: dict[str, dict[str, 
                 policy.validate(args, reporter(policy, args.urn))
             except _NotApplicableError:
                 pass
-    stack_resources = [PolicyResource(r.typ, props(r), urn(stack, r), r.name, OPTIONS, None, None, [], {})
+    # The engine hands each resource's explicit provider (one per host) to the stack policies.
+    providers = {r.name: PolicyProviderResource(r.typ, props(r), urn(stack, r), r.name)
+                 for r in resources if r.typ == "pulumi:providers:libvirt"}
+    stack_resources = [PolicyResource(r.typ, props(r), urn(stack, r), r.name, OPTIONS,
+                                      providers[r.provider.split("::")[-2]] if r.provider else None, None, [], {})
                        for r in resources]
     for policy in stack_policies:
         try:

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from harness import ROOT, mock_secrets, parse_lab, project_config, stack_values
+from harness import ROOT, Run, mock_secrets, parse_lab, project_config, run_program, stack_values
 from lablib import report
 from lablib.config import ConfigError, LabSpec, parse_config
 from lablib.hostcheck import check_login
@@ -23,9 +23,11 @@ B = {"name": "b", "uri": "qemu+ssh://root@172.31.0.2/system", "uplink": "172.31.
 
 
 def on_hosts(hosts: object, pins: object = None, **overrides: object) -> LabSpec:
-    """The lab of overrides, placed on hosts (the program itself refuses lab:hosts until it is wired)."""
+    """The lab of overrides, placed on hosts."""
     spec = parse_lab(**overrides)
-    return dataclasses.replace(spec, hosts=plan_hosts(json.dumps(hosts), json.dumps(pins or {}), spec.plan))
+    placed = dataclasses.replace(spec, hosts=plan_hosts(json.dumps(hosts), json.dumps(pins or {}), spec.plan))
+    assert parse_lab(**overrides, hosts=hosts, **({SPOKE_HOSTS: pins} if pins else {})) == placed
+    return placed
 
 
 def test_without_hosts_the_lab_is_todays_one_host() -> None:
@@ -38,11 +40,63 @@ def test_without_hosts_the_lab_is_todays_one_host() -> None:
         report.nodes(spec), report.inventory_yaml(spec), report.mermaid(spec))
 
 
-def test_the_program_refuses_hosts_until_the_components_use_them() -> None:
-    """Placement is computed, but every resource would still land on the default URI: say so, build nothing."""
-    with pytest.raises(ConfigError, match="not used yet") as caught:
-        parse_lab(hosts=[A, B])
-    assert caught.value.key == HOSTS
+@pytest.fixture
+def logins(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Host, ...]]:
+    """The program's login check, recorded instead of dialing (the e2e test logs in to real hosts)."""
+    calls: list[tuple[Host, ...]] = []
+    monkeypatch.setattr("lablib.hostcheck.check_logins", calls.append)
+    return calls
+
+
+def on_provider(run: Run) -> dict[str, str]:
+    """Resource name -> the URI of its explicit provider ("" for the default provider)."""
+    uris = {r.name: r.inputs["uri"] for r in run.of_type("pulumi:providers:libvirt")}
+    # A provider reference is its URN (ending in ::NAME) and its ID, joined by ::.
+    return {r.name: uris[r.provider.split("::")[-2]] if r.provider else "" for r in run.resources if r.custom}
+
+
+def test_the_program_builds_every_site_on_its_host(logins: list[tuple[Host, ...]]) -> None:
+    """Hub and spoke2 (routed) on a, spoke1 and spoke3 (NAT'd) on b: each host gets its own pool, uploads, management
+    network and the WANs of its sites; the hosts are checked first; the hub push needs no jump host
+    (the hub's host is this machine)."""
+    run = run_program(stack_values({"spokes": 3, "routedSpokes": [2], HOSTS: json.dumps([A, B])}))
+    assert [[host.name for host in call] for call in logins] == [["a", "b"]]
+    uri = on_provider(run)
+    a, b = A["uri"], B["uri"]
+    assert {name: uri[name] for name in uri if name.endswith(("-domain", "-pool-a", "-pool-b"))} == {
+        "lab-hub-domain": a, "lab-spoke1-domain": b, "lab-spoke2-domain": a, "lab-spoke3-domain": b,
+        "lab-storage-pool-a": a, "lab-storage-pool-b": b}
+    assert (uri["lab-storage-a-base"], uri["lab-storage-b-base"]) == (a, b)  # the image reaches b over libvirt
+    assert (uri["lab-networks-mgmt-a"], uri["lab-networks-mgmt-b"]) == (a, b)
+    assert [uri[f"lab-networks-wan-{site}"] for site in ("hub", "spoke1", "spoke2", "spoke3")] == [a, b, a, b]
+    assert uri["lab-spoke1-disk"] == uri["lab-spoke1-cloudinit"] == b
+    domain = run.named("lab-spoke1-domain").inputs
+    assert domain["disks"][0]["volumeId"] == "lab-spoke1-disk-id"
+    assert [nic["networkId"] for nic in domain["networkInterfaces"]] == [
+        "lab-networks-wan-spoke1-id", "lab-networks-mgmt-b-id"]
+    assert "jumpUri" not in run.named("lab-spoke1-tunnel-hub-side").inputs
+    hosts = {h["name"]: h for h in run.outputs["hosts"]}
+    assert hosts["b"]["sites"] == ["spoke1", "spoke3"] and hosts["a"]["sites"] == ["hub", "spoke2"]
+    # b reaches the hub's and spoke2's routed WANs through a; a needs no route (spoke1 and 3 are NAT'd).
+    plan = parse_lab(spokes=3, routedSpokes=[2]).plan
+    assert hosts["b"]["routes"] == [{"to": str(site.wan_subnet), "via": A["uplink"]}
+                                    for site in (plan.hub, plan.spokes[1])]
+    assert hosts["a"]["routes"] == []
+
+
+def test_a_hub_on_a_remote_host_is_pushed_through_that_host(logins: list[tuple[Host, ...]]) -> None:
+    run = run_program(stack_values({"spokes": 1, HOSTS: json.dumps([B, A])}))
+    assert run.named("lab-spoke1-tunnel-hub-side").inputs["jumpUri"] == B["uri"]
+    assert on_provider(run)["lab-hub-domain"] == B["uri"]
+
+
+def test_one_host_lab_declares_what_it_always_did(logins: list[tuple[Host, ...]]) -> None:
+    """No lab:hosts: no provider resource, no per-host name, no hosts output, no login check."""
+    run = run_program(stack_values({"spokes": 2}))
+    assert not run.of_type("pulumi:providers:libvirt") and "hosts" not in run.outputs
+    assert all(provider == "" for provider in on_provider(run).values())
+    assert {"lab-storage-pool", "lab-storage-base", "lab-networks-mgmt"} <= {r.name for r in run.resources}
+    assert logins == [()]
 
 
 def test_two_hosts_hub_first_spokes_spread() -> None:
@@ -123,7 +177,7 @@ def test_uri_the_provider_reads_is_kept_as_written(uri: str) -> None:
 
 
 def test_example_stack_places_the_issues_two_host_lab() -> None:
-    """stacks/two-hosts.example.yaml: declared types, the issue's placement, and the program's refusal."""
+    """stacks/two-hosts.example.yaml: declared types and the issue's placement."""
     example = yaml.safe_load((ROOT / "stacks" / "two-hosts.example.yaml").read_text())["config"]
     values = {key.split(":", 1)[1]: value for key, value in example.items()}
     declared = project_config()
@@ -134,8 +188,6 @@ def test_example_stack_places_the_issues_two_host_lab() -> None:
     assert dict(spec.hosts.placement) == {"hub": "a", "spoke1": "b", "spoke2": "a", "spoke3": "b"}
     assert spec.plan.spokes[0].behind_nat and not spec.plan.spokes[1].behind_nat
     assert dict(on_hosts(values[HOSTS], spokes=2).hosts.placement) == {"hub": "a", "spoke1": "b", "spoke2": "a"}
-    with pytest.raises(ConfigError, match="not used yet"):
-        parse_lab(**lab, hosts=values[HOSTS], spokeHosts=values[SPOKE_HOSTS])
 
 
 def test_login_check_names_the_host_before_any_connection(tmp_path) -> None:

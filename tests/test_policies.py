@@ -9,6 +9,7 @@ resources.
 from __future__ import annotations
 
 import copy
+import json
 import runpy
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -492,3 +493,20 @@ def test_pack_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
     assert project["runtime"] == {"name": "python", "options": {"virtualenv": "venv"}}
     pins = (ROOT / "policy" / "requirements.txt").read_text().split()
     assert {"pulumi-policy==1.21.0", "pulumi==3.272.0"} <= set(pins)
+
+
+def test_a_two_host_plan_has_no_mandatory_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each host's management network has the same (isolated) subnet: not an overlap; every WAN
+    subnet is still distinct across hosts, and capacity is judged per host."""
+    two = json.dumps([{"name": "a", "uri": "qemu:///system", "uplink": "172.31.0.1"},
+                      {"name": "b", "uri": "qemu+ssh://root@172.31.0.2/system", "uplink": "172.31.0.2"}])
+    monkeypatch.setattr("lablib.hostcheck.check_logins", lambda hosts: None)  # no host to dial here
+    resources = planned("ci", hosts=two)
+    assert len([r for r in resources if r.name.startswith("lab-networks-mgmt-")]) == 2
+    found = evaluate(resources, "ci", {"capacity-budget": {"maxMemoryMib": 512.0, "maxVcpus": 2.0}})
+    assert [v for v in found if v.level == "mandatory"] == []
+    assert [v.message.split(" need")[0] for v in found if v.policy == "capacity-budget"] == []
+    # A WAN subnet used twice is an overlap, even on two hosts (their WANs are routed to each other).
+    b_wan = named(resources, "lab-networks-wan-spoke1")
+    b_wan.inputs["addresses"] = named(resources, "lab-networks-wan-hub").inputs["addresses"]
+    assert "lab-subnets-distinct" in mandatory(evaluate(resources, "ci"))

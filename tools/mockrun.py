@@ -36,6 +36,7 @@ class Recorded:
     name: str
     inputs: dict[str, Any]
     custom: bool
+    provider: str = ""  # the explicit provider's reference (URN::id), "" for the default one
 
 
 @dataclass
@@ -56,7 +57,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources: list[Recorded] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.custom))
+        self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), args.custom, args.provider or ""))
         state = dict(args.inputs)
         if args.typ == "libvirt:index/pool:Pool":
             state.setdefault("name", args.inputs.get("name"))

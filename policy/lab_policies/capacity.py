@@ -8,8 +8,8 @@ from typing import Iterable
 from pulumi_policy import (EnforcementLevel, PolicyConfigSchema, PolicyProviderResource, ResourceValidationArgs,
                            StackValidationArgs)
 
-from .plumbing import (Report, Res, is_unknown, of_type, plan, raw, resource_policy, reveal, setting, stack_of,
-                       stack_policy)
+from .plumbing import (DEFAULT_HOST, Report, Res, host_of, is_unknown, of_type, plan, resource_policy, setting,
+                       stack_of, stack_policy)
 from .resources import DOMAIN, LAB, as_number, label_of
 
 
@@ -19,19 +19,6 @@ CAPACITY_SCHEMA = PolicyConfigSchema({
     "maxVcpus": {"type": "integer", "minimum": 1, "default": 16,
                  "description": "vCPU budget for the lab VMs of one libvirt host together."},
 })
-DEFAULT_HOST = ""  # domains on the default provider: today's one host, LIBVIRT_DEFAULT_URI
-
-
-def host_of(provider: PolicyProviderResource | None) -> str:
-    """Which hypervisor a domain lands on: its explicit provider (one per host; the engine sends it
-    with its inputs, checked with the real CLI), named by its uri, or by its own name while the uri is
-    unknown or empty (then LIBVIRT_DEFAULT_URI); DEFAULT_HOST for the default provider."""
-    if provider is None or provider.name == "default" or "::default" in provider.urn:
-        return DEFAULT_HOST
-    uri = reveal(raw(provider.props)).get("uri")
-    return uri if isinstance(uri, str) and uri and not is_unknown(uri) else provider.name
-
-
 @dataclass
 class HostLoad:
     vms: int = 0

@@ -5,7 +5,7 @@ from typing import Any, Iterator
 
 from pulumi_policy import StackValidationArgs
 
-from .plumbing import Report, Res, components, is_unknown, of_type, plan, stack_policy
+from .plumbing import DEFAULT_HOST, Report, Res, components, host_of, is_unknown, of_type, plan, stack_policy
 from .resources import LAB, NETWORK, NETWORKS, NODE, as_address, as_interface, as_network, label_of
 
 
@@ -22,10 +22,17 @@ def _overlaps(named: list[tuple[str, Any, Res]]) -> Iterator[tuple[tuple[str, An
 
 def check_subnets(args: StackValidationArgs, report: Report) -> None:
     resources = plan(args)
+    hosts = {r.urn: host_of(r.provider) for r in args.resources}
     libvirt = [(f"{label_of(r)} {a}", as_network(a), r) for r in of_type(resources, NETWORK)
                for a in r.get("addresses") or []]
+
+    def apart(ra: Res, rb: Res) -> bool:
+        """Two isolated networks on two hosts never meet (each host has its own management network)."""
+        isolated = all(r.get("mode", "nat") in ISOLATED_MODES for r in (ra, rb))
+        return isolated and hosts.get(ra.urn, DEFAULT_HOST) != hosts.get(rb.urn, DEFAULT_HOST)
+
     for (label_a, _a, ra), (label_b, _b, rb) in _overlaps(libvirt):
-        if ra is not rb:
+        if ra is not rb and not apart(ra, rb):
             report(f"{label_b} overlaps {label_a}: every lab network needs its own subnet (check "
                    "lab:hubSubnet, lab:spokeSubnetPool, lab:siteSubnetPrefix, lab:mgmtSubnet).", rb.urn)
     planned = [(f"{label_of(r)} subnets.{key} {value}", as_network(value), r)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
+    PolicyProviderResource,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     Secret,
@@ -226,3 +227,16 @@ def stack_policy(name: str, description: str, check: Callable[[StackValidationAr
                  schema: PolicyConfigSchema | None = None) -> StackValidationPolicy:
     return StackValidationPolicy(name=name, description=description, validate=check,
                                  enforcement_level=enforcement, config_schema=schema)
+
+
+DEFAULT_HOST = ""  # resources on the default provider: today's one host, LIBVIRT_DEFAULT_URI
+
+
+def host_of(provider: PolicyProviderResource | None) -> str:
+    """Which hypervisor a resource lands on: its explicit provider (one per host; the engine sends it
+    with its inputs, checked with the real CLI), named by its uri, or by its own name while the uri is
+    unknown or empty (then LIBVIRT_DEFAULT_URI); DEFAULT_HOST for the default provider."""
+    if provider is None or provider.name == "default" or "::default" in provider.urn:
+        return DEFAULT_HOST
+    uri = reveal(raw(provider.props)).get("uri")
+    return uri if isinstance(uri, str) and uri and not is_unknown(uri) else provider.name
