@@ -58,9 +58,14 @@ def nat_traversal(lab: LabStack, spoke: str) -> Outcome:
 
 
 def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
-    """The hub's SA points at the masquerade address (the hub WAN bridge's) or at the spoke's own."""
-    if lab.node_info[spoke]["behindNat"]:
-        predicted = host.bridge_address(host.wan_bridge(lab.name, names.HUB))
+    """The hub's SA points at the masquerade address (the hub WAN bridge's, or the uplink of the
+    spoke's host when that is not the hub's) or at the spoke's own."""
+    spoke_host, hub_host = lab.host_of(spoke), lab.host_of(names.HUB)
+    if lab.node_info[spoke]["behindNat"] and spoke_host is not None and spoke_host != hub_host:
+        predicted = str(spoke_host["uplink"])
+    elif lab.node_info[spoke]["behindNat"]:
+        on = lab.host_uri(names.HUB)
+        predicted = host.bridge_address(host.wan_bridge(lab.name, names.HUB, on=on), on=on)
     else:
         predicted = lab.info(spoke, "wanAddress")
     seen = peer_addresses(lab.node(names.HUB), names.conn_name(names.HUB, spoke))
@@ -123,18 +128,13 @@ def dont_fragment_inner_mtu(lab: LabStack, spoke: str) -> Outcome:
 
 def esp_on_the_wire(lab: LabStack, spoke: str) -> Outcome:
     """Capture on the spoke's WAN bridge while the hub pings it: ESP in UDP 4500 only."""
-    bridge = host.wan_bridge(lab.name, spoke)
+    on = lab.host_uri(spoke)
+    bridge = host.wan_bridge(lab.name, spoke, on=on)
     overlay = {lab.bridge_ip(site) for site in lab.node_info} | {lab.info(site, "overlayAddress")
                                                                   for site in lab.node_info}
-    capture = subprocess.Popen(["tcpdump", "-l", "-nn", "-p", "-i", bridge, "udp port 4500 or proto 47 or icmp"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.5)  # tcpdump attaches before the pings start
-        answered = pings(lab.node(names.HUB), lab.bridge_ip(spoke), count=CAPTURE_PINGS)
-        time.sleep(0.5)
-    finally:
-        capture.terminate()
-    lines = capture.communicate(timeout=10)[0].splitlines()
+    answered, lines = host.capture(bridge, "udp port 4500 or proto 47 or icmp", on=on,
+                                   during=lambda: pings(lab.node(names.HUB), lab.bridge_ip(spoke),
+                                                        count=CAPTURE_PINGS))
     esp = sum("ESP(" in line for line in lines)
     clear = [line for line in lines if set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)(?:\.\d+)?\b", line)) & overlay]
     ok = answered and esp >= 2 * CAPTURE_PINGS and not clear

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,9 +65,12 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
         raise click.ClickException(str(error)) from None
     click.echo(f"all {len(lab.spokes)} tunnels up after {time.monotonic() - start:.0f} s")
     for site, info in lab.node_info.items():
-        click.echo(f"  {site:8} ssh -i {names.SSH_KEY_FILE} {names.ssh_login(info['mgmtAddress'])}   "
+        uri = lab.host_uri(site)
+        jump = f"-J {urllib.parse.urlsplit(uri).netloc} " if uri else ""  # the host's user@address
+        click.echo(f"  {site:8} ssh -i {names.SSH_KEY_FILE} {jump}{names.ssh_login(info['mgmtAddress'])}   "
                    f"(WAN {info['wanAddress']}, overlay {info['overlayAddress']}, tunnel MTU {info['tunnelMtu']})")
-    click.echo("  (ssh from inside the lab namespace: scripts/labns.sh exec ssh ...)")
+    if not lab.hosts:
+        click.echo("  (ssh from inside the lab namespace: scripts/labns.sh exec ssh ...)")
 
 
 @cli.command()
@@ -74,7 +78,7 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def wait(stack: str, timeout: int) -> None:
     """Wait until every spoke's tunnel to the hub is established; print how to reach each node."""
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     wait_for_tunnels(stacks.load(stack), timeout)
 
 
@@ -83,9 +87,11 @@ def wait(stack: str, timeout: int) -> None:
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def up(stack: str, timeout: int) -> None:
     """`pulumi up` on the stack (Automation API), then wait for its tunnels."""
-    host.enter_lab_namespace()
-    result = stacks.run_up(stack, click.echo)
+    host.enter_lab_namespace(stack)
+    result, changed = stacks.run_up(stack, click.echo)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
+    for line in changed:
+        click.echo(f"  changed: {line}")
     wait_for_tunnels(stacks.load(stack), timeout)
 
 
@@ -93,10 +99,11 @@ def up(stack: str, timeout: int) -> None:
 @STACK
 def down(stack: str) -> None:
     """Clear the stack's impairments and `pulumi destroy` it."""
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     outputs = {k: v.value for k, v in stacks.open_stack(stack).outputs().items()}
+    lab = stacks.LabStack(stack, outputs, {})
     for site in outputs.get("nodes", {}):
-        impair.clear_fragment_rules(stack, site)
+        impair.clear_fragment_rules(stack, site, on=lab.host_uri(site))
     result = stacks.run_destroy(stack, click.echo)
     click.echo(f"pulumi destroy: {result.summary.result}, {result.summary.resource_changes}")
 
@@ -105,7 +112,7 @@ def down(stack: str) -> None:
 @STACK
 def diagnose(stack: str) -> None:
     """Print console tails, IPsec and OVS state of every node."""
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     lab = stacks.load(stack)
     for site, node in lab.nodes().items():
         click.echo(diagnostics(node, lab.domain(site)))
@@ -117,7 +124,7 @@ def diagnose(stack: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of lines.")
 def verify(stack: str, only: str | None, as_json: bool) -> None:
     """Run every check against the running lab; exit 0 only if all pass."""
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     lab = stacks.load(stack)
     if only:
         lab.check_site(only)
@@ -151,7 +158,7 @@ def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, 
     wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop)  # validated before anything changes
     if [show, clear_, wanted != impair.Impairment()].count(True) != 1:
         raise click.UsageError("give settings, --show or --clear, one of them")
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     lab = stacks.load(stack)
     lab.check_site(site)
     if show:
@@ -189,7 +196,7 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Figures as JSON.")
 @JSON
 def drill_fragments(stack: str, site: str | None, drop: float, count: int, size: int, as_json: bool) -> None:
     """The original failure: wrong tunnel MTU + fragment loss on the WAN, then the computed MTU."""
-    host.enter_lab_namespace()
+    host.enter_lab_namespace(stack)
     print_report(fragments.run(stacks.load(stack), site, drop, count, size, click.echo), as_json)
 
 
@@ -201,7 +208,7 @@ def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str
     @SITE
     @JSON
     def command(stack: str, site: str | None, as_json: bool) -> None:
-        host.enter_lab_namespace()
+        host.enter_lab_namespace(stack)
         print_report(run(stacks.load(stack), site, click.echo), as_json)
 
 

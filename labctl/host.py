@@ -2,21 +2,29 @@
 
 The lab's bridges, NAT rules and packets exist only in the namespace where
 libvirtd runs; every command here acts there, never on the host's own
-interfaces. Commands that need it re-execute the CLI inside it.
+interfaces. Commands that need it re-execute the CLI inside it. A lab on
+several hosts (lab:hosts) is reached the way the hosts' URIs say: a command
+for a site on a qemu+ssh host (`on`: its URI) runs there over SSH.
 """
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+import paramiko
 
-from lablib import names
+from lablib import hostssh, names
+from labctl.stack import spans_hosts
 
 NETNS_DIR = Path("/run/netns")
+CAPTURE_SECONDS = 10  # a capture on a remote host: longer than the pings it watches (about 3 s)
 
 
 def in_lab_namespace() -> bool:
@@ -25,8 +33,11 @@ def in_lab_namespace() -> bool:
     return (own.st_dev, own.st_ino) == (lab.st_dev, lab.st_ino)
 
 
-def enter_lab_namespace() -> None:
-    """Re-run this command inside the lab's namespace (where SSH to the VMs works) unless already there."""
+def enter_lab_namespace(stack: str | None = None) -> None:
+    """Re-run this command inside the lab's namespace (where SSH to the VMs works) unless already there,
+    or unless the stack spans hosts: then it runs where Pulumi does, and reaches each host over SSH."""
+    if stack is not None and spans_hosts(stack):
+        return
     if not (NETNS_DIR / names.NETNS).exists():
         raise click.ClickException(f"network namespace {names.NETNS} is absent, so no lab is up "
                                    "(`make up` starts it)")
@@ -39,52 +50,92 @@ def enter_lab_namespace() -> None:
     os.execvpe("ip", ["ip", "netns", "exec", names.NETNS, sys.executable, "-m", "labctl", *sys.argv[1:]], env)
 
 
-def run(*command: str, check: bool = True, timeout: float = 60) -> str:
-    """Run a host command (in the lab's namespace, where the CLI runs); stdout."""
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and result.returncode != 0:
-        raise click.ClickException(f"`{' '.join(command)}` exited {result.returncode}: {result.stderr.strip()}")
-    return result.stdout
+_CLIENTS: dict[str, paramiko.SSHClient] = {}
 
 
-def virsh(*args: str, check: bool = False) -> str:
-    return run("virsh", "-q", *args, check=check)
+def _host(uri: str) -> paramiko.SSHClient:
+    """One SSH connection per host for the life of the command (reopened if it broke)."""
+    client = _CLIENTS.get(uri)
+    transport = client.get_transport() if client else None
+    if client is None or transport is None or not transport.is_active():
+        try:
+            client = _CLIENTS[uri] = hostssh.HostLogin.of(uri).connect()
+        except (OSError, paramiko.SSHException) as error:
+            raise click.ClickException(f"cannot log in to host {uri}: {error}") from None
+    return client
 
 
-def domain_state(domain: str) -> str:
+def run(*command: str, check: bool = True, timeout: float = 60, on: str = "", stdin: str = "") -> str:
+    """Run a host command (in the lab's namespace, where the CLI runs, or on host `on`); stdout."""
+    if on:
+        status, out, err = hostssh.run(_host(on), list(command), timeout, stdin)
+    else:
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
+        status, out, err = result.returncode, result.stdout, result.stderr
+    if check and status != 0:
+        where = f" on {on}" if on else ""
+        raise click.ClickException(f"`{' '.join(command)}`{where} exited {status}: {err.strip()}")
+    return out
+
+
+def virsh(*args: str, check: bool = False, on: str = "") -> str:
+    return run("virsh", "-q", *args, check=check, on=on)
+
+
+def domain_state(domain: str, on: str = "") -> str:
     """'running', 'shut off', ... or '' when libvirt does not know the domain."""
-    return virsh("domstate", domain).strip()
+    return virsh("domstate", domain, on=on).strip()
 
 
-def wan_bridge(stack: str, site: str) -> str:
+def wan_bridge(stack: str, site: str, on: str = "") -> str:
     """The Linux bridge libvirt made for a site's WAN network (virbrN)."""
     network = names.wan_network_name(stack, site)
-    found = re.search(r"^Bridge:\s+(\S+)", virsh("net-info", network), re.MULTILINE)
+    found = re.search(r"^Bridge:\s+(\S+)", virsh("net-info", network, on=on), re.MULTILINE)
     if not found:
         raise click.ClickException(f"libvirt has no network {network}: is stack {stack} up?")
     return found.group(1)
 
 
-def wan_tap(stack: str, site: str) -> str:
+def wan_tap(stack: str, site: str, on: str = "") -> str:
     """The host side of a VM's WAN NIC (vnetN on the site's WAN bridge), from `virsh domiflist`."""
     network = names.wan_network_name(stack, site)
-    for line in virsh("domiflist", names.domain_name(stack, site)).splitlines():
+    for line in virsh("domiflist", names.domain_name(stack, site), on=on).splitlines():
         fields = line.split()
         if len(fields) >= 3 and fields[2] == network:
             return fields[0]
     raise click.ClickException(f"{names.domain_name(stack, site)} has no NIC on {network}: is its VM running?")
 
 
-def bridge_address(bridge: str) -> str:
+def bridge_address(bridge: str, on: str = "") -> str:
     """The IPv4 address libvirt gave a bridge (a NAT'd spoke reaches the hub from the hub bridge's)."""
-    found = re.search(r"inet ([0-9.]+)/", run("ip", "-4", "-o", "addr", "show", "dev", bridge))
+    found = re.search(r"inet ([0-9.]+)/", run("ip", "-4", "-o", "addr", "show", "dev", bridge, on=on))
     if not found:
         raise click.ClickException(f"bridge {bridge} has no IPv4 address")
     return found.group(1)
 
 
-def nft(script: str) -> None:
+def nft(script: str, on: str = "") -> None:
     """Apply an nftables script atomically (all or nothing)."""
-    result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise click.ClickException(f"nft failed: {result.stderr.strip()}\n{script}")
+    try:
+        run("nft", "-f", "-", stdin=script, on=on)
+    except click.ClickException as error:
+        raise click.ClickException(f"nft failed: {error.message}\n{script}") from None
+
+
+def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = "") -> tuple[bool, list[str]]:
+    """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs."""
+    command = ["tcpdump", "-l", "-nn", "-p", "-i", bridge, expression]
+    if on:  # bounded on the host: the capture ends by itself even if this side goes away
+        _, stdout, _ = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(CAPTURE_SECONDS), *command]),
+                                              timeout=CAPTURE_SECONDS + 30)
+        time.sleep(1.5)  # tcpdump attaches before the traffic starts
+        result = during()
+        return result, stdout.read().decode(errors="replace").splitlines()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        result = during()
+        time.sleep(0.5)
+    finally:
+        process.terminate()
+    return result, process.communicate(timeout=10)[0].splitlines()

@@ -81,13 +81,13 @@ def fragment_rules(bridge: str, table: str, pct: float) -> str:
     return script
 
 
-def clear_fragment_rules(stack: str, site: str) -> None:
+def clear_fragment_rules(stack: str, site: str, on: str = "") -> None:
     """Remove the site's fragment-drop table from the lab's namespace (nothing to do when absent)."""
-    host.nft(fragment_rules("", names.impair_table(stack, site), 0))
+    host.nft(fragment_rules("", names.impair_table(stack, site), 0), on=on)
 
 
 def check_running(lab: LabStack, site: str) -> None:
-    state = host.domain_state(lab.domain(site))
+    state = host.domain_state(lab.domain(site), on=lab.host_uri(site))
     if state != "running":
         raise click.ClickException(f"{site}'s VM {lab.domain(site)} is {state or 'not defined'}: "
                                    f"is stack {lab.name} up?")
@@ -96,13 +96,14 @@ def check_running(lab: LabStack, site: str) -> None:
 def apply(lab: LabStack, site: str, impairment: Impairment) -> None:
     """Set exactly this impairment on site's WAN (what was there before is replaced)."""
     check_running(lab, site)
-    bridge = host.wan_bridge(lab.name, site)
+    on = lab.host_uri(site)
+    bridge = host.wan_bridge(lab.name, site, on=on)
     node = lab.node(site)
     if impairment.netem_args:
         node.run(f"tc qdisc replace dev {names.WAN_INTERFACE} root netem {impairment.netem_args}")
     else:
         node.run(f"tc qdisc del dev {names.WAN_INTERFACE} root 2>/dev/null || true")
-    host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct))
+    host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct), on=on)
 
 
 def parse_netem(qdisc: str) -> dict[str, object]:
@@ -124,7 +125,8 @@ def current(lab: LabStack, site: str) -> Impairment:
     """What is set on site's WAN now, read back from the guest's qdisc and the namespace's nftables."""
     check_running(lab, site)
     fields = parse_netem(lab.node(site).run(f"tc qdisc show dev {names.WAN_INTERFACE} root"))
-    rules = host.run("nft", "list", "table", "ip", names.impair_table(lab.name, site), check=False)
+    rules = host.run("nft", "list", "table", "ip", names.impair_table(lab.name, site), check=False,
+                     on=lab.host_uri(site))
     if found := re.search(r'comment "frag-drop ([0-9.]+)"', rules):
         fields["frag_drop_pct"] = float(found.group(1))
     return Impairment(**fields)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """Look inside running lab VMs over SSH (paramiko): tunnel state, counters, diagnostics.
 
 Everything runs from inside the lab's network namespace, where the
-management network lives (the CLI enters it by itself).
+management network lives (the CLI enters it by itself); a VM on a remote
+host of lab:hosts is reached through that host (SSH jump host).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import paramiko
 
 from lablib import names
+from lablib.hostssh import HostLogin, channel_to
 
 # A connection error means "not yet" while a VM boots or reboots (sshd restarts).
 TRANSIENT = (OSError, EOFError, paramiko.SSHException)
@@ -27,17 +29,21 @@ class Node:
     name: str
     host: str
     key_file: Path
+    jump_uri: str = ""  # the URI of the VM's host when its management network is reached through it
     _client: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
+    _jump: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
 
     def _connect(self) -> paramiko.SSHClient:
         transport = self._client.get_transport() if self._client else None
         if self._client is None or transport is None or not transport.is_active():
             self.close()
+            if self.jump_uri:
+                self._jump = HostLogin.of(self.jump_uri).connect()
             client = paramiko.SSHClient()
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # fresh lab VMs, private network
             client.connect(self.host, username=names.SSH_USER, key_filename=str(self.key_file), timeout=10,
                            banner_timeout=30, auth_timeout=30, channel_timeout=30, allow_agent=False,
-                           look_for_keys=False)
+                           look_for_keys=False, sock=channel_to(self._jump, self.host) if self._jump else None)
             # A VM that reboots or freezes under us must break the connection, not hang a read.
             client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
             self._client = client
@@ -47,6 +53,9 @@ class Node:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
 
     def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
         """Run command as root; return stdout (raise RuntimeError on failure when check).

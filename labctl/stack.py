@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi import automation as auto
 
 from lablib import names
+from lablib.hostssh import is_remote
 from labctl.node import Node
 
 ROOT = names.PROJECT_DIR
@@ -152,6 +153,14 @@ def plain_config(stack: str) -> dict[str, object]:
     return values
 
 
+def spans_hosts(stack: str) -> bool:
+    """The stack names lab:hosts (its sites are reached over each host's URI, not in the lab namespace)."""
+    run_file = PROJECT / f"Pulumi.{stack}.yaml"
+    if not run_file.exists():
+        return False
+    return bool((yaml.safe_load(run_file.read_text()).get("config") or {}).get("lab:hosts"))
+
+
 @dataclass
 class LabStack:
     """What the commands need of a stack that is up: its outputs, config and SSH access."""
@@ -186,10 +195,25 @@ class LabStack:
     def domain(self, site: str) -> str:
         return names.domain_name(self.name, site)
 
+    @property
+    def hosts(self) -> list[dict[str, object]]:
+        """The hosts output (name, uri, uplink, sites, routes); empty for a one-host lab."""
+        return self.outputs.get("hosts") or []  # type: ignore[return-value]
+
+    def host_of(self, site: str) -> dict[str, object] | None:
+        return next((h for h in self.hosts if site in h["sites"]), None)  # type: ignore[operator]
+
+    def host_uri(self, site: str) -> str:
+        """The URI of the site's host when commands reach it over SSH; "" where the CLI runs."""
+        host = self.host_of(site)
+        uri = str(host["uri"]) if host else ""
+        return uri if is_remote(uri) else ""
+
     def node(self, site: str) -> Node:
         """One Node (one SSH connection) per site for the life of the command."""
         if site not in self._nodes:
-            self._nodes[site] = Node(site, self.info(site, "mgmtAddress"), names.SSH_KEY_FILE)
+            self._nodes[site] = Node(site, self.info(site, "mgmtAddress"), names.SSH_KEY_FILE,
+                                     jump_uri=self.host_uri(site))
         return self._nodes[site]
 
     def nodes(self) -> dict[str, Node]:
@@ -210,8 +234,15 @@ def load(stack: str) -> LabStack:
     return LabStack(stack, outputs, plain_config(stack))
 
 
-def run_up(stack: str, echo: Callable[[str], None]) -> auto.UpResult:
-    return open_stack(stack).up(on_output=echo)
+def run_up(stack: str, echo: Callable[[str], None]) -> tuple[auto.UpResult, list[str]]:
+    """`pulumi up`, and one line per resource it did not leave as it was ("OP TYPE NAME")."""
+    changed: list[str] = []
+
+    def on_event(event: auto.EngineEvent) -> None:
+        step = event.resource_pre_event.metadata if event.resource_pre_event else None
+        if step is not None and step.op.value not in ("same", "read"):
+            changed.append(f"{step.op.value} {step.type} {step.urn.rsplit('::', 1)[-1]}")
+    return open_stack(stack).up(on_output=echo, on_event=on_event), changed
 
 
 def run_destroy(stack: str, echo: Callable[[str], None]) -> auto.DestroyResult:

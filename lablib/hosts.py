@@ -254,9 +254,3 @@ def routes(plan: AddressPlan, hosts: HostPlan) -> dict[str, list[tuple[str, str]
                 found[host.name].append((str(site.wan_subnet), str(there.uplink)))
     return found
 
-
-def nat_address(plan: AddressPlan, hosts: HostPlan, site_name: str) -> str | None:
-    """The address the hub sees a NAT'd spoke on another host from (its host's uplink); None when
-    the plan cannot say (the spoke's and the hub's host are one: libvirt's masquerade address)."""
-    spoke, hub = hosts.host_of(site_name), hosts.host_of(plan.hub.name)
-    return str(spoke.uplink) if spoke is not None and hub is not None and spoke != hub else None

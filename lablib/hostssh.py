@@ -13,6 +13,7 @@ the agent unless sshauth= leaves it out, and knownhosts= (else
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import urllib.parse
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 import paramiko
 
 SSH_PORT = 22
+# paramiko logs each refused channel while a VM boots ("Secsh channel 0 open FAILED"); the callers
+# retry and report what matters themselves.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -79,9 +83,11 @@ def channel_to(jump: paramiko.SSHClient, address: str, port: int = SSH_PORT,
     return transport.open_channel("direct-tcpip", (address, port), ("127.0.0.1", 0), timeout=timeout)
 
 
-def run(client: paramiko.SSHClient, command: list[str], timeout: float = 60) -> tuple[int, str, str]:
+def run(client: paramiko.SSHClient, command: list[str], timeout: float = 60, stdin: str = "") -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of command on a host; bounded like every other wait."""
-    _, stdout, stderr = client.exec_command(shlex.join(command), timeout=timeout)
+    channel_in, stdout, stderr = client.exec_command(shlex.join(command), timeout=timeout)
+    channel_in.write(stdin)
+    channel_in.channel.shutdown_write()
     out = stdout.read().decode(errors="replace")
     err = stderr.read().decode(errors="replace")
     if not stdout.channel.status_event.wait(timeout):

@@ -87,7 +87,8 @@ EOF
 # networks, pools or domains), qemu running as root like the lab's (labns.sh).
 host_config() {
   local h=$1 d=$DIR/$1
-  mkdir -p "$d/etc-libvirt" "$d/var-lib-libvirt" "$d/var-log-libvirt" "$d/var-cache-libvirt"
+  # qemu/: where libvirt (and the lab's console logs) expect it, as the package makes it.
+  mkdir -p "$d/etc-libvirt" "$d/var-lib-libvirt" "$d/var-log-libvirt/qemu" "$d/var-cache-libvirt"
   find /etc/libvirt -maxdepth 1 -type f -name '*.conf' -exec cp {} "$d/etc-libvirt/" \;
   [ -d /etc/libvirt/nwfilter ] && cp -r /etc/libvirt/nwfilter "$d/etc-libvirt/"
   printf '\n# scripts/hosts.sh: qemu runs as root\nuser = "root"\ngroup = "root"\n' >>"$d/etc-libvirt/qemu.conf"

@@ -124,3 +124,30 @@ def test_verify_summary_names_every_failure() -> None:
     assert checks.summary(results) == "1 of 2 checks FAILED (spoke2/esp-on-wire) in 4 s"
     assert checks.summary(results[:1]) == "all 1 checks passed in 0 s"
     assert "FAIL" in results[1].line() and "spoke2" in results[1].line()
+
+
+def test_sites_on_a_remote_host_are_reached_through_it() -> None:
+    """With a hosts output, a site on a qemu+ssh host is reached through that host (its URI); a site
+    on the local host (qemu:///system) and any site of a one-host lab, where the CLI runs."""
+    remote = "qemu+ssh://root@172.31.0.2/system?keyfile=/k&knownhosts=/h"
+    lab = lab_with()
+    lab.outputs["hosts"] = [{"name": "a", "uri": "qemu:///system", "uplink": "172.31.0.1", "sites": ["hub", "spoke2"]},
+                            {"name": "b", "uri": remote, "uplink": "172.31.0.2", "sites": ["spoke1"]}]
+    assert [lab.host_uri(site) for site in ("hub", "spoke1", "spoke2")] == ["", remote, ""]
+    assert lab.host_of("spoke1")["uplink"] == "172.31.0.2"
+    lab.node_info["spoke1"]["mgmtAddress"] = "10.10.0.3"
+    assert lab.node("spoke1").jump_uri == remote
+    assert lab_with().host_uri("spoke1") == "" and lab_with().hosts == []
+
+
+def test_hub_sees_a_nat_spoke_on_another_host_from_that_hosts_uplink() -> None:
+    class Hub:
+        def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+            return '"hub-spoke1"[1] 172.31.0.2, type=ESP, add_time=1, inBytes=1, outBytes=1, id=\'@spoke1\'\n'
+
+    lab = lab_with()
+    lab.outputs["hosts"] = [{"name": "a", "uri": "qemu:///system", "uplink": "172.31.0.1", "sites": ["hub"]},
+                            {"name": "b", "uri": "qemu+ssh://root@172.31.0.2/system", "uplink": "172.31.0.2",
+                             "sites": ["spoke1"]}]
+    lab._nodes["hub"] = Hub()  # type: ignore[assignment]
+    assert checks.hub_sees_spoke(lab, "spoke1") == (True, "hub sees 172.31.0.2, plan says 172.31.0.2")

@@ -21,8 +21,9 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report = DrillReport("drift")
     domain = lab.domain(spoke)
     echo(f"destroying and undefining {domain} behind Pulumi's back")
-    host.virsh("destroy", domain, check=True)
-    host.virsh("undefine", domain, check=True)
+    on = lab.host_uri(spoke)
+    host.virsh("destroy", domain, check=True, on=on)
+    host.virsh("undefine", domain, check=True, on=on)
     lab.node(spoke).close()  # its SSH connection died without a goodbye
     start = time.monotonic()
     stack = open_stack(lab.name)
@@ -36,7 +37,7 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report.lines.append(f"refresh: {report.figures['refresh_changes']}; up: {changes}")
     if {k: v for k, v in changes.items() if k != "same"} != {"create": 1}:
         report.fail(f"up should create only {domain}, it did {changes}")
-    if host.domain_state(domain) != "running":
+    if host.domain_state(domain, on=on) != "running":
         report.fail(f"{domain} is not running after up")
     time_recovery(report, f"{spoke} tunnel back after refresh + up", lambda: overlay_flows(lab, spoke),
                   boot_bound(lab), echo, since=start)

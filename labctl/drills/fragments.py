@@ -51,7 +51,8 @@ class End:
 
 
 def dropped_fragments(lab: LabStack, spoke: str) -> int:
-    rules = host.run("nft", "list", "table", "ip", names.impair_table(lab.name, spoke), check=False)
+    rules = host.run("nft", "list", "table", "ip", names.impair_table(lab.name, spoke), check=False,
+                     on=lab.host_uri(spoke))
     found = re.search(r"counter packets (\d+)", rules)
     return int(found.group(1)) if found else 0
 

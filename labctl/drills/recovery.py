@@ -26,14 +26,15 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     spoke = pick_spoke(lab, site)
     require_healthy(lab)
     report = DrillReport("outage")
-    domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke)
+    on = lab.host_uri(spoke)
+    domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke, on=on)
     down_for = RETRANSMIT_TIMEOUT + 2 * int(lab.config["dpdDelay"])  # both ends declare the other dead
     echo(f"{spoke}'s WAN link ({tap}) down for {down_for} s")
-    host.virsh("domif-setlink", domain, tap, "down", check=True)
+    host.virsh("domif-setlink", domain, tap, "down", check=True, on=on)
     try:
         time.sleep(down_for)
     finally:
-        host.virsh("domif-setlink", domain, tap, "up", check=True)
+        host.virsh("domif-setlink", domain, tap, "up", check=True, on=on)
     report.figures.update({"site": spoke, "down_seconds": down_for})
     report.lines.append(f"{spoke}'s WAN was down for {down_for} s")
     time_recovery(report, f"{spoke} overlay traffic after the link came up",
@@ -46,6 +47,9 @@ def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     if not lab.node_info[spoke]["behindNat"]:
         raise click.BadParameter(f"{spoke} is routed, not behind NAT: no public address to change",
                                  param_hint="--site")
+    if lab.hosts:
+        raise click.ClickException("redial re-addresses the hub's WAN bridge on the NAT box of the spoke: that "
+                                   "is one machine only in a lab on one host (lab:hosts unset)")
     require_healthy(lab)
     report = DrillReport("redial")
     hub_bridge = host.wan_bridge(lab.name, names.HUB)

@@ -59,8 +59,8 @@ def check_subnets(args: StackValidationArgs, report: Report) -> None:
 
 lab_subnets_distinct = stack_policy(
     "lab-subnets-distinct",
-    "No two lab subnets overlap: libvirt networks, the planned site and management subnets, the overlay "
-    "pool and the br0 subnet.",
+    "No two lab subnets overlap: libvirt networks (but each host's isolated management network), the planned "
+    "site and management subnets, the overlay pool and the br0 subnet.",
     check_subnets)
 
 ISOLATED_MODES = ("none", "isolated")

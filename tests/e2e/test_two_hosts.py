@@ -22,9 +22,9 @@ from pulumi import automation as auto
 
 from lablib import names
 from labctl.stack import pulumi_env
+from tests.e2e.simhosts import hosts, running_hosts
 
 ROOT = names.PROJECT_DIR
-HOSTS_SH = str(ROOT / "scripts" / "hosts.sh")
 POOL_PATH = "/var/lib/libvirt/hosts-test"
 PROGRAM = textwrap.dedent('''\
     """One pool and one volume uploaded from a local file, on the host of lab:uri."""
@@ -55,24 +55,10 @@ CAPACITY_PROGRAM = textwrap.dedent('''\
 ''')
 
 
-def hosts(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([HOSTS_SH, *args], text=True, capture_output=True, timeout=180)
-    if check and result.returncode != 0:
-        raise AssertionError(f"hosts.sh {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def env() -> Iterator[dict[str, str]]:
-    assert os.geteuid() == 0, "the two-host test needs root (network and mount namespaces)"
-    hosts("start")
-    try:
-        yield dict(line.split("=", 1) for line in hosts("env").stdout.splitlines())
-    finally:
-        hosts("stop")
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert "gre-host-" not in left, left
-        assert not (names.STATE_DIR / "hosts").exists()
+    with running_hosts() as found:
+        yield found
 
 
 def virsh(env: dict[str, str], host: str, *args: str) -> subprocess.CompletedProcess[str]:
