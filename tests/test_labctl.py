@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from labctl import checks, host, impair
 from labctl.cli import cli
-from labctl.drills import boot_bound, liveness_bound
+from labctl.drills import boot_bound, liveness_bound, redial_bound
 from labctl.node import established_conns, esp_bytes, peer_addresses
 from labctl.stack import LabStack, parse_overrides
 
@@ -110,6 +110,7 @@ def lab_with(**config: object) -> LabStack:
 def test_drill_bounds_follow_the_liveness_delay_and_domain_type() -> None:
     assert liveness_bound(lab_with(dpdDelay=10)) == 120
     assert liveness_bound(lab_with(dpdDelay=30)) == 240
+    assert redial_bound(lab_with(dpdDelay=10)) == 180
     assert boot_bound(lab_with(dpdDelay=10, domainType="qemu")) > boot_bound(lab_with(dpdDelay=10, domainType="kvm"))
 
 

@@ -41,6 +41,13 @@ def liveness_bound(lab: LabStack) -> int:
     return RETRANSMIT_TIMEOUT + 6 * int(lab.config["dpdDelay"])  # type: ignore[arg-type]
 
 
+def redial_bound(lab: LabStack) -> int:
+    """Liveness, and one more IKE retransmit cycle: an exchange begun through the mapping the change
+    replaced is dropped by the hub ("encrypted payload seems to be corrupt") until the spoke gives it up
+    and starts a fresh IKE_SA_INIT (seen once: 150 s for the change back, against 85 s usually)."""
+    return liveness_bound(lab) + RETRANSMIT_TIMEOUT
+
+
 def boot_bound(lab: LabStack) -> int:
     """Seconds a rebooted VM may need until its tunnels carry traffic again."""
     return BOOT_SECONDS.get(str(lab.config["domainType"]), BOOT_SECONDS["qemu"]) + liveness_bound(lab)

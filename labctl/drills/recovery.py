@@ -16,8 +16,8 @@ import click
 
 from lablib import names
 from labctl import checks, host
-from labctl.drills import (RETRANSMIT_TIMEOUT, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows, pick_spoke,
-                           require_healthy, time_recovery)
+from labctl.drills import (RETRANSMIT_TIMEOUT, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows,
+                           pick_spoke, redial_bound, require_healthy, time_recovery)
 from labctl.node import TRANSIENT, peer_addresses
 from labctl.stack import LabStack
 
@@ -69,14 +69,14 @@ def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
         host.run("iptables", "-t", "nat", "-I", "POSTROUTING", "1", *snat)
         forget_mappings(spoke_wan)
         time_recovery(report, f"{spoke} traffic flows from its new address", lambda: seen_from(new),
-                      liveness_bound(lab), echo)
+                      redial_bound(lab), echo)
     finally:
         host.run("iptables", "-t", "nat", "-D", "POSTROUTING", *snat, check=False)
         forget_mappings(spoke_wan)
         host.run("ip", "addr", "del", f"{new}/{subnet.prefixlen}", "dev", hub_bridge, check=False)
     echo(f"{spoke}'s public address back to {old}")
     time_recovery(report, f"{spoke} traffic flows from its old address again", lambda: seen_from(old),
-                  liveness_bound(lab), echo)
+                  redial_bound(lab), echo)
     report.figures.update({"site": spoke, "old_address": old, "new_address": new})
     return report
 
