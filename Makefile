@@ -38,7 +38,7 @@ test-fast: venv
 test: deps
 	scripts/labns.sh start
 	trap 'scripts/labns.sh stop' EXIT
-	scripts/labns.sh exec $(PY) -m pytest -v -rfEs tests
+	scripts/labns.sh exec $(PY) -m pytest -v -rfEs --durations=30 tests
 
 e2e: deps
 	scripts/labns.sh start
