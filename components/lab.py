@@ -11,8 +11,8 @@ from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
 from lablib import names, payload, report
-from lablib.hostssh import is_remote
 from lablib.config import LabSpec
+from lablib.hostssh import is_remote
 from lablib.keys import derive_psk
 from lablib.tunnel import spoke_tunnel
 
