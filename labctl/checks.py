@@ -60,14 +60,14 @@ def nat_traversal(lab: LabStack, spoke: str) -> Outcome:
 def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
     """The hub's SA points at the masquerade address (the hub WAN bridge's, or the uplink of the
     spoke's host when that is not the hub's) or at the spoke's own."""
-    spoke_host, hub_host = lab.host_of(spoke), lab.host_of(names.HUB)
-    if lab.node_info[spoke]["behindNat"] and spoke_host is not None and spoke_host != hub_host:
+    spoke_host = lab.host_of(spoke)
+    if not lab.node_info[spoke]["behindNat"]:
+        predicted = lab.info(spoke, "wanAddress")
+    elif spoke_host is not None and spoke_host != lab.host_of(names.HUB):
         predicted = str(spoke_host["uplink"])
-    elif lab.node_info[spoke]["behindNat"]:
+    else:
         on = lab.host_uri(names.HUB)
         predicted = host.bridge_address(host.wan_bridge(lab.name, names.HUB, on=on), on=on)
-    else:
-        predicted = lab.info(spoke, "wanAddress")
     seen = peer_addresses(lab.node(names.HUB), names.conn_name(names.HUB, spoke))
     return seen == {predicted}, f"hub sees {', '.join(sorted(seen)) or 'nothing'}, plan says {predicted}"
 

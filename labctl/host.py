@@ -33,10 +33,10 @@ def in_lab_namespace() -> bool:
     return (own.st_dev, own.st_ino) == (lab.st_dev, lab.st_ino)
 
 
-def enter_lab_namespace(stack: str | None = None) -> None:
+def enter_lab_namespace(stack: str) -> None:
     """Re-run this command inside the lab's namespace (where SSH to the VMs works) unless already there,
     or unless the stack spans hosts: then it runs where Pulumi does, and reaches each host over SSH."""
-    if stack is not None and spans_hosts(stack):
+    if spans_hosts(stack):
         return
     if not (NETNS_DIR / names.NETNS).exists():
         raise click.ClickException(f"network namespace {names.NETNS} is absent, so no lab is up "
