@@ -19,7 +19,7 @@ def test_defaults_give_the_original_deployments_shape() -> None:
     assert config.addresses.spokes == 2 and len(spec.plan.spokes) == 2
     assert config.addresses.hub_subnet == ipaddress.IPv4Network("192.168.1.0/24")
     assert config.addresses.overlay_pool == ipaddress.IPv4Network("240.0.0.0/24")
-    assert (config.ike, config.esp) == ("aes256-sha2", "aes_gcm128-null")
+    assert (config.ike, config.esp) == ("aes256-sha2;dh19", "aes_gcm128-null")
     assert spec.mtu.tunnel_mtu == 1438 and spec.mtu.wan_mtu == config.wan_mtu == 1500
 
 

@@ -154,3 +154,22 @@ def test_every_line_the_program_accepts_passes_algparse(suite: str, tmp_path: Pa
     assert [line for line in OUT_OF_ORDER if "ERROR" not in said[line]] == []
     assert algparse(suite, ["ike=aes256-sha2;none"], tmp_path) == {  # refused by both: no key exchange
         "ike=aes256-sha2;none": "\tERROR: IKE DH algorithm 'none' not permitted\n"}
+
+
+def first_dh_group(algparse_line: str) -> str:
+    """The DH group an initiator sends its key exchange for: the first of the proposal's last part."""
+    return algparse_line.strip().split("-")[-1].split("+")[0]
+
+
+def test_the_default_ike_gives_libreswan_4_and_5_the_same_first_dh_group(tmp_path: Path) -> None:
+    """A mixed fleet (a 5.x hub, 4.x spokes) agrees on the key exchange at the first IKE_SA_INIT.
+    Without a group, 4.10 guesses MODP2048 and 5.2 wants DH19: the hub answers INVALID_KE_PAYLOAD,
+    and a 4.10 spoke re-dialling a restarted hub ignored those answers until its 60 s retransmit
+    timeout (README, "mixed fleet")."""
+    default = parse_lab().config.ike
+    line = f"ike={default}"
+    first = {suite: first_dh_group(algparse(suite, [line], tmp_path)[line]) for suite in ("bookworm", "trixie")}
+    assert first["bookworm"] == first["trixie"], first
+    without_group = "ike=aes256-sha2"  # the original deployment's line: the check above can fail
+    assert len({first_dh_group(algparse(suite, [without_group], tmp_path)[without_group])
+                for suite in ("bookworm", "trixie")}) == 2

@@ -40,7 +40,7 @@ def test_hub_and_spoke_conns(mode: str) -> None:
     assert hub["right"] == "%any" and hub["rightid"] == "@spoke2" and hub["auto"] == "add"
     assert remote["left"] == "%defaultroute" and remote["right"] == "192.168.1.10" and remote["auto"] == "start"
     for conn in (hub, remote):
-        assert conn["encapsulation"] == "yes" and conn["ike"] == "aes256-sha2" and conn["esp"] == "aes_gcm128-null"
+        assert conn["encapsulation"] == "yes" and conn["ike"] == "aes256-sha2;dh19" and conn["esp"] == "aes_gcm128-null"
         assert "dpddelay" in conn and "ikev2" not in conn and "keyexchange" not in conn
         if mode == "vti":
             assert conn["mark"] == "20/0xffffffff" and conn["vti-interface"] == names.VTI_INTERFACE
