@@ -5,13 +5,17 @@ tests/e2e against the real one.
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import click
 import pytest
 from click.testing import CliRunner
 
 from labctl import checks, host, impair
 from labctl.cli import cli
-from labctl.drills import boot_bound, liveness_bound, redial_bound
+from labctl.drills import DrillReport, boot_bound, liveness_bound, redial_bound, time_recovery
+from labctl.drills.recovery import outage_seconds
 from labctl.node import established_conns, esp_bytes, peer_addresses
 from labctl.stack import LabStack, parse_overrides
 
@@ -112,6 +116,31 @@ def test_drill_bounds_follow_the_liveness_delay_and_domain_type() -> None:
     assert liveness_bound(lab_with(dpdDelay=30)) == 240
     assert redial_bound(lab_with(dpdDelay=10)) == 180
     assert boot_bound(lab_with(dpdDelay=10, domainType="qemu")) > boot_bound(lab_with(dpdDelay=10, domainType="kvm"))
+
+
+def test_outage_outlasts_both_ends_liveness_verdicts() -> None:
+    """Each end probes within 2 x dpdDelay and gives up 63.5 s later: the link comes back after both."""
+    for dpd in (1, 10, 30):
+        assert outage_seconds(lab_with(dpdDelay=dpd)) > 2 * dpd + 63.5
+
+
+def answers(*verdicts: bool) -> Callable[[], bool]:
+    """A check that gives these verdicts in turn, then keeps the last; sleeps cost no time."""
+    queue = list(verdicts)
+    return lambda: queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def test_a_recovery_that_does_not_hold_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: traffic flowed 1.2 s after an outage, then the hub's late liveness verdict cut it."""
+    clock = [0.0]  # a fake clock that sleeps advance (drills and labctl.node share the time module)
+    monkeypatch.setattr(time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    report = DrillReport("outage")
+    took = time_recovery(report, "back", answers(True, False, False, True, True), 120, print, settle=20)
+    assert took == 22.0 and report.passed  # held at 0 s but lost by 20 s; back at 22 s (one poll), and held
+    assert "held at 0.0 s, lost again within 20 s" in report.lines[0]
+    steady = DrillReport("outage")
+    assert time_recovery(steady, "back", answers(True), 120, print, settle=20) == 0.0
 
 
 def test_unknown_site_is_refused_with_the_known_ones() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 
 from labctl import host
-from labctl.drills import DrillReport, Echo, boot_bound, overlay_flows, pick_spoke, require_healthy, time_recovery
+from labctl.drills import (DrillReport, Echo, boot_bound, overlay_flows, pick_spoke, require_healthy, settle_seconds,
+                           time_recovery)
 from labctl.stack import LabStack, open_stack
 
 DOMAIN_TYPE = "libvirt:index/domain:Domain"
@@ -40,6 +41,6 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     if host.domain_state(domain, on=on) != "running":
         report.fail(f"{domain} is not running after up")
     time_recovery(report, f"{spoke} tunnel back after refresh + up", lambda: overlay_flows(lab, spoke),
-                  boot_bound(lab), echo, since=start)
+                  boot_bound(lab), echo, settle_seconds(lab), since=start)
     report.figures["site"] = spoke
     return report

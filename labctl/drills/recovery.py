@@ -16,8 +16,8 @@ import click
 
 from lablib import names
 from labctl import checks, host
-from labctl.drills import (RETRANSMIT_TIMEOUT, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows,
-                           pick_spoke, redial_bound, require_healthy, time_recovery)
+from labctl.drills import (GIVE_UP_SECONDS, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows,
+                           pick_spoke, redial_bound, require_healthy, settle_seconds, time_recovery)
 from labctl.node import TRANSIENT, peer_addresses
 from labctl.stack import LabStack
 
@@ -28,7 +28,7 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report = DrillReport("outage")
     on = lab.host_uri(spoke)
     domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke, on=on)
-    down_for = RETRANSMIT_TIMEOUT + 2 * int(lab.config["dpdDelay"])  # both ends declare the other dead
+    down_for = outage_seconds(lab)
     echo(f"{spoke}'s WAN link ({tap}) down for {down_for} s")
     host.virsh("domif-setlink", domain, tap, "down", check=True, on=on)
     try:
@@ -38,8 +38,19 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report.figures.update({"site": spoke, "down_seconds": down_for})
     report.lines.append(f"{spoke}'s WAN was down for {down_for} s")
     time_recovery(report, f"{spoke} overlay traffic after the link came up",
-                  lambda: overlay_flows(lab, spoke), liveness_bound(lab), echo)
+                  lambda: overlay_flows(lab, spoke), liveness_bound(lab), echo, settle_seconds(lab))
     return report
+
+
+def outage_seconds(lab: LabStack) -> int:
+    """Long enough for both ends to give the other up before the link comes back.
+
+    Each end probes within 2 x dpdDelay of the last packet it got and gives up GIVE_UP_SECONDS
+    later. An outage that ends between the spoke's verdict and the hub's costs another liveness
+    cycle on libreswan 4.x: the spoke's new IKE SA lands in the hub's old connection instance,
+    and the hub's late verdict deletes that instance, new SA included, without telling the spoke.
+    """
+    return 3 * int(lab.config["dpdDelay"]) + GIVE_UP_SECONDS  # type: ignore[arg-type]
 
 
 def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
@@ -69,14 +80,14 @@ def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
         host.run("iptables", "-t", "nat", "-I", "POSTROUTING", "1", *snat)
         forget_mappings(spoke_wan)
         time_recovery(report, f"{spoke} traffic flows from its new address", lambda: seen_from(new),
-                      redial_bound(lab), echo)
+                      redial_bound(lab), echo, settle_seconds(lab))
     finally:
         host.run("iptables", "-t", "nat", "-D", "POSTROUTING", *snat, check=False)
         forget_mappings(spoke_wan)
         host.run("ip", "addr", "del", f"{new}/{subnet.prefixlen}", "dev", hub_bridge, check=False)
     echo(f"{spoke}'s public address back to {old}")
     time_recovery(report, f"{spoke} traffic flows from its old address again", lambda: seen_from(old),
-                  redial_bound(lab), echo)
+                  redial_bound(lab), echo, settle_seconds(lab))
     report.figures.update({"site": spoke, "old_address": old, "new_address": new})
     return report
 
@@ -123,11 +134,11 @@ def reboot(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
             return tunnels_back(lab)
 
         time_recovery(report, f"{victim} reboot: every tunnel and GRE port back", rebooted_and_back,
-                      boot_bound(lab), echo, since=start)
+                      boot_bound(lab), echo, settle_seconds(lab), since=start)
     echo("restarting the hub's ipsec service")
     start = time.monotonic()
     lab.node(names.HUB).run("systemctl restart ipsec")
     time_recovery(report, "hub ipsec restart: every tunnel back", lambda: tunnels_back(lab),
-                  liveness_bound(lab), echo, since=start)
+                  liveness_bound(lab), echo, settle_seconds(lab), since=start)
     report.figures["site"] = spoke
     return report
