@@ -45,10 +45,11 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
 def outage_seconds(lab: LabStack) -> int:
     """Long enough for both ends to give the other up before the link comes back.
 
-    Each end probes within 2 x dpdDelay of the last packet it got and gives up GIVE_UP_SECONDS
-    later. An outage that ends between the spoke's verdict and the hub's costs another liveness
-    cycle on libreswan 4.x: the spoke's new IKE SA lands in the hub's old connection instance,
-    and the hub's late verdict deletes that instance, new SA included, without telling the spoke.
+    Each end probes within 2 x dpdDelay of the last packet it got, and its verdict comes
+    GIVE_UP_SECONDS after the first probe even if the link is back by then: the last retransmit
+    went out 31.5 s in, into the outage. A hub that gives up this way deletes its SA without telling
+    the spoke, which notices only a liveness cycle later (CI: traffic 1.2 s after an 80 s outage,
+    then none).
     """
     return 3 * int(lab.config["dpdDelay"]) + GIVE_UP_SECONDS  # type: ignore[arg-type]
 
