@@ -52,7 +52,7 @@ def redial_bound(lab: LabStack) -> int:
 
 def settle_seconds(lab: LabStack) -> int:
     """How long a recovered check must keep holding: two liveness intervals, so that each end has
-    probed its peer (or heard from it) since, and a verdict still under way has arrived."""
+    probed its peer (or heard from it) since the check first passed."""
     return 2 * int(lab.config["dpdDelay"])  # type: ignore[arg-type]
 
 
