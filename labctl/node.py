@@ -143,15 +143,9 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
 
     Raise TimeoutError at timeout. A connection error inside check() counts as "not yet".
     """
-    def settled() -> bool:
-        try:
-            return check()
-        except TRANSIENT:
-            return False
-
     start = time.monotonic()
     last_report = start
-    while not settled():
+    while not holds(check):
         now = time.monotonic()
         if now - start > timeout:
             raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
@@ -160,6 +154,14 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: f
             last_report = now
         time.sleep(interval)
     return time.monotonic() - start
+
+
+def holds(check: Callable[[], bool]) -> bool:
+    """check(), with a connection error counting as "no" (a VM rebooting drops its SSH)."""
+    try:
+        return check()
+    except TRANSIENT:
+        return False
 
 
 def console_tail(domain: str, lines: int = 40) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import click
 
 from lablib import names
-from labctl.node import TRANSIENT, pings, wait_until
+from labctl.node import TRANSIENT, holds, pings, wait_until
 from labctl.stack import LabStack
 
 # libreswan's default retransmit-timeout: how long IKE retransmits before giving a peer up.
@@ -113,7 +113,7 @@ def time_recovery(report: DrillReport, label: str, check: Callable[[], bool], bo
             return None
         seconds = round(time.monotonic() - start, 1)
         time.sleep(settle)
-        if _holds(check):
+        if holds(check):
             break
         report.lines.append(f"{label}: held at {seconds} s, lost again within {settle:.0f} s")
         echo(report.lines[-1])
@@ -123,10 +123,3 @@ def time_recovery(report: DrillReport, label: str, check: Callable[[], bool], bo
     if seconds > bound:
         report.fail(f"{label} took {seconds} s, bound {bound} s")
     return seconds
-
-
-def _holds(check: Callable[[], bool]) -> bool:
-    try:
-        return check()
-    except TRANSIENT:
-        return False
