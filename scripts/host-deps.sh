@@ -26,6 +26,7 @@ PKGS=(
   openssh-server  # scripts/hosts.sh: each simulated libvirt host runs its own sshd
   tcpdump nftables conntrack  # labctl: ESP on the wire, fragment drop, redial drill
   util-linux      # unshare, used by in-root.sh
+  patch           # toolchain.sh patches go-libvirt (toolchain/libvirt-provider)
   debian-archive-keyring  # mmdebstrap verifies the bookworm archive
   ca-certificates
 )
@@ -73,7 +74,7 @@ lab_log "apt-get install done ($((SECONDS - t))s)"
 
 # Sanity: the commands the other scripts call.
 for c in libvirtd virtlogd virsh qemu-system-x86_64 qemu-img mkisofs xsltproc dnsmasq \
-         iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen sshd unshare; do
+         iptables ip mmdebstrap mkfs.ext4 ssh ssh-keygen sshd unshare patch; do
   command -v "$c" >/dev/null || { lab_log "missing command after install: $c"; exit 1; }
 done
 lab_log "host dependencies ready ($((SECONDS - t0))s total)"

@@ -3,7 +3,7 @@
 # Go modules (the only source of them a machine without internet can reach),
 # into a cache outside the checkout:
 #   $LAB_CACHE/toolchain/bin/  pulumi, pulumi-language-python (+ its helper
-#                              scripts from the SDK module)
+#                              scripts from the SDK module), volume-readback
 #   $LAB_CACHE/pulumi-home/    the libvirt resource plugin, registered
 #   $LAB_CACHE/toolchain/env.sh  the variables a caller sources
 # The Go sources of our own (language host, libvirt plugin) live in
@@ -36,6 +36,9 @@ PULUMI_VERSION=v3.274.1
 LIBVIRT_PLUGIN_VERSION=0.5.4
 TF_LIBVIRT_VERSION=v0.8.1
 BRIDGE_VERSION=v3.99.0
+# The go-libvirt that TF_LIBVIRT_VERSION requires, built with our stream fix
+# (toolchain/libvirt-provider/go-libvirt-stream.patch says why).
+GO_LIBVIRT_VERSION=v0.0.0-20240916165608-bff44a349d9d
 # Pulumi's fork of terraform-plugin-sdk/v2 that this bridge version expects.
 TF_SDK_FORK=github.com/pulumi/terraform-plugin-sdk/v2@v2.0.0-20240520223432-0c0bf0d65f10
 
@@ -189,14 +192,17 @@ go 1.23
 require (
 	github.com/dmacvicar/terraform-provider-libvirt $TF_LIBVIRT_VERSION
 	github.com/pulumi/pulumi-terraform-bridge/v3 $BRIDGE_VERSION
+	github.com/digitalocean/go-libvirt $GO_LIBVIRT_VERSION
 )
 
 replace (
 	github.com/hashicorp/terraform-plugin-sdk/v2 => ${TF_SDK_FORK/@/ }
 	// terraform-provider-libvirt's own replace, which does not reach dependents.
 	github.com/community-terraform-providers/terraform-provider-ignition/v2 => github.com/dmacvicar/terraform-provider-ignition/v2 v2.1.3-0.20210701165004-13acf61ca184
+	github.com/digitalocean/go-libvirt => ../go-libvirt
 )
 EOF
+	patch_go_libvirt
 	# Start over when what we ask for changed or go.sum lost a pinned line.
 	if ! cmp -s "$LV_MOD/go.mod.want" "$LV_MOD/go.mod.asked" || [ ! -f "$LV_MOD/go.mod" ] ||
 		[ ! -f "$LV_MOD/go.sum" ] || [ -n "$(pinned_sum | grep -vxF -f "$LV_MOD/go.sum")" ]; then
@@ -207,9 +213,27 @@ EOF
 	sync_go "$LV_SRC" "$LV_MOD"
 }
 
+# $BUILD/go-libvirt: go-libvirt at GO_LIBVIRT_VERSION with our patch, made
+# again whenever the patch changes (beside $LV_MOD: sync_go prunes .go files there).
+patch_go_libvirt() {
+	local patch=$LV_SRC/go-libvirt-stream.patch dir=$BUILD/go-libvirt upstream
+	if [ -f "$dir/.patched" ] && cmp -s "$patch" "$dir/.patched"; then
+		return
+	fi
+	# Outside any module: the build module's go.mod names ../go-libvirt, maybe not there yet.
+	upstream=$(cd / && go mod download -json "github.com/digitalocean/go-libvirt@$GO_LIBVIRT_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -d "$upstream" ] || die "go mod download github.com/digitalocean/go-libvirt@$GO_LIBVIRT_VERSION failed"
+	rm -rf "$dir"
+	cp -r "$upstream" "$dir"
+	chmod -R u+w "$dir"
+	patch -s -p1 -d "$dir" <"$patch" || die "go-libvirt-stream.patch does not apply to $GO_LIBVIRT_VERSION"
+	cp "$patch" "$dir/.patched"
+}
+
 PLUGIN_FILE=$PULUMI_HOME/plugins/resource-libvirt-v$LIBVIRT_PLUGIN_VERSION/pulumi-resource-libvirt
 check_libvirt() {
-	[ -x "$PLUGIN_FILE" ] &&
+	[ -x "$PLUGIN_FILE" ] && [ -x "$BIN/volume-readback" ] &&
 		"$BIN/pulumi" plugin ls 2>/dev/null | grep -E "^libvirt +resource +$LIBVIRT_PLUGIN_VERSION " >/dev/null
 }
 build_libvirt() (
@@ -226,6 +250,8 @@ build_libvirt() (
 	cp schema-out/schema.json cmd/pulumi-resource-libvirt/schema-embed.json
 	lab_log "pulumi-resource-libvirt: building the plugin"
 	go build -trimpath -ldflags "$ldflags" -o bin/pulumi-resource-libvirt ./cmd/pulumi-resource-libvirt
+	# The regression test of the go-libvirt patch (tests/e2e/test_volume_readback.py).
+	go build -trimpath -o "$BIN/volume-readback" ./cmd/volume-readback
 	"$BIN/pulumi" plugin install resource libvirt "$LIBVIRT_PLUGIN_VERSION" \
 		--file bin/pulumi-resource-libvirt --reinstall >&2
 )
