@@ -11,13 +11,11 @@ from collections.abc import Callable
 import click
 import pytest
 from click.testing import CliRunner
-
 from pulumi import automation as auto
 
 from labctl import checks, host, impair
 from labctl.cli import cli
-from labctl.drills import DrillReport, boot_bound, liveness_bound, redial_bound, time_recovery
-from labctl.drills import drift
+from labctl.drills import DrillReport, boot_bound, drift, liveness_bound, redial_bound, time_recovery
 from labctl.drills.recovery import outage_seconds
 from labctl.node import established_conns, esp_bytes, peer_addresses
 from labctl.stack import LabStack, parse_overrides
@@ -148,8 +146,9 @@ def test_a_recovery_that_does_not_hold_is_not_counted(monkeypatch: pytest.Monkey
 
 def failing_refresh(on_event: Callable[[auto.EngineEvent], None]) -> None:
     """A refresh that ends with an engine error on one resource, as the CLI reports it."""
+    urn = "urn:pulumi:ci::lab::libvirt:index/cloudInitDisk:CloudInitDisk::lab-spoke1-seed"
     diagnostic = auto.DiagnosticEvent(message="error: while retrieving remote ISO\n", color="never",
-                                      severity="error", urn="urn:pulumi:ci::lab::libvirt:index/volume:Volume::lab-disk")
+                                      severity="error", urn=urn)
     on_event(auto.EngineEvent(sequence=1, timestamp=0, diagnostic_event=diagnostic))
     raise auto.errors.CommandError(auto.CommandResult(stdout="", stderr="", code=1))
 
@@ -159,7 +158,7 @@ def test_a_failed_pulumi_operation_names_each_resource_error() -> None:
     cut the CommandError short before saying which."""
     report = DrillReport("drift")
     assert drift._engine(failing_refresh, "refresh", report) is None and not report.passed
-    assert report.lines == ["FAIL: pulumi refresh failed: lab-disk: error: while retrieving remote ISO"]
+    assert report.lines == ["FAIL: pulumi refresh failed: lab-spoke1-seed: error: while retrieving remote ISO"]
     assert drift._engine(lambda on_event: "done", "up", report) == "done"
 
 
