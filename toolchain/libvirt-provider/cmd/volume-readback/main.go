@@ -34,47 +34,59 @@ func connect() (*libvirt.Libvirt, error) {
 	return l, l.Connect()
 }
 
-func fail(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "volume-readback: "+format+"\n", args...)
-	os.Exit(2)
-}
-
 func main() {
 	if len(os.Args) != 2 {
-		fail("usage: volume-readback N")
+		fmt.Fprintln(os.Stderr, "usage: volume-readback N")
+		os.Exit(2)
 	}
 	n, err := strconv.Atoi(os.Args[1])
 	if err != nil || n < 1 {
-		fail("N must be a positive number, not %q", os.Args[1])
+		fmt.Fprintf(os.Stderr, "volume-readback: N must be a positive number, not %q\n", os.Args[1])
+		os.Exit(2)
 	}
+	c, err := readBack(n)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "volume-readback: %v\n", err)
+		os.Exit(2)
+	}
+	line, _ := json.Marshal(c)
+	fmt.Println(string(line))
+	if c.Wrong+c.Errors+c.Hangs > 0 {
+		os.Exit(1)
+	}
+}
+
+// readBack uploads a volume into a scratch pool and downloads it n times; the pool
+// and its directory are gone when it returns.
+func readBack(n int) (counts, error) {
+	c := counts{Downloads: n}
 	dir, err := os.MkdirTemp("", "volume-readback")
 	if err != nil {
-		fail("%v", err)
+		return c, err
 	}
 	defer os.RemoveAll(dir)
 	l, err := connect()
 	if err != nil {
-		fail("connect to libvirtd: %v", err)
+		return c, fmt.Errorf("connect to libvirtd: %w", err)
 	}
-	// A transient pool: gone with its directory when this ends (or libvirtd stops).
+	// A transient pool: destroying it undefines it.
 	pool, err := l.StoragePoolCreateXML(fmt.Sprintf(
 		`<pool type="dir"><name>readback-%d</name><target><path>%s</path></target></pool>`, os.Getpid(), dir), 0)
 	if err != nil {
-		fail("create scratch pool: %v", err)
+		return c, fmt.Errorf("create scratch pool: %w", err)
 	}
 	defer func() { _ = l.StoragePoolDestroy(pool) }()
 	vol, err := l.StorageVolCreateXML(pool, fmt.Sprintf(
 		`<volume><name>v.iso</name><capacity>%d</capacity><target><format type="raw"/></target></volume>`,
 		volumeSize), 0)
 	if err != nil {
-		fail("create volume: %v", err)
+		return c, fmt.Errorf("create volume: %w", err)
 	}
 	data := make([]byte, volumeSize)
 	_, _ = rand.Read(data)
 	if err := l.StorageVolUpload(vol, bytes.NewReader(data), 0, volumeSize, 0); err != nil {
-		fail("upload: %v", err)
+		return c, fmt.Errorf("upload: %w", err)
 	}
-	c := counts{Downloads: n}
 	for i := 0; i < n; i++ {
 		var got bytes.Buffer
 		done := make(chan error, 1)
@@ -89,13 +101,9 @@ func main() {
 		case <-time.After(10 * time.Second):
 			c.Hangs++ // that connection is stuck for good: go on with a new one
 			if l, err = connect(); err != nil {
-				fail("reconnect to libvirtd: %v", err)
+				return c, fmt.Errorf("reconnect to libvirtd: %w", err)
 			}
 		}
 	}
-	line, _ := json.Marshal(c)
-	fmt.Println(string(line))
-	if c.Wrong+c.Errors+c.Hangs > 0 {
-		os.Exit(1)
-	}
+	return c, nil
 }
