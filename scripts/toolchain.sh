@@ -214,10 +214,11 @@ EOF
 }
 
 # $BUILD/go-libvirt: go-libvirt at GO_LIBVIRT_VERSION with our patch, made
-# again whenever the patch changes (beside $LV_MOD: sync_go prunes .go files there).
+# again whenever either changes (beside $LV_MOD: sync_go prunes .go files there).
 patch_go_libvirt() {
-	local patch=$LV_SRC/go-libvirt-stream.patch dir=$BUILD/go-libvirt upstream
-	if [ -f "$dir/.patched" ] && cmp -s "$patch" "$dir/.patched"; then
+	local patch=$LV_SRC/go-libvirt-stream.patch dir=$BUILD/go-libvirt upstream stamp
+	stamp="$GO_LIBVIRT_VERSION $(hash_of "$patch")"
+	if [ "$(cat "$dir/.patched" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi
 	# Outside any module: the build module's go.mod names ../go-libvirt, maybe not there yet.
@@ -228,7 +229,7 @@ patch_go_libvirt() {
 	cp -r "$upstream" "$dir"
 	chmod -R u+w "$dir"
 	patch -s -p1 -d "$dir" <"$patch" || die "go-libvirt-stream.patch does not apply to $GO_LIBVIRT_VERSION"
-	cp "$patch" "$dir/.patched"
+	echo "$stamp" >"$dir/.patched"
 }
 
 PLUGIN_FILE=$PULUMI_HOME/plugins/resource-libvirt-v$LIBVIRT_PLUGIN_VERSION/pulumi-resource-libvirt
