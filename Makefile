@@ -22,14 +22,17 @@ policy/venv/.stamp: policy/requirements.txt
 
 # Host packages, the Debian 12 and 13 trees (their libreswan 4.x/5.x and
 # cloud-init check the payloads), the Pulumi toolchain and the lab image: all
-# cached outside the checkout.
+# cached outside the checkout. The toolchain (a Go build on every core) runs
+# beside the trees and images (downloads, dpkg, mkfs): a cold run is minutes shorter.
 deps: venv
 	scripts/host-deps.sh
+	scripts/toolchain.sh & toolchain=$$!
+	trap 'kill $$toolchain 2>/dev/null || true' EXIT
 	scripts/debian-root.sh
 	scripts/debian-root.sh --suite trixie
-	scripts/toolchain.sh
 	scripts/build-image.sh
 	scripts/build-image.sh --suite trixie
+	wait $$toolchain
 
 test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e

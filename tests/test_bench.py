@@ -40,3 +40,9 @@ def test_ratios_against_the_floor_and_t1() -> None:
     assert out["add_spoke_over_t1"] == 1.2
     assert out["rss_over_guest_max"] == round(700 / 512, 2)
     assert out["overlay_over_wan"] == 0.25
+
+
+def test_a_second_image_gets_its_t1_beside_the_first() -> None:
+    lab = {"suite": "bookworm", "t1_seconds": 90.0}
+    out = ratios({"lab": lab, "lab-trixie": {"suite": "trixie", "t1_seconds": 60.0}})
+    assert out["t1_trixie_over_t1_bookworm"] == 0.67

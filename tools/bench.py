@@ -36,14 +36,18 @@ LAB_STACK, SCALE_STACK = "ci", "scale"
 STEPS = ("plan", "preview", "lab")
 
 
-def image_overrides() -> list[str]:
-    """The committed stacks name the default cache; the bench follows $LAB_CACHE."""
-    image = names.CACHE_DIR / "image"
-    return [f"image={image / 'debian12-lab.qcow2'}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
+def image_overrides(suite: str) -> list[str]:
+    """The committed stacks name the default cache; the bench follows $LAB_CACHE, and boots every
+    VM from the lab image of `suite` (scripts/build-image.sh --suite)."""
+    image = names.suite_dir("image", suite)
+    disks = sorted(image.glob("debian*-lab.qcow2"))
+    if not disks:
+        raise click.ClickException(f"no lab image in {image}: run `scripts/build-image.sh --suite {suite}`")
+    return [f"image={disks[0]}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
 
 
-def configure(stack: str, sets: tuple[str, ...] = (), **values: object) -> None:
-    sets = (*image_overrides(), *sets, *(f"{k}={json.dumps(v)}" for k, v in values.items()))
+def configure(stack: str, sets: tuple[str, ...] = (), suite: str = names.DEFAULT_SUITE, **values: object) -> None:
+    sets = (*image_overrides(suite), *sets, *(f"{k}={json.dumps(v)}" for k, v in values.items()))
     args = [stack] + [item for pair in (("--set", s) for s in sets) for item in pair]
     stack_config.main(args, standalone_mode=False)
 
@@ -117,11 +121,12 @@ def wait_tunnels(stack: str, spokes: list[str], start: float, timeout: float) ->
     return up
 
 
-def bench_lab(sets: tuple[str, ...], timeout: float) -> dict[str, Any]:
-    """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed."""
-    figures: dict[str, Any] = {}
+def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, Any]:
+    """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed.
+    Every VM boots the lab image of `suite`."""
+    figures: dict[str, Any] = {"suite": suite}
     events = names.STATE_DIR / "bench-events.json"
-    configure(LAB_STACK, sets, spokes=2, domainType=_domain_type())
+    configure(LAB_STACK, sets, suite, spokes=2, domainType=_domain_type())
     try:
         start = time.monotonic()
         figures["pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
@@ -139,7 +144,7 @@ def bench_lab(sets: tuple[str, ...], timeout: float) -> dict[str, Any]:
             "wan": goodput_mbps(spoke, hub, str(info[names.HUB]["wanAddress"])),
             "overlay": goodput_mbps(spoke, hub, str(info[names.HUB]["bridgeAddress"]).split("/")[0])}
 
-        configure(LAB_STACK, sets, spokes=3, domainType=_domain_type())
+        configure(LAB_STACK, sets, suite, spokes=3, domainType=_domain_type())
         start = time.monotonic()
         figures["add_spoke_pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
         added = wait_tunnels(LAB_STACK, ["spoke3"], start, timeout)["spoke3"]
@@ -182,6 +187,9 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         out["rss_over_guest_max"] = round(max(lab["memory"]["rss_mib"].values()) / guest, 2)
     if "goodput_mbps" in lab:
         out["overlay_over_wan"] = round(lab["goodput_mbps"]["overlay"] / lab["goodput_mbps"]["wan"], 2)
+    for key, other in figures.items():
+        if key.startswith("lab-") and "t1_seconds" in lab:
+            out[f"t1_{other['suite']}_over_t1_{lab['suite']}"] = round(other["t1_seconds"] / lab["t1_seconds"], 2)
     return out
 
 
@@ -210,6 +218,14 @@ def table(figures: dict[str, Any]) -> str:
                   f" (x{ratio['overlay_over_wan']})")]
         rows += [(f"  create {t}", f"{c['count']} x, longest {c['longest_seconds']} s")
                  for t, c in lab["creates"].items()]
+    for key, other in figures.items():
+        if key.startswith("lab-"):
+            b, versus = other["t1_breakdown"], f"t1_{other['suite']}_over_t1_{lab.get('suite')}"
+            rows += [(f"T1 on the {other['suite']} image", f"{other['t1_seconds']} s (x{ratio.get(versus)})"),
+                     ("  kernel / userspace (systemd-analyze)",
+                      f"{b.get('kernel_seconds')} / {b.get('userspace_seconds')} s"),
+                     (f"  ci lab on {other['suite']}: pulumi up -> all tunnels",
+                      f"{other['up_to_all_tunnels_seconds']} s")]
     width = max(len(name) for name, _ in rows) if rows else 0
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -228,8 +244,11 @@ def machine() -> dict[str, Any]:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Config for the lab step's ci stack on top of stacks/Pulumi.ci.yaml, e.g. memoryMib=384.")
 @click.option("--timeout", default=900, show_default=True, help="Seconds to wait for tunnels.")
+@click.option("--suite", "suites", multiple=True, default=(names.DEFAULT_SUITE,), show_default=True,
+              help="Debian suite whose lab image every VM of the lab step boots; repeat to compare "
+                   "(the first gives the lab figures and T1, each other one its own T1 beside it).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
-def main(only: str, sets: tuple[str, ...], timeout: int, out: Path) -> None:
+def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], out: Path) -> None:
     """Run the benchmark steps; write JSON to OUT and print a table."""
     steps = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
@@ -238,10 +257,14 @@ def main(only: str, sets: tuple[str, ...], timeout: int, out: Path) -> None:
                                  param_hint="--only")
     figures: dict[str, Any] = {"machine": machine()}
     runners: dict[str, Callable[[], dict[str, Any]]] = {
-        "plan": bench_plan, "preview": bench_preview, "lab": lambda: bench_lab(sets, timeout)}
+        "plan": bench_plan, "preview": bench_preview, "lab": lambda: bench_lab(sets, timeout, suites[0])}
     for step in steps:
         click.echo(f"bench: {step} ...", err=True)
         figures[step] = runners[step]()
+        if step == "lab":
+            for suite in suites[1:]:
+                click.echo(f"bench: lab on the {suite} image ...", err=True)
+                figures[f"lab-{suite}"] = bench_lab(sets, timeout, suite)
     figures["ratios"] = ratios(figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
