@@ -43,6 +43,6 @@ def test_ratios_against_the_floor_and_t1() -> None:
 
 
 def test_a_second_image_gets_its_t1_beside_the_first() -> None:
-    lab = {"suite": "bookworm", "t1_seconds": 90.0}
-    out = ratios({"lab": lab, "lab-trixie": {"suite": "trixie", "t1_seconds": 60.0}})
+    lab = {"suite": "bookworm", "t1_seconds": 90.0, "up_to_all_tunnels_seconds": 150.0, "add_spoke_seconds": 95.0}
+    out = ratios({"machine": {"cores": 2}, "lab": lab, "lab-trixie": {"suite": "trixie", "t1_seconds": 60.0}})
     assert out["t1_trixie_over_t1_bookworm"] == 0.67
