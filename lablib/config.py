@@ -13,7 +13,7 @@ from typing import Mapping
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
 from lablib.boot import HUB_KEYS, BootFiles, parse_boot
-from lablib.crypto import Proposal, ProposalError, parse_proposals
+from lablib.crypto import Proposal, ProposalError, parse_proposals, proposal_line
 from lablib.errors import ConfigError
 from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
 from lablib.mtu import MtuPlan, plan_mtu
@@ -24,11 +24,13 @@ __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "
 
 MAX_SPOKES = 250
 INTERFACE_MODES = ("vti", "xfrm")
+# Per-spoke exceptions to interfaceMode: vtiSpokes, xfrmSpokes (spoke numbers, like routedSpokes).
+MODE_SPOKE_KEYS = {mode: f"{mode}Spokes" for mode in INTERFACE_MODES}
 DOMAIN_TYPES = ("kvm", "qemu")
 SECRET_KEYS = ("masterSecret", "sshPrivateKey")
 PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
-    "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", "tunnelMark", "ike", "esp", "greKey",
+    "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp", "greKey",
     "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
     "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
@@ -41,7 +43,7 @@ class LabConfig:
 
     addresses: AddressSettings  # the keys the address plan is computed from
     wan_mtu: int
-    interface_mode: str
+    interface_mode: str  # the default; spoke_modes holds the spokes that use another
     tunnel_mark: int
     ike: str
     esp: str
@@ -55,10 +57,19 @@ class LabConfig:
     install_packages: bool
     pool_path: str
     ssh_public_key: str
+    spoke_modes: tuple[tuple[int, str], ...] = ()  # (spoke number, mode) where it is not interface_mode
 
     @property
     def tunnel_interface(self) -> str:
+        """The default mode's device: every spoke of that mode, and the hub, have it."""
         return names.tunnel_interface(self.interface_mode, self.tunnel_mark)
+
+    def mode_of(self, spoke: int) -> str:
+        """The route-based interface of spoke number `spoke` (both ends of its tunnel use it)."""
+        return dict(self.spoke_modes).get(spoke, self.interface_mode)
+
+    def interface_of(self, spoke: int) -> str:
+        return names.tunnel_interface(self.mode_of(spoke), self.tunnel_mark)
 
     def boot_of(self, is_hub: bool) -> BootFiles:
         return self.hub_boot if is_hub else self.boot
@@ -110,25 +121,39 @@ def _network(raw: Mapping[str, str | None], key: str) -> ipaddress.IPv4Network:
     return network
 
 
-def _routed_spokes(raw: Mapping[str, str | None], spokes: int) -> frozenset[int]:
-    text = _required(raw, "routedSpokes")
+def _spoke_numbers(raw: Mapping[str, str | None], key: str, spokes: int) -> frozenset[int]:
+    text = _required(raw, key)
     allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
-    numbers = inputs.integer_list_text("routedSpokes", text, allowed)
+    numbers = inputs.integer_list_text(key, text, allowed)
     if not all(1 <= n <= spokes for n in numbers):
-        raise ConfigError("routedSpokes", text, allowed)
+        raise ConfigError(key, text, allowed)
     if len(set(numbers)) != len(numbers):
-        raise ConfigError("routedSpokes", text, allowed)
+        raise ConfigError(key, text, allowed)
     return frozenset(numbers)
 
 
+def _spoke_modes(raw: Mapping[str, str | None], spokes: int, default: str) -> tuple[tuple[int, str], ...]:
+    """The spokes listed in vtiSpokes / xfrmSpokes whose mode is not the default; a spoke in both is
+    an error naming both keys."""
+    listed = {mode: _spoke_numbers(raw, key, spokes) for mode, key in MODE_SPOKE_KEYS.items()}
+    both = set.intersection(*(set(numbers) for numbers in listed.values()))
+    if both:
+        vti, xfrm = MODE_SPOKE_KEYS["vti"], MODE_SPOKE_KEYS["xfrm"]
+        raise ConfigError(vti, _required(raw, vti), f"lists spoke(s) {sorted(both)} that {xfrm} lists too: "
+                                                    "a spoke has one interface mode")
+    return tuple(sorted((n, mode) for mode, numbers in listed.items() if mode != default for n in numbers))
+
+
 def _proposals(raw: Mapping[str, str | None], key: str) -> tuple[str, list[Proposal]]:
-    """The proposal line as given (libreswan reads it) and parsed (the MTU depends on it)."""
+    """The proposal line as libreswan gets it (as parsed: no blanks, lowercase) and parsed
+    (the MTU depends on it)."""
     text = _required(raw, key)
     try:
-        return text, parse_proposals(text, key)
+        proposals = parse_proposals(text, key)
     except ProposalError as error:
         raise ConfigError(key, text, f"{error}; allowed: AES-CBC/CTR/GCM or ChaCha20-Poly1305 "
                                      "with SHA-2 and DH groups of 2048 bits or more") from None
+    return proposal_line(proposals), proposals
 
 
 def check_secrets(secrets: Mapping[str, str | None]) -> None:
@@ -149,7 +174,8 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     inputs.check_texts(raw)
     check_secrets(secrets)
     spokes = _integer(raw, "spokes", 1, MAX_SPOKES)
-    routed = _routed_spokes(raw, spokes)
+    routed = _spoke_numbers(raw, "routedSpokes", spokes)
+    interface_mode = _choice(raw, "interfaceMode", INTERFACE_MODES)
     site_prefix = _integer(raw, "siteSubnetPrefix", 16, 28)
     ike, _ = _proposals(raw, "ike")
     esp, esp_proposals = _proposals(raw, "esp")
@@ -173,7 +199,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     config = LabConfig(
         addresses=addresses,
         wan_mtu=wan_mtu,
-        interface_mode=_choice(raw, "interfaceMode", INTERFACE_MODES),
+        interface_mode=interface_mode,
         tunnel_mark=_integer(raw, "tunnelMark", 1, 65535),
         ike=ike,
         esp=esp,
@@ -187,6 +213,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         install_packages=_boolean(raw, "installPackages"),
         pool_path=pool_path,
         ssh_public_key=ssh_key,
+        spoke_modes=_spoke_modes(raw, spokes, interface_mode),
     )
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -81,6 +81,15 @@ def parse_proposals(line: str, kind: str) -> list[Proposal]:
     if not isinstance(line, str) or not line.strip():
         raise ProposalError("is empty")
     return [_parse_one(part.strip().lower(), kind) for part in line.split(",")]
+
+
+def proposal_line(proposals: Sequence[Proposal]) -> str:
+    """The ike= or esp= value to write: the proposals as parsed, joined by bare commas.
+
+    People write lists as `aes256-sha2, aes128-sha2`; libreswan's file parser ends a value
+    at the blank and refuses the file (4.10 and 5.2), so the line is never written as typed.
+    """
+    return ",".join(proposal.text for proposal in proposals)
 
 
 def _parts(text: str) -> tuple[list[str], list[str], list[str], str] | None:

@@ -17,7 +17,7 @@ from lablib.errors import ConfigError
 MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user types
 MAX_SHORT = 64  # numbers, networks, choices
 MAX_LENGTH = {"ike": 512, "esp": 512, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
-              "routedSpokes": 2048,  # 250 spoke numbers
+              **dict.fromkeys(("routedSpokes", "vtiSpokes", "xfrmSpokes"), 2048),  # 250 spoke numbers
               "hosts": 16 * MAX_TEXT, "spokeHosts": 4 * MAX_TEXT,  # lablib/hosts.py: 64 hosts, 250 pins
               **{key: MAX_TEXT for key in ("image", "kernel", "initrd", "kernelCmdline",
                                            "hubImage", "hubKernel", "hubInitrd", "hubKernelCmdline")}}

@@ -35,6 +35,7 @@ CACHE_DIR = Path(os.environ.get("LAB_CACHE") or os.path.expanduser(_ENV["LAB_CAC
 STATE_DIR = PROJECT_DIR / _ENV["LAB_STATE_DIR"]  # per checkout, git-ignored
 RUN_PROJECT_DIR = STATE_DIR / "project"  # the CLI's copy of Pulumi.yaml and stack files
 SSH_KEY_FILE = STATE_DIR / "ssh" / "id_ed25519"
+E2E_FIGURES = STATE_DIR / "e2e-figures.json"  # what the end-to-end tests measured (tools/test_ratio.py)
 
 
 DEFAULT_SUITE = _ENV["LAB_DEFAULT_SUITE"]  # Debian 12: the lab image and test tree by default
@@ -133,6 +134,7 @@ IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.co
 LAB_NETWORK_SERVICE = "lab-network.service"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
+LAB_NETWORK_DIR = "/etc/lab-network.d"  # the hub's parts for spokes of the other interface mode
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 
@@ -153,6 +155,11 @@ def conn_conf_path(conn: str) -> str:
 
 def conn_secrets_path(conn: str) -> str:
     return f"{IPSEC_DIR}/{conn}.secrets"
+
+
+def conn_network_path(conn: str) -> str:
+    """The hub's lab-network part for a conn whose interface mode is not the hub's default."""
+    return f"{LAB_NETWORK_DIR}/{conn}.sh"
 
 
 def gre_port(remote: str) -> str:

@@ -22,6 +22,11 @@ def host_fields(spec: LabSpec, site: Site) -> dict[str, str]:
     return {"host": host.name} if host and spec.hosts.several else {}
 
 
+def tunnel_interface(spec: LabSpec, site: Site) -> str:
+    """A spoke's own device; the hub's default one (it has each spoke's too: interface_of)."""
+    return spec.config.tunnel_interface if site.is_hub else spec.config.interface_of(site.number)
+
+
 def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
     return {
         "role": "hub" if site.is_hub else "spoke",
@@ -32,7 +37,7 @@ def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
         "behindNat": site.behind_nat,
         "ikeId": site.ike_id,
         "sshCommand": ssh_command(site),
-        "tunnelInterface": spec.config.tunnel_interface,
+        "tunnelInterface": tunnel_interface(spec, site),
         "tunnelMtu": spec.mtu.tunnel_mtu,
         "innerMtu": spec.mtu.inner_mtu,
         **host_fields(spec, site),
@@ -49,7 +54,13 @@ def inventory_yaml(spec: LabSpec) -> str:
         return {"ansible_host": str(site.mgmt_address), "ansible_user": names.SSH_USER,
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
                 "bridge_address": str(site.bridge_address), "ike_id": site.ike_id,
-                "behind_nat": site.behind_nat, **{f"libvirt_{k}": v for k, v in host_fields(spec, site).items()}}
+                "behind_nat": site.behind_nat, **{f"libvirt_{k}": v for k, v in host_fields(spec, site).items()},
+                **own_interface(site)}
+
+    def own_interface(site: Site) -> dict[str, str]:
+        """A spoke not of the default mode overrides the group's tunnel_interface."""
+        interface = tunnel_interface(spec, site)
+        return {} if interface == config.tunnel_interface else {"tunnel_interface": interface}
     config, plan = spec.config, spec.plan
     inventory = {"all": {
         "vars": {"tunnel_interface": config.tunnel_interface, "tunnel_mtu": spec.mtu.tunnel_mtu,
@@ -84,7 +95,7 @@ def mermaid(spec: LabSpec) -> str:
     for spoke in plan.spokes:
         lines.append(f'  {spoke.name}["{spoke.name}<br/>WAN {spoke.wan_address}'
                      f'<br/>overlay {spoke.overlay_address}{on(spoke)}"]')
-        link = f"IKEv2/ESP {spec.config.interface_mode} MTU {spec.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
+        link = f"IKEv2/ESP {spec.config.mode_of(spoke.number)} MTU {spec.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
         if spoke.behind_nat:
             lines.append(f"  nat_{spoke.name}{{{{NAT}}}}")
             lines.append(f"  {spoke.name} -- \"{link}\" --> nat_{spoke.name} --> {hub.name}")

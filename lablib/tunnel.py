@@ -74,7 +74,9 @@ class SpokeTunnel:
     spoke_port: GrePort  # on the spoke's bridge, towards the hub
 
 
-def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str) -> ConnEnd:
+def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str,
+         spoke: Site) -> ConnEnd:
+    """local's conn towards remote; both ends take the spoke's interface mode."""
     config, hub_side = spec.config, local.is_hub
     return ConnEnd(
         conn_name=names.conn_name(local.name, remote.name),
@@ -89,9 +91,9 @@ def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_ad
         auto="add" if hub_side else "start",
         dpd_action="clear" if hub_side else "restart",
         dpd_delay=config.dpd_delay,
-        interface_mode=config.interface_mode,
+        interface_mode=config.mode_of(spoke.number),
         tunnel_mark=config.tunnel_mark,
-        interface_name=config.tunnel_interface,
+        interface_name=config.interface_of(spoke.number),
     )
 
 
@@ -110,8 +112,8 @@ def spoke_tunnel(spec: LabSpec, spoke: Site) -> SpokeTunnel:
     hub, hub_wan = spec.plan.hub, str(spec.plan.hub.wan_address)
     return SpokeTunnel(
         spoke=spoke,
-        hub_end=_end(spec, hub, spoke, hub_wan, "%any"),
-        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan),
+        hub_end=_end(spec, hub, spoke, hub_wan, "%any", spoke),
+        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan, spoke),
         hub_port=_port(spec, hub, spoke, spoke),
         spoke_port=_port(spec, spoke, hub, spoke),
     )

@@ -23,6 +23,12 @@ def test_defaults_give_the_original_deployments_shape() -> None:
     assert spec.mtu.tunnel_mtu == 1438 and spec.mtu.wan_mtu == config.wan_mtu == 1500
 
 
+def test_proposal_lists_are_written_as_libreswan_reads_them() -> None:
+    """People put blanks after commas (and write capitals); libreswan's file parser refuses the blank."""
+    config = parse(ike=" aes256-sha2;dh19 , AES128-SHA2;DH19", esp="aes_gcm128-null,\u00a0aes256-sha2").config
+    assert (config.ike, config.esp) == ("aes256-sha2;dh19,aes128-sha2;dh19", "aes_gcm128-null,aes256-sha2")
+
+
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("spokes", 0, "integer from 1 to 250"),
     ("spokes", 251, "integer from 1 to 250"),

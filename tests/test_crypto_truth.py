@@ -5,22 +5,28 @@ combination of the grammar, in both ike= and esp=, gets the same verdict
 from both; so do lines Hypothesis builds from known, weak, unknown and
 malformed tokens, and arbitrary text. Every name the table allows passes
 Debian 12's `ipsec algparse` (in the Debian tree, as tests/test_debian_tools.py).
+And the file pluto reads: every accepted line, lists written with blanks too, is
+rendered into conns that libreswan 4.10 and 5.2 read back as the line meant.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harness import ROOT, parse_lab
-from lablib import crypto, mtu
+from lablib import crypto, inputs, mtu, render
 from lablib.errors import ConfigError
+from lablib.tunnel import ConnEnd, spoke_tunnel
 from policy_harness import lab_policies
 
 PACK = lab_policies.ipsec
@@ -132,10 +138,15 @@ OUT_OF_ORDER = ["ike=aes256-modp2048-sha2", "ike=aes256-sha2-sha2_512", "ike=aes
                 "ike=aes_gcm128-modp2048-null", "esp=aes_gcm128-modp2048", "ike=aes256-sha2-", "ike=aes256--sha2"]
 
 
+def in_suite(suite: str, *command: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """command run in the suite's Debian tree."""
+    return subprocess.run([str(ROOT / "scripts" / "in-root.sh"), "--suite", suite, *command], cwd=work,
+                          capture_output=True, text=True, timeout=300)
+
+
 def algparse(suite: str, lines: list[str], work: Path) -> dict[str, str]:
     """What Debian's `ipsec algparse -v2` (in the suite's tree) says of each line."""
-    result = subprocess.run([str(ROOT / "scripts" / "in-root.sh"), "--suite", suite, "ipsec", "algparse", "-v2",
-                             *lines], cwd=work, capture_output=True, text=True, timeout=300)
+    result = in_suite(suite, "ipsec", "algparse", "-v2", *lines, work=work)
     assert result.stdout, f"Debian tools unavailable ({result.stderr.strip()}): run `make deps` first"
     blocks = dict(re.findall(r"^algparse -v2 '([^']*)'\n((?:(?:\t|algparse: ).*\n?)*)", result.stdout, re.M))
     assert set(blocks) == set(lines)
@@ -173,3 +184,114 @@ def test_the_default_ike_gives_libreswan_4_and_5_the_same_first_dh_group(tmp_pat
     assert len(set(first.values())) == 1, first
     without_group = "ike=aes256-sha2"  # the original deployment's line: the check above can fail
     assert len({first_dh_group(algparse(suite, [without_group], tmp_path)[without_group]) for suite in SUITES}) == 2
+
+
+def as_written(line: str, kind: str) -> str:
+    """What the config writes into the conn for an accepted line."""
+    return crypto.proposal_line(crypto.parse_proposals(line, kind))
+
+
+BLANKS = st.text(alphabet=" \u00a0", max_size=2)
+
+
+def lists_written(kind: str) -> st.SearchStrategy[str]:
+    """Lists of mostly acceptable proposals, with blanks around the commas and capitals here and there."""
+    proposal = st.builds(lambda c, i, d: c + (f"-{i}" if i else "") + (f";{d}" if d else ""), st.sampled_from(CIPHERS),
+                         st.sampled_from(INTEGRITY + ["null", ""]),
+                         st.sampled_from(DH_GROUPS + [""] if kind == "ike" else [""]))
+    part = st.tuples(BLANKS, proposal, BLANKS, st.booleans()).map(
+        lambda p: p[0] + (p[1].upper() if p[3] else p[1]) + p[2])
+    return st.lists(part, min_size=1, max_size=4).map(",".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(drawn=st.sampled_from(KINDS).flatmap(lambda kind: st.tuples(st.just(kind), lists_written(kind))))
+def test_an_accepted_line_is_written_without_blanks_and_means_the_same(drawn: tuple[str, str]) -> None:
+    kind, line = drawn
+    if not program_accepts(line, kind):
+        event("refused")
+        return
+    written = as_written(line, kind)
+    assert not any(c.isspace() for c in written)
+    assert crypto.parse_proposals(written, kind) == crypto.parse_proposals(line, kind)
+    assert as_written(written, kind) == written
+    assert pack_accepts(written, kind)
+
+
+# Lists as people write them: blanks around the commas, capitals, a no-break space.
+WRITTEN = [("aes256-sha2, aes128-sha2", "aes_gcm128-null, aes256-sha2"),
+           (" aes256-sha2;dh19 ,AES_GCM256-NULL;DH20 ", " chacha20_poly1305-null ,AES_CTR256-SHA2_384 "),
+           ("aes256-sha2_512;modp3072 , chacha20_poly1305-null;curve25519,\u00a0aes128-sha2+sha2_512;dh19+dh20",
+            "aes256 ,  aes_gcm256-null")]
+SEPARATORS_WRITTEN = [", ", " ,", " , ", ",", ",\u00a0"]
+
+
+def written_lists(kind: str) -> list[str]:
+    """Every accepted line of the grammar, in lists as long as the config takes, written with blanks."""
+    lines = [line.split("=", 1)[1] for line in shapes() if line.startswith(f"{kind}=")]
+    lists: list[list[str]] = [[]]
+    for line in (line for line in lines if program_accepts(line, kind)):
+        if len(" , ".join([*lists[-1], line])) > inputs.MAX_LENGTH[kind]:  # " , ": the longest separator
+            lists.append([])
+        lists[-1].append(line)
+    return [SEPARATORS_WRITTEN[n % len(SEPARATORS_WRITTEN)].join(part) for n, part in enumerate(lists)]
+
+
+@functools.cache
+def conns_to_read() -> tuple[tuple[ConnEnd, str, str], ...]:
+    """Both ends of the lab's conns, rendered through the whole config, with the ike= and esp= lines
+    typed: WRITTEN, and lists of every accepted line of the grammar (every other one in capitals)."""
+    ike, esp = written_lists("ike"), written_lists("esp")
+    typed = [*WRITTEN, *((line if n % 2 else line.upper(), esp[n % len(esp)]) for n, line in enumerate(ike))]
+    conns = []
+    for n, (ike_line, esp_line) in enumerate(typed):
+        spec = parse_lab(ike=ike_line, esp=esp_line)
+        tunnel = spoke_tunnel(spec, spec.plan.spokes[0])
+        conns += [(dataclasses.replace(end, conn_name=f"list{n}-{end.conn_name}"), ike_line, esp_line)
+                  for end in (tunnel.hub_end, tunnel.spoke_end)]
+    return tuple(conns)
+
+
+def conn_file(ends: Sequence[ConnEnd], work: Path) -> Path:
+    conf = work / "conns.conf"
+    conf.write_text("config setup\n\n" + "\n".join(render.render_conn(end) for end in ends))
+    return conf
+
+
+def check_config(suite: str, conf: Path) -> subprocess.CompletedProcess[str]:
+    """`ipsec addconn --checkconfig` of conf after the VMs' compat step (5.x: no dpdaction=)."""
+    compat = conf.parent / "compat.sh"
+    compat.write_text(render.render_ipsec_compat())
+    return in_suite(suite, "sh", "-c", 'sh "$1" "$2" && ipsec addconn --config "$2" --checkconfig', "check",
+                    str(compat), str(conf), work=conf.parent)
+
+
+def read_back(text: str) -> dict[str, dict[str, str]]:
+    """conn -> {ike, esp} in `ipsec readwriteconf`'s output (5.2 runs some keys together on one line, tabs between)."""
+    conns = {}
+    for name, body in re.findall(r"^conn (\S+)\n((?:\t.*\n?)*)", text, re.M):
+        conns[name] = dict(re.findall(r"(?:^|\t)(ike|esp)=([^\t\n]*)", body, re.M))
+    return conns
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_accepted_line_is_read_from_the_rendered_conn_as_meant(suite: str, tmp_path: Path) -> None:
+    """Rendered conns pass `addconn --checkconfig` silently and libreswan's reader gets each typed
+    line as the validator read it; algparse (above) vouches for the lines themselves."""
+    conns = conns_to_read()
+    conf = conn_file([end for end, _ike, _esp in conns], tmp_path)
+    checked = check_config(suite, conf)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (0, "", ""), f"{suite}: {checked.stderr[-2000:]}"
+    read = in_suite(suite, "ipsec", "readwriteconf", "--config", str(conf), work=tmp_path)
+    assert read.returncode == 0, read.stderr
+    assert read_back(read.stdout) == {end.conn_name: {"ike": as_written(ike, "ike"), "esp": as_written(esp, "esp")}
+                                      for end, ike, esp in conns}
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_a_list_written_with_blanks_is_refused_by_libreswan(suite: str, tmp_path: Path) -> None:
+    """Why the config never writes a line as typed: the check above can fail."""
+    spec = parse_lab()
+    end = dataclasses.replace(spoke_tunnel(spec, spec.plan.spokes[0]).hub_end, ike=WRITTEN[0][0])
+    checked = check_config(suite, conn_file([end], tmp_path))
+    assert checked.returncode != 0 and "aes128-sha2" in checked.stderr, checked.stderr
