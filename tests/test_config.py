@@ -36,6 +36,9 @@ def test_proposal_lists_are_written_as_libreswan_reads_them() -> None:
     ("spokes", "2.5", "integer from 1 to 250"),
     ("routedSpokes", [3], "spoke numbers from 1 to 2"),
     ("routedSpokes", [1, 1], "distinct"),
+    ("vtiSpokes", [3], "spoke numbers from 1 to 2"),
+    ("xfrmSpokes", [0], "spoke numbers from 1 to 2"),
+    ("vtiSpokes", [2, 2], "distinct"),
     ("hubSubnet", "192.168.1.5/24", "CIDR"),
     ("hubSubnet", "192.168.1.0/29", "too small"),
     ("hubSubnet", "192.168.2.0/24", "overlaps"),
@@ -96,3 +99,15 @@ def test_weak_master_secret_error_hides_the_value() -> None:
 
 def test_largest_lab_is_valid() -> None:
     assert len(parse(spokes=250).plan.spokes) == 250
+
+
+def test_a_spoke_listed_for_both_interface_modes_is_refused_naming_both_keys() -> None:
+    with pytest.raises(ConfigError, match="vtiSpokes.*xfrmSpokes"):
+        parse(vtiSpokes=[1, 2], xfrmSpokes=[2])
+
+
+def test_per_spoke_interface_modes_override_the_default_only_where_listed() -> None:
+    config = parse(spokes=3, interfaceMode="xfrm", vtiSpokes=[2], xfrmSpokes=[1]).config
+    assert [config.mode_of(n) for n in (1, 2, 3)] == ["xfrm", "vti", "xfrm"]
+    assert [config.interface_of(n) for n in (1, 2, 3)] == ["ipsec20", "ipsec0", "ipsec20"]
+    assert config.spoke_modes == ((2, "vti"),)  # listing a spoke under the default mode changes nothing
