@@ -37,11 +37,17 @@ deps: venv
 test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e
 
-# Every test runs inside the lab's network namespace, where libvirtd runs.
-test: deps
+# Every test runs inside the lab's network namespace, where libvirtd runs. The
+# last line says how long it all took, deps included, as a multiple of T1.
+test: venv
+	start=$$(date +%s)
+	$(MAKE) --no-print-directory deps
 	scripts/labns.sh start
 	trap 'scripts/labns.sh stop' EXIT
-	scripts/labns.sh exec $(PY) -m pytest -v -rfEs --durations=30 tests
+	rc=0
+	scripts/labns.sh exec $(PY) -m pytest -v -rfEs --durations=30 tests || rc=$$?
+	$(PY) tools/test_ratio.py $$start
+	exit $$rc
 
 e2e: deps
 	scripts/labns.sh start

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from tools.bench import create_times, ratios
 from tools.bench_guest import _seconds
+from tools.test_ratio import line
 
 
 def test_systemd_durations_in_seconds() -> None:
@@ -46,3 +47,8 @@ def test_a_second_image_gets_its_t1_beside_the_first() -> None:
     lab = {"suite": "bookworm", "t1_seconds": 90.0, "up_to_all_tunnels_seconds": 150.0, "add_spoke_seconds": 95.0}
     out = ratios({"machine": {"cores": 2}, "lab": lab, "lab-trixie": {"suite": "trixie", "t1_seconds": 60.0}})
     assert out["t1_trixie_over_t1_bookworm"] == 0.67
+
+
+def test_make_test_closes_with_its_time_as_a_multiple_of_t1() -> None:
+    assert line(1830, 90.0) == "make test: 30 min 30 s = 20.3 x T1 (T1 90 s, measured in this run; goal at most 15 x T1)"
+    assert "no T1 measured" in line(60, None)

@@ -28,7 +28,7 @@ from tools.mockrun import mock_secrets, stack_values
 ROOT = names.PROJECT_DIR
 STACK = "twohosts"
 EXAMPLE = ROOT / "stacks" / "two-hosts.example.yaml"
-FIGURES = names.STATE_DIR / "e2e-figures.json"
+FIGURES = names.E2E_FIGURES
 LABCTL_TIMEOUT = 1200
 pytestmark = pytest.mark.timeout(1800)
 

@@ -1,0 +1,39 @@
+"""The closing line of `make test`: how long it took, as a multiple of T1 measured in the same run.
+
+    venv/bin/python tools/test_ratio.py START_EPOCH
+
+T1 (one lab VM booting alone, from its domain's start to its tunnel) comes from the
+end-to-end test of this run (.lab/e2e-figures.json, written after START_EPOCH), which
+takes it the way `make bench` does: the spoke it adds to the running lab.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from lablib import names  # noqa: E402
+
+GOAL = 15  # a cold `make test` at most 15 x T1 (it fits CI's 90 minutes on a slow machine)
+
+
+def t1_of_run(since: float) -> float | None:
+    """T1 from this run's end-to-end figures; None if the run wrote none (or an older run did)."""
+    path = names.E2E_FIGURES
+    if not path.exists() or path.stat().st_mtime < since:
+        return None
+    return (json.loads(path.read_text()).get("one_host") or {}).get("t1_seconds")
+
+
+def line(seconds: float, t1: float | None) -> str:
+    took = f"make test: {int(seconds // 60)} min {int(seconds % 60)} s"
+    if not t1:
+        return f"{took}; no T1 measured in this run (the end-to-end test did not get to add a spoke)"
+    return f"{took} = {seconds / t1:.1f} x T1 (T1 {t1:.0f} s, measured in this run; goal at most {GOAL} x T1)"
+
+
+if __name__ == "__main__":
+    start = float(sys.argv[1])
+    print(line(time.time() - start, t1_of_run(start)))
