@@ -15,6 +15,7 @@ from pulumi import automation as auto
 
 from labctl import checks, host, impair
 from labctl.cli import cli
+from labctl import drills
 from labctl.drills import DrillReport, boot_bound, drift, liveness_bound, redial_bound, time_recovery
 from labctl.drills.recovery import outage_seconds
 from labctl.node import established_conns, esp_bytes, peer_addresses
@@ -200,3 +201,22 @@ def test_hub_sees_a_nat_spoke_on_another_host_from_that_hosts_uplink() -> None:
                              "sites": ["spoke1"]}]
     lab._nodes["hub"] = Hub()  # type: ignore[assignment]
     assert checks.hub_sees_spoke(lab, "spoke1") == (True, "hub sees 172.31.0.2, plan says 172.31.0.2")
+
+
+def test_drills_run_together_check_the_lab_once_before_any_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each drill breaks its spoke at once: the others' own health check would see it broken."""
+    probed: list[str] = []
+    monkeypatch.setattr(drills, "overlay_flows", lambda lab, spoke: probed.append(spoke) or True)
+
+    class Lab:
+        spokes = ["spoke1", "spoke2"]
+
+    def drill(name: str) -> Callable[[], DrillReport]:
+        def run() -> DrillReport:
+            drills.require_healthy(Lab())  # type: ignore[arg-type]  # what every drill does first
+            return DrillReport(name)
+        return run
+    reports = drills.together(Lab(), [drill("fragments"), drill("outage")])  # type: ignore[arg-type]
+    assert [r.drill for r in reports] == ["fragments", "outage"] and probed == ["spoke1", "spoke2"]
+    drills.require_healthy(Lab())  # type: ignore[arg-type]  # outside together: checked again
+    assert probed == ["spoke1", "spoke2"] * 2

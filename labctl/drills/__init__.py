@@ -6,8 +6,10 @@ or ipsec commands to help the lab recover, and it leaves the lab as found.
 """
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import click
@@ -86,8 +88,14 @@ def all_flow(lab: LabStack) -> bool:
     return all(overlay_flows(lab, spoke) for spoke in lab.spokes)
 
 
+# Set in the threads of together(): the lab was found healthy once, before any of its drills began.
+_CHECKED = threading.local()
+
+
 def require_healthy(lab: LabStack) -> None:
     """A drill starts only on a lab whose every spoke reaches the hub over the overlay."""
+    if getattr(_CHECKED, "done", False):
+        return
     broken = [spoke for spoke in lab.spokes if not overlay_flows(lab, spoke)]
     if broken:
         raise click.ClickException(f"overlay traffic does not flow from {', '.join(broken)}: "
@@ -123,3 +131,17 @@ def time_recovery(report: DrillReport, label: str, check: Callable[[], bool], bo
     if seconds > bound:
         report.fail(f"{label} took {seconds} s, bound {bound} s")
     return seconds
+
+
+def together(lab: LabStack, drills: Sequence[Callable[[], DrillReport]]) -> list[DrillReport]:
+    """Drills on different spokes at once (each a call of a drill on its own LabStack): the lab is
+    checked healthy once, before any starts, since each one breaks its own spoke at once and would
+    make the others' own check fail. Two drills that change the same part (the hub itself, the
+    NAT in front of a spoke, Pulumi's state) must not run together."""
+    require_healthy(lab)
+
+    def run(drill: Callable[[], DrillReport]) -> DrillReport:
+        _CHECKED.done = True
+        return drill()
+    with ThreadPoolExecutor(max_workers=len(drills)) as pool:
+        return list(pool.map(run, drills))
