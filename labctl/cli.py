@@ -8,7 +8,8 @@
     python -m labctl down ci
 
 Commands that touch the running lab re-run themselves inside the lab's
-network namespace (needs root).
+network namespace (needs root). A failure is one line `labctl: ...`;
+`python -m labctl --debug COMMAND ...` prints the traceback too.
 """
 from __future__ import annotations
 
@@ -25,14 +26,16 @@ from lablib import names
 from labctl import checks, host, impair
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, recovery
+from labctl.failures import LabGroup
 from labctl.node import diagnostics, tunnel_up, wait_until
 
 STACK = click.argument("stack", default="local")
 PCT = click.FloatRange(0, 100)
 
 
-@click.group()
-def cli() -> None:
+@click.group(cls=LabGroup)
+@click.option("--debug", is_flag=True, help="On a failure, print the traceback too (not only the one line).")
+def cli(debug: bool) -> None:
     """Bring up, check, impair and drill the GRE-over-IPsec lab (see README)."""
 
 
