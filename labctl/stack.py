@@ -24,6 +24,7 @@ from pulumi import automation as auto
 
 from lablib import names
 from lablib.hostssh import is_remote
+from labctl.locks import run_unlocked
 from labctl.node import Node
 
 ROOT = names.PROJECT_DIR
@@ -242,8 +243,8 @@ def run_up(stack: str, echo: Callable[[str], None]) -> tuple[auto.UpResult, list
         step = event.resource_pre_event.metadata if event.resource_pre_event else None
         if step is not None and step.op.value not in ("same", "read"):
             changed.append(f"{step.op.value} {step.type} {step.urn.rsplit('::', 1)[-1]}")
-    return open_stack(stack).up(on_output=echo, on_event=on_event), changed
+    return run_unlocked(stack, lambda: open_stack(stack).up(on_output=echo, on_event=on_event), echo), changed
 
 
 def run_destroy(stack: str, echo: Callable[[str], None]) -> auto.DestroyResult:
-    return open_stack(stack).destroy(on_output=echo)
+    return run_unlocked(stack, lambda: open_stack(stack).destroy(on_output=echo), echo)
