@@ -123,8 +123,14 @@ def _apply(props: dict[str, Any]) -> None:
         session.close()
 
 
+# The props that say which things on which VM a resource stands for: the down script names every
+# file, port and conn it removes, so when it changes the old one must run before the new push.
+REPLACING_KEYS = ("host", "name", "downScript")
+
+
 class RemoteConfigProvider(ResourceProvider):
-    """Pushes files and runs scripts; a change of host replaces, anything else updates."""
+    """Pushes files and runs scripts; a change of what it stands for (REPLACING_KEYS) replaces,
+    anything else (file contents, up script, login) updates in place."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         _apply(props)
@@ -133,8 +139,8 @@ class RemoteConfigProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("host", "user", "name", "files", "upScript", "downScript", "jumpUri")
         changed = [key for key in keys if olds.get(key, "") != news.get(key, "")]
-        replaces = [key for key in ("host", "name") if key in changed]
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+        replaces = [key for key in REPLACING_KEYS if key in changed]
+        return DiffResult(changes=bool(changed), replaces=replaces)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         _apply(news)
@@ -177,5 +183,8 @@ class RemoteConfig(pulumi.dynamic.Resource):
         }
         if jump_uri:  # only then: the props (and so the state) of a one-host lab stay as they were
             props["jumpUri"] = jump_uri
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["privateKey", "files"])
-        super().__init__(RemoteConfigProvider(), name, props, pulumi.ResourceOptions.merge(opts, secret_outputs))
+        # Old and new stand for the same files, port and conn on the VM: created first, the new one
+        # would be undone by the old one's down script. An option, not the diff's answer, because
+        # `pulumi up --replace` never asks the provider's diff.
+        own = pulumi.ResourceOptions(additional_secret_outputs=["privateKey", "files"], delete_before_replace=True)
+        super().__init__(RemoteConfigProvider(), name, props, pulumi.ResourceOptions.merge(opts, own))

@@ -171,12 +171,46 @@ def test_declared_keys_are_the_keys_the_program_reads() -> None:
     assert Path(ROOT / "Pulumi.yaml").exists()
 
 
-def test_remote_config_diff_updates_in_place_and_replaces_only_on_a_new_host() -> None:
+def test_remote_config_diff_updates_in_place_and_replaces_when_what_it_stands_for_changes() -> None:
     from providers.remote_config import RemoteConfigProvider
-    old = {"host": "10.10.0.2", "user": names.SSH_USER, "name": "t", "files": [{"path": "/a"}], "upScript": "u",
-           "downScript": "d"}
+    old = {"host": "10.10.0.2", "user": names.SSH_USER, "name": "t", "files": [{"path": "/a", "content": "1"}],
+           "upScript": "u", "downScript": "d"}
     diff = RemoteConfigProvider().diff
     assert not diff("id", old, dict(old)).changes
-    changed = diff("id", old, {**old, "files": [{"path": "/b"}]})
-    assert changed.changes and not changed.replaces
+    for in_place in ({"files": [{"path": "/a", "content": "2"}]}, {"upScript": "u2"}, {"jumpUri": "qemu+ssh://h"}):
+        changed = diff("id", old, {**old, **in_place})
+        assert changed.changes and not changed.replaces, in_place
     assert diff("id", old, {**old, "host": "10.10.0.9"}).replaces == ["host"]
+    # Another file, port or conn to remove: the old down script must run before the new push.
+    assert diff("id", old, {**old, "downScript": "d2"}).replaces == ["downScript"]
+
+
+def hub_sides(run: Run) -> dict[str, dict[str, Any]]:
+    """Each spoke's hub-side inputs, secrets unwrapped."""
+    return {r.name.split("-")[1]: {k: unwrap(v) for k, v in r.inputs.items()} for r in run.of_type(HUB_SIDE)}
+
+
+def test_a_hub_side_is_deleted_before_its_replacement_is_pushed() -> None:
+    """Old and new stand for the same files, port and conn on the hub: created first, the new one
+    would be undone by the old one's down script (issue 17), also under `pulumi up --replace`."""
+    assert all(r.delete_before_replace for r in run_spokes(2).of_type(HUB_SIDE))
+
+
+def test_each_down_script_names_all_its_hub_side_puts_on_the_hub() -> None:
+    """What the provider's diff relies on: a change of file, port or conn changes the down script."""
+    run = run_program(stack_values({"spokes": 3, "vtiSpokes": [2]}))
+    tunnels = {t.inputs["spoke"]: t.inputs for t in run.of_type(f"{COMPONENT}Tunnel")}
+    for spoke, side in hub_sides(run).items():
+        owned = [f["path"] for f in side["files"]] + [tunnels[spoke]["hubPort"]["name"],
+                                                      tunnels[spoke]["hubEnd"]["connName"]]
+        assert all(thing in side["downScript"] for thing in owned), (spoke, owned)
+
+
+def test_a_spoke_of_another_mode_replaces_its_hub_side_and_growing_touches_none() -> None:
+    from providers.remote_config import RemoteConfigProvider
+    diff = RemoteConfigProvider().diff
+    before, grown = hub_sides(run_spokes(2)), hub_sides(run_spokes(5))
+    assert all(not diff("id", before[spoke], grown[spoke]).changes for spoke in before)
+    switched = hub_sides(run_program(stack_values({"spokes": 2, "vtiSpokes": [2]})))
+    assert not diff("id", before["spoke1"], switched["spoke1"]).changes
+    assert diff("id", before["spoke2"], switched["spoke2"]).replaces == ["downScript"]  # its route and part go

@@ -37,6 +37,7 @@ class Recorded:
     inputs: dict[str, Any]
     custom: bool
     provider: str = ""  # the explicit provider's reference (URN::id), "" for the default one
+    delete_before_replace: bool = False  # the resource option, which the engine sees and Mocks are not shown
 
 
 @dataclass
@@ -65,6 +66,19 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
         return {}
+
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also noting the resources registered with delete_before_replace."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.delete_before_replace: set[tuple[str, str]] = set()
+
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method, named as it is
+        if request.deleteBeforeReplace:
+            self.delete_before_replace.add((request.type, request.name))
+        return super().RegisterResource(request)
 
 
 @cache
@@ -146,7 +160,8 @@ def run_program(values: dict[str, str], stack: str = "test", preview: bool = Fal
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.settings.reset_options()
     mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     secret_keys = [f"{PROJECT}:{key}" for key in SECRET_KEYS]
     pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in values.items()}, secret_keys=secret_keys)
     exports: dict[str, Any] = {}
@@ -167,4 +182,6 @@ def run_program(values: dict[str, str], stack: str = "test", preview: bool = Fal
         program()
     finally:
         gc.set_threshold(*threshold)
+    for resource in mocks.resources:
+        resource.delete_before_replace = (resource.typ, resource.name) in monitor.delete_before_replace
     return Run(mocks.resources, outputs)
