@@ -1,7 +1,7 @@
 """The lab's command-line program: everything a user types after `make up`.
 
     python -m labctl stack-config ci --set domainType=qemu
-    python -m labctl up ci          # pulumi up + wait for the tunnels
+    python -m labctl up ci          # pulumi up + wait for the tunnels and overlay traffic
     python -m labctl verify ci [--node spoke1] [--json]
     python -m labctl impair spoke1 --delay 40 --jitter 10 --loss 1 --frag-drop 30
     python -m labctl drill fragments ci
@@ -17,15 +17,16 @@ import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
 from lablib import names
 from labctl import checks, host, impair
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, recovery
+from labctl.drills import DrillReport, drift, fragments, overlay_flows, recovery
 from labctl.failures import LabGroup
 from labctl.node import diagnostics, tunnel_up, wait_until
 
@@ -49,24 +50,53 @@ def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) ->
     click.echo(stacks.write_stack_config(stack, overrides, source))
 
 
+class Stage(NamedTuple):
+    """One step of a spoke's way to ready: the line once done, what a wait for it says, the check."""
+
+    done: str
+    waiting_for: str
+    check: Callable[[str], bool]
+
+
+def ready_stages(lab: stacks.LabStack) -> list[Stage]:
+    """What `up` and `wait` wait for, in order, for each spoke: its IPsec tunnel, then traffic over
+    GRE inside it (an SA comes up even when the hub lacks the spoke's GRE port)."""
+    ping = f"GRE ping to the hub's {names.BRIDGE} {lab.bridge_ip(names.HUB)}"
+    return [Stage("tunnel to hub established", "IPsec tunnel",
+                  lambda spoke: tunnel_up(lab.node(spoke), checks.spoke_conn(spoke))),
+            Stage(f"{ping} answered", ping, lambda spoke: overlay_flows(lab, spoke))]
+
+
+def advance(reached: dict[str, int], stages: Sequence[Stage]) -> Iterator[str]:
+    """Take each spoke through the stages that hold now, in order (a later check runs only once the
+    earlier ones held); reached[spoke] counts the stages it passed. Yields a line for each passed."""
+    for spoke in sorted(reached):
+        while reached[spoke] < len(stages) and stages[reached[spoke]].check(spoke):
+            reached[spoke] += 1
+            yield f"{spoke}: {stages[reached[spoke] - 1].done}"
+
+
 def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
     start = time.monotonic()
-    pending = set(lab.spokes)
+    stages = ready_stages(lab)
+    reached = dict.fromkeys(lab.spokes, 0)
 
-    def all_up() -> bool:
-        for spoke in sorted(pending):
-            if tunnel_up(lab.node(spoke), checks.spoke_conn(spoke)):
-                pending.discard(spoke)
-                click.echo(f"  {spoke}: tunnel to hub established ({time.monotonic() - start:.0f} s)")
-        return not pending
+    def all_ready() -> bool:
+        for line in advance(reached, stages):
+            click.echo(f"  {line} ({time.monotonic() - start:.0f} s)")
+        return all(count == len(stages) for count in reached.values())
 
     try:
-        wait_until(f"tunnels of {', '.join(sorted(pending))}", all_up, timeout, progress=click.echo)
+        wait_until(f"each spoke's {', then '.join(s.waiting_for for s in stages)}", all_ready, timeout,
+                   progress=click.echo)
     except TimeoutError as error:
         for site, node in lab.nodes().items():
             click.echo(diagnostics(node, lab.domain(site)), err=True)
-        raise click.ClickException(str(error)) from None
-    click.echo(f"all {len(lab.spokes)} tunnels up after {time.monotonic() - start:.0f} s")
+        missing = ", ".join(f"{spoke} (no {stages[count].waiting_for})" for spoke, count in reached.items()
+                            if count < len(stages))
+        raise click.ClickException(f"{error}: {missing}") from None
+    click.echo(f"all {len(lab.spokes)} tunnels up and carrying overlay traffic after "
+               f"{time.monotonic() - start:.0f} s")
     for site, info in lab.node_info.items():
         uri = lab.host_uri(site)
         jump = f"-J {urllib.parse.urlsplit(uri).netloc} " if uri else ""  # the host's user@address
@@ -80,7 +110,8 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
 @STACK
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def wait(stack: str, timeout: int) -> None:
-    """Wait until every spoke's tunnel to the hub is established; print how to reach each node."""
+    """Wait until every spoke's tunnel to the hub is established and a GRE ping through it to the hub
+    answered; print how to reach each node."""
     host.enter_lab_namespace(stack)
     wait_for_tunnels(stacks.load(stack), timeout)
 
@@ -89,7 +120,7 @@ def wait(stack: str, timeout: int) -> None:
 @STACK
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def up(stack: str, timeout: int) -> None:
-    """`pulumi up` on the stack (Automation API), then wait for its tunnels."""
+    """`pulumi up` on the stack (Automation API), then wait for its tunnels and overlay traffic."""
     host.enter_lab_namespace(stack)
     result, changed = stacks.run_up(stack, click.echo)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")

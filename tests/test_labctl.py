@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from pulumi import automation as auto
 
+import labctl.cli as labctl_cli
 from labctl import checks, host, impair
 from labctl.cli import cli
 from labctl import drills
@@ -220,3 +221,46 @@ def test_drills_run_together_check_the_lab_once_before_any_starts(monkeypatch: p
     assert [r.drill for r in reports] == ["fragments", "outage"] and probed == ["spoke1", "spoke2"]
     drills.require_healthy(Lab())  # type: ignore[arg-type]  # outside together: checked again
     assert probed == ["spoke1", "spoke2"] * 2
+
+
+def test_up_waits_for_overlay_traffic_not_only_ipsec(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: with the hub's GRE port for spoke2 deleted, its SA came up and `up` said all tunnels
+    were up. Now spoke2 must also get a GRE ping answered; the ping is tried only once its IPsec is up."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    tried: list[tuple[str, str]] = []
+
+    def stages(ipsec: set[str], gre: set[str]) -> list[labctl_cli.Stage]:
+        return [labctl_cli.Stage(f"{name} done", name, lambda spoke, name=name, ok=ok: tried.append((name, spoke))
+                                 or spoke in ok) for name, ok in (("ipsec", ipsec), ("gre", gre))]
+
+    class Lab:
+        spokes = ["spoke1", "spoke2", "spoke3"]
+        node_info: dict[str, object] = {}
+        hosts: list[object] = []
+
+        def nodes(self) -> dict[str, object]:
+            return {}
+
+    monkeypatch.setattr(labctl_cli, "ready_stages", lambda lab: stages({"spoke1", "spoke2"}, {"spoke1"}))
+    with pytest.raises(click.ClickException, match=r"spoke2 \(no gre\), spoke3 \(no ipsec\)$"):
+        labctl_cli.wait_for_tunnels(Lab(), timeout=60)  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "spoke1: gre done" in out and "spoke2: ipsec done" in out and "all 3" not in out
+    assert tried.count(("ipsec", "spoke2")) == tried.count(("gre", "spoke1")) == 1  # passed: not checked again
+    assert ("gre", "spoke2") in tried and ("gre", "spoke3") not in tried
+    monkeypatch.setattr(labctl_cli, "ready_stages", lambda lab: stages(set(Lab.spokes), set(Lab.spokes)))
+    labctl_cli.wait_for_tunnels(Lab(), timeout=60)  # type: ignore[arg-type]
+    assert "all 3 tunnels up and carrying overlay traffic after 0 s" in capsys.readouterr().out
+
+
+def test_the_overlay_stage_pings_the_hubs_bridge_from_the_spoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = lab_with()
+    lab.node_info["hub"]["bridgeAddress"] = "10.20.0.1/24"
+    pinged: list[str] = []
+    monkeypatch.setattr(labctl_cli, "overlay_flows", lambda lab, spoke: pinged.append(spoke) or True)
+    ipsec, gre = labctl_cli.ready_stages(lab)
+    assert ipsec.done == "tunnel to hub established"  # the line tests/e2e/test_two_host_lab.py reads
+    assert gre.waiting_for == "GRE ping to the hub's br0 10.20.0.1" and gre.check("spoke2") and pinged == ["spoke2"]
