@@ -40,7 +40,7 @@ class Tunnel(pulumi.ComponentResource):
             "hubPort": tunnel.hub_port.as_props(), "spokePort": tunnel.spoke_port.as_props(),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
-        hub_side = payload.hub_side(spec, tunnel)
+        hub_side = payload.hub_side(tunnel)
         RemoteConfig(
             f"{name}-hub-side",
             host=args.hub_host,

@@ -82,16 +82,15 @@ def esp_counters(lab: LabStack, spoke: str) -> Outcome:
 
 
 def mtus(lab: LabStack, site: str) -> Outcome:
-    """Every tunnel device of the site (the hub has one per interface mode its spokes use) and br0."""
     node = lab.node(site)
-    devices = sorted({lab.info(s, "tunnelInterface") for s in ([site, *lab.spokes] if site == names.HUB else [site])})
+    device = lab.info(site, "tunnelInterface")
     found = {}
-    for name in (*devices, names.BRIDGE):
+    for name in (device, names.BRIDGE):
         match = re.search(r" mtu (\d+) ", node.run(f"ip -o link show {name}", check=False))
         found[name] = int(match.group(1)) if match else None
-    ok = all(found[d] == lab.tunnel_mtu for d in devices) and found[names.BRIDGE] == lab.inner_mtu
-    return ok, ", ".join([f"{d} {found[d]} (plan {lab.tunnel_mtu})" for d in devices] +
-                         [f"{names.BRIDGE} {found[names.BRIDGE]} (plan {lab.inner_mtu})"])
+    ok = found[device] == lab.tunnel_mtu and found[names.BRIDGE] == lab.inner_mtu
+    return ok, (f"{device} {found[device]} (plan {lab.tunnel_mtu}), "
+                f"{names.BRIDGE} {found[names.BRIDGE]} (plan {lab.inner_mtu})")
 
 
 def gre_ports(lab: LabStack, site: str) -> Outcome:

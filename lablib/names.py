@@ -134,7 +134,6 @@ IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.co
 LAB_NETWORK_SERVICE = "lab-network.service"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
-LAB_NETWORK_DIR = "/etc/lab-network.d"  # the hub's parts for spokes of the other interface mode
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 
@@ -155,11 +154,6 @@ def conn_conf_path(conn: str) -> str:
 
 def conn_secrets_path(conn: str) -> str:
     return f"{IPSEC_DIR}/{conn}.secrets"
-
-
-def conn_network_path(conn: str) -> str:
-    """The hub's lab-network part for a conn whose interface mode is not the hub's default."""
-    return f"{LAB_NETWORK_DIR}/{conn}.sh"
 
 
 def gre_port(remote: str) -> str:

@@ -24,21 +24,20 @@ def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
             PayloadFile(end.secrets_path, "0600", render.render_secrets(end, psk))]
 
 
-HUB_VTI_REMOTE = "0.0.0.0"  # one shared VTI on the hub for every spoke, whatever its address
-
-
 def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) -> str:
     """The per-boot script: tunnel device + MTU, overlay route, bridge (+ the spoke's GRE port).
-    The hub's device and pool route are the default mode's; spokes of the other mode bring theirs
-    with their hub side (hub_side)."""
+    Each site's device is of its own end's interface mode (the hub's: interfaceMode, for every spoke)."""
     plan = spec.plan
     if tunnel is None:
         ports: list[GrePort] = []  # hub ports arrive with each spoke's Tunnel
-        overlay_route, vti_remote, mode = str(plan.overlay_pool), HUB_VTI_REMOTE, spec.config.interface_mode
+        overlay_route = str(plan.overlay_pool)
+        vti_remote = "0.0.0.0"  # one shared VTI for every spoke, whatever its address
+        mode = spec.config.interface_mode
     else:
         ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))
-        vti_remote, mode = str(plan.hub.wan_address), tunnel.spoke_end.interface_mode
+        vti_remote = str(plan.hub.wan_address)
+        mode = tunnel.spoke_end.interface_mode
     return render.render_lab_network(site, mode, spec.config, spec.mtu, ports, overlay_route, vti_remote)
 
 
@@ -99,26 +98,16 @@ class HubSide:
     end: ConnEnd
     up_script: str
     down_script: str
-    network_part: PayloadFile | None  # device and route of a spoke not of the hub's default mode
 
     def files(self, psk: str) -> list[dict[str, str]]:
-        """The conn and secrets files (and the network part), as RemoteConfig takes them."""
-        parts = [self.network_part] if self.network_part else []
-        return [vars(f) for f in (*tunnel_files(self.end, psk), *parts)]
+        """The conn and secrets files, as RemoteConfig takes them."""
+        return [vars(f) for f in tunnel_files(self.end, psk)]
 
 
-def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:
+def hub_side(tunnel: SpokeTunnel) -> HubSide:
     end, port = tunnel.hub_end, tunnel.hub_port
-    part = None
-    if end.interface_mode != spec.config.interface_mode:
-        text = render.render_hub_tunnel_route(end, str(spec.plan.hub.wan_address), HUB_VTI_REMOTE,
-                                              spec.mtu.tunnel_mtu)
-        part = PayloadFile(names.conn_network_path(end.conn_name), "0644", text)
-    part_path = part.path if part else None
-    files = [end.conf_path, end.secrets_path, *([part_path] if part_path else [])]
     return HubSide(
         end=end,
-        up_script=render.render_hub_tunnel_up(end, port, part_path),
-        down_script=render.render_hub_tunnel_down(end, port, files, part_path),
-        network_part=part,
+        up_script=render.render_hub_tunnel_up(end, port),
+        down_script=render.render_hub_tunnel_down(end, port, [end.conf_path, end.secrets_path]),
     )

@@ -60,11 +60,6 @@ def render_lab_network(site: Site, mode: str, config: LabConfig, mtu: MtuPlan, p
                    mtu=mtu, ports=ports, overlay_route=overlay_route, vti_remote=vti_remote)
 
 
-def render_hub_tunnel_route(end: ConnEnd, local_wan: str, vti_remote: str, tunnel_mtu: int) -> str:
-    return _render("hub-tunnel-route.sh.j2", end=end, local_wan=local_wan, vti_remote=vti_remote,
-                   tunnel_mtu=tunnel_mtu)
-
-
 @cache
 def render_lab_network_unit() -> str:
     return _render("lab-network.service")
@@ -76,12 +71,12 @@ def render_ipsec_compat() -> str:
     return _render("lab-ipsec-compat.sh.j2")
 
 
-def render_hub_tunnel_up(end: ConnEnd, port: GrePort, network_part: str | None) -> str:
-    return _render("hub-tunnel-up.sh.j2", end=end, port=port, network_part=network_part)
+def render_hub_tunnel_up(end: ConnEnd, port: GrePort) -> str:
+    return _render("hub-tunnel-up.sh.j2", end=end, port=port)
 
 
-def render_hub_tunnel_down(end: ConnEnd, port: GrePort, files: Sequence[str], network_part: str | None) -> str:
-    return _render("hub-tunnel-down.sh.j2", end=end, port=port, files=files, network_part=network_part)
+def render_hub_tunnel_down(end: ConnEnd, port: GrePort, files: Sequence[str]) -> str:
+    return _render("hub-tunnel-down.sh.j2", end=end, port=port, files=files)
 
 
 def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: str, install_packages: bool) -> str:

@@ -88,7 +88,7 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
     spec = parse_lab()
-    hub_side = payload.hub_side(spec, spoke_tunnel(spec, spec.plan.spokes[0]))
+    hub_side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]))
     up, down = hub_side.up_script, hub_side.down_script
     assert f"add-port {names.BRIDGE} gre-spoke1" in up and "options:key=1" in up
     assert f"ipsec addconn --config {names.IPSEC_CONF} hub-spoke1\n" in up
@@ -117,25 +117,16 @@ def test_macs_are_stable_and_distinct() -> None:
     assert names.mac_address("ci", plan.hub.site_index, 0) == names.mac_address("ci", plan.hub.site_index, 0)
 
 
-def test_a_spoke_of_the_other_mode_brings_the_hub_its_device_and_route() -> None:
-    """Hub default XFRM, spoke2 VTI: both ends of spoke2's tunnel are VTI; its hub side carries the
-    VTI device and a /32 route (sourced again by the hub's lab-network at boot), removed on delete;
-    spoke1's hub side carries nothing of the kind."""
+def test_a_spoke_of_the_other_mode_keeps_the_hubs_interface_at_the_hub_end() -> None:
+    """Hub default XFRM, spoke2 VTI: spoke2's own end and device are VTI; the hub serves it, like
+    every spoke, through its XFRM interface (one kind per hub: see lablib.tunnel.spoke_tunnel)."""
     spec = parse_lab(interfaceMode="xfrm", vtiSpokes=[2])
     one, two = (spoke_tunnel(spec, spoke) for spoke in spec.plan.spokes)
-    assert (one.hub_end.interface_name, two.hub_end.interface_name) == ("ipsec20", names.VTI_INTERFACE)
+    assert (one.spoke_end.interface_name, two.spoke_end.interface_name) == ("ipsec20", names.VTI_INTERFACE)
+    assert one.hub_end.interface_name == two.hub_end.interface_name == "ipsec20"
     assert conn_options(render.render_conn(two.spoke_end))["vti-interface"] == names.VTI_INTERFACE
-    assert payload.hub_side(spec, one).network_part is None
-    side = payload.hub_side(spec, two)
-    part = side.network_part
-    assert part is not None and part.path == names.conn_network_path("hub-spoke2")
-    assert f"ip tunnel add {names.VTI_INTERFACE} mode vti local 192.168.1.10 remote 0.0.0.0 okey 20 ikey 20" in part.content
-    assert f"ip link set {names.VTI_INTERFACE} mtu {spec.mtu.tunnel_mtu} up" in part.content
-    assert f"ip route replace 240.0.0.3/32 dev {names.VTI_INTERFACE} src 240.0.0.1" in part.content
-    assert part.path in [f["path"] for f in side.files(PSK)]
-    assert f". {part.path}\n" in side.up_script and part.path in side.down_script
-    assert f"ip route del 240.0.0.3/32 dev {names.VTI_INTERFACE}" in side.down_script
+    assert conn_options(render.render_conn(two.hub_end))["ipsec-interface"] == "20"
     hub = payload.lab_network_script(spec, spec.plan.hub, None)
-    assert "type xfrm dev wan0 if_id 20" in hub and f"{names.LAB_NETWORK_DIR}/*.sh" in hub
+    assert "type xfrm dev wan0 if_id 20" in hub and "vti" not in hub
     spoke = payload.lab_network_script(spec, spec.plan.spokes[1], two)
     assert "mode vti local 192.168.3.10 remote 192.168.1.10" in spoke and "xfrm" not in spoke

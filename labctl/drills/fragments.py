@@ -30,8 +30,7 @@ class End:
 
     def __init__(self, lab: LabStack, site: str, peer: str) -> None:
         self.node: Node = lab.node(site)
-        # Both ends of a tunnel use the spoke's interface mode, and so the spoke's device name.
-        self.device = lab.info(peer if site == names.HUB else site, "tunnelInterface")
+        self.device = lab.info(site, "tunnelInterface")
         self.own = lab.info(site, "overlayAddress")
         self.peer = lab.info(peer, "overlayAddress")
         self.port = names.gre_port(peer)

@@ -25,7 +25,6 @@ def check_tunnel_ends(r: Res, _args: ResourceValidationArgs, report: Report) -> 
         ("hubEnd.localAddress", hub.get("localAddress"), "spokeEnd.remoteAddress", spoke.get("remoteAddress")),
         ("hubEnd.ike", hub.get("ike"), "spokeEnd.ike", spoke.get("ike")),
         ("hubEnd.esp", hub.get("esp"), "spokeEnd.esp", spoke.get("esp")),
-        ("hubEnd.interfaceMode", hub.get("interfaceMode"), "spokeEnd.interfaceMode", spoke.get("interfaceMode")),
         ("hubEnd.tunnelMark", hub.get("tunnelMark"), "spokeEnd.tunnelMark", spoke.get("tunnelMark")),
         ("hubPort.localIp", hub_port.get("localIp"), "spokePort.remoteIp", spoke_port.get("remoteIp")),
         ("hubPort.remoteIp", hub_port.get("remoteIp"), "spokePort.localIp", spoke_port.get("localIp")),
@@ -67,7 +66,8 @@ def check_tunnel_ends(r: Res, _args: ResourceValidationArgs, report: Report) -> 
 
 tunnel_ends_agree = resource_policy(
     "tunnel-ends-agree",
-    "Both ends of a tunnel mirror each other (IDs, overlays, proposals, interface, GRE ports); names fit Linux.",
+    "Both ends of a tunnel mirror each other (IDs, overlays, proposals, mark, GRE ports); names fit Linux. "
+    "The kind of route-based interface is each end's own (it never shows on the wire).",
     (TUNNEL,), check_tunnel_ends)
 
 
