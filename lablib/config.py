@@ -30,7 +30,8 @@ DOMAIN_TYPES = ("kvm", "qemu")
 SECRET_KEYS = ("masterSecret", "sshPrivateKey")
 PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
-    "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp", "greKey",
+    "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp",
+    "greKey",
     "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
     "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
@@ -43,7 +44,7 @@ class LabConfig:
 
     addresses: AddressSettings  # the keys the address plan is computed from
     wan_mtu: int
-    interface_mode: str  # the default; spoke_modes holds the spokes that use another
+    interface_mode: str  # the hub's, and every spoke's not in spoke_modes
     tunnel_mark: int
     ike: str
     esp: str
@@ -65,7 +66,8 @@ class LabConfig:
         return names.tunnel_interface(self.interface_mode, self.tunnel_mark)
 
     def mode_of(self, spoke: int) -> str:
-        """The route-based interface of spoke number `spoke` (both ends of its tunnel use it)."""
+        """The route-based interface of spoke number `spoke`'s own end (the hub's end of every
+        tunnel is interface_mode: lablib.tunnel.spoke_tunnel says why)."""
         return dict(self.spoke_modes).get(spoke, self.interface_mode)
 
     def interface_of(self, spoke: int) -> str:

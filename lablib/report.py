@@ -23,7 +23,7 @@ def host_fields(spec: LabSpec, site: Site) -> dict[str, str]:
 
 
 def tunnel_interface(spec: LabSpec, site: Site) -> str:
-    """A spoke's own device; the hub's default one (it has each spoke's too: interface_of)."""
+    """A spoke's own device; the hub's is interfaceMode's, through which it serves every spoke."""
     return spec.config.tunnel_interface if site.is_hub else spec.config.interface_of(site.number)
 
 
