@@ -35,6 +35,7 @@ import pytest
 import yaml
 
 from lablib import names
+from lablib.config import INTERFACE_MODES
 from lablib.keys import derive_psk
 from labctl import checks, host
 from labctl import stack as stacks
@@ -57,7 +58,6 @@ pytestmark = pytest.mark.timeout(1800)  # one test, the module fixture's setup i
 HUB_SUITE = "trixie"
 LIBRESWAN = {"bookworm": "4.10", "trixie": "5.2"}
 MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "vti"}
-DEVICE_KIND = {"xfrm": "xfrm", "vti": "vti"}  # `ip -d link` names the kind as the mode
 # Every drill, in stages; the drills of one stage run at once, each on its own spoke (the fragments
 # replay changes the hub's MTUs and its route to spoke1; the outage's recovery check is a small
 # ping, which neither touches). The hub reboot comes last and alone: it cuts every spoke off.
@@ -226,7 +226,7 @@ def tunnel_devices(node: Node) -> dict[str, str]:
     found = {}
     for line in node.run("ip -d -o link show").splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        kind = next((k for k in DEVICE_KIND.values() if f" {k} " in line), None)
+        kind = next((mode for mode in INTERFACE_MODES if f" {mode} " in line), None)  # `ip -d` names it so
         if name.startswith("ipsec") and kind:
             found[name] = kind
     return found
@@ -237,7 +237,7 @@ def test_each_site_runs_its_interface_mode(lab: Lab) -> None:
     lab_stack = stacks.load(STACK)
     for site in lab_stack.node_info:
         device = lab_stack.info(site, "tunnelInterface")
-        assert tunnel_devices(lab.nodes[site]) == {device: DEVICE_KIND[MODES[site]]}, site
+        assert tunnel_devices(lab.nodes[site]) == {device: MODES[site]}, site
 
 
 def test_verify_passes_every_check(lab: Lab) -> None:
