@@ -30,6 +30,7 @@ _ENV = _lab_env()
 
 # --- people and places on the machine running Pulumi -------------------------
 SSH_USER = _ENV["LAB_SSH_USER"]  # the account on every VM (sudo, lab SSH key)
+QEMU_USER = _ENV["LAB_QEMU_USER"]  # the account the VMs' QEMU runs as (scripts/env.sh lab_qemu_conf)
 NETNS = os.environ.get("LAB_NETNS", _ENV["LAB_NETNS_DEFAULT"])  # where libvirtd and the lab run
 CACHE_DIR = Path(os.environ.get("LAB_CACHE") or os.path.expanduser(_ENV["LAB_CACHE_DEFAULT"]))
 STATE_DIR = PROJECT_DIR / _ENV["LAB_STATE_DIR"]  # per checkout, git-ignored
@@ -136,6 +137,7 @@ LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
+VM_PYTHON = "/usr/bin/python3"  # Debian's, on every lab image (cloud-init runs on it): Ansible's interpreter
 
 
 def tunnel_interface(interface_mode: str, tunnel_mark: int) -> str:

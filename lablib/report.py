@@ -48,8 +48,15 @@ def nodes(spec: LabSpec) -> dict[str, dict[str, object]]:
     return {site.name: node_summary(spec, site) for site in spec.plan.sites}
 
 
+# Every `make up` boots fresh VMs (new host keys) at the same addresses, on a private network:
+# accept each key and remember none, as labctl does (labctl/node.py).
+ANSIBLE_SSH_ARGS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+HUB_GROUP, SPOKE_GROUP = "hubs", "spokes"  # not "hub": Ansible warns when a group and a host share a name
+
+
 def inventory_yaml(spec: LabSpec) -> str:
-    """An Ansible-style inventory: groups hub and spokes, SSH over the management network."""
+    """An Ansible inventory (`ansible all -m ping` takes it without a warning): groups hubs and
+    spokes, SSH over the management network with the lab's key."""
     def host(site: Site) -> dict[str, object]:
         return {"ansible_host": str(site.mgmt_address), "ansible_user": names.SSH_USER,
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
@@ -63,12 +70,14 @@ def inventory_yaml(spec: LabSpec) -> str:
         return {} if interface == config.tunnel_interface else {"tunnel_interface": interface}
     config, plan = spec.config, spec.plan
     inventory = {"all": {
-        "vars": {"tunnel_interface": config.tunnel_interface, "tunnel_mtu": spec.mtu.tunnel_mtu,
+        "vars": {"ansible_ssh_private_key_file": str(names.SSH_KEY_FILE),
+                 "ansible_python_interpreter": names.VM_PYTHON, "ansible_ssh_common_args": ANSIBLE_SSH_ARGS,
+                 "tunnel_interface": config.tunnel_interface, "tunnel_mtu": spec.mtu.tunnel_mtu,
                  "inner_mtu": spec.mtu.inner_mtu, "wan_mtu": config.wan_mtu,
                  "ike": config.ike, "esp": config.esp},
         "children": {
-            "hub": {"hosts": {plan.hub.name: host(plan.hub)}},
-            "spokes": {"hosts": {site.name: host(site) for site in plan.spokes}},
+            HUB_GROUP: {"hosts": {plan.hub.name: host(plan.hub)}},
+            SPOKE_GROUP: {"hosts": {site.name: host(site) for site in plan.spokes}},
         },
     }}
     return yaml.dump(inventory, Dumper=_DUMPER, sort_keys=False)

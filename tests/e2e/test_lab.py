@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -256,6 +257,29 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
         [p for p in planned if p[0] == "spoke1"]) + 1, lines.stdout
+
+
+def ping_replies(stdout: str) -> dict[str, tuple[str, dict[str, object]]]:
+    """`ansible all -m ping`'s default output, `NAME | STATUS => {json}` per host: name -> (status, json)."""
+    parts = re.split(r"^(\S+) \| (\S+)(?: \| rc=-?\d+)? => ", stdout, flags=re.MULTILINE)
+    return {name: (status, json.loads(reply)) for name, status, reply in zip(parts[1::3], parts[2::3], parts[3::3])}
+
+
+def test_ansible_pings_every_node_through_the_inventory(lab: Lab, tmp_path: Path) -> None:
+    """The `inventory` output, as a user saves it, takes `ansible all -m ping` to every node with no
+    warning: its groups, the lab's SSH key and the VMs' Python interpreter are in it."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(str(stacks.load(STACK).outputs["inventory"]))
+    start = time.monotonic()
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible"), "all", "-i", str(inventory), "-m", "ping"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=LABCTL_TIMEOUT)
+    print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
+    replies = ping_replies(result.stdout)
+    assert result.returncode == 0, f"ansible exited {result.returncode}\n{explain(lab.nodes)}"
+    assert {name: (status, reply.get("ping")) for name, (status, reply) in replies.items()} == {
+        name: ("SUCCESS", "pong") for name in lab.nodes}
+    assert not result.stderr.strip(), result.stderr
+    lab.figures["ansible_ping_seconds"] = round(time.monotonic() - start, 1)
 
 
 def drill(name: str, site: str) -> Callable[[], DrillReport]:
