@@ -34,7 +34,7 @@ STACK = click.argument("stack", default="local")
 PCT = click.FloatRange(0, 100)
 
 
-@click.group(cls=LabGroup)
+@click.group(cls=LabGroup, context_settings={"max_content_width": 100})  # whole command lines on a wide screen
 @click.option("--debug", is_flag=True, help="On a failure, print the traceback too (not only the one line).")
 def cli(debug: bool) -> None:
     """Bring up, check, impair and drill the GRE-over-IPsec lab (see README)."""
@@ -46,7 +46,9 @@ def cli(debug: bool) -> None:
 @click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Stack file to start from (default stacks/Pulumi.STACK.yaml).")
 def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) -> None:
-    """Write .lab/project/Pulumi.STACK.yaml: stacks/Pulumi.STACK.yaml + this checkout's secrets."""
+    """Write the run stack file (committed values + this checkout's secrets).
+
+    .lab/project/Pulumi.STACK.yaml: stacks/Pulumi.STACK.yaml (or --from), --set values, the lab's keys."""
     click.echo(stacks.write_stack_config(stack, overrides, source))
 
 
@@ -110,8 +112,9 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
 @STACK
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def wait(stack: str, timeout: int) -> None:
-    """Wait until every spoke's tunnel to the hub is established and a GRE ping through it to the hub
-    answered; print how to reach each node."""
+    """Wait for every spoke's tunnel and a GRE ping through it to the hub.
+
+    Then print how to reach each node."""
     host.enter_lab_namespace(stack)
     wait_for_tunnels(stacks.load(stack), timeout)
 
@@ -214,7 +217,9 @@ def print_report(report: DrillReport, as_json: bool) -> None:
 
 @cli.group()
 def drill() -> None:
-    """Scripted fault drills: each prints its figures, fails when the lab does not heal itself in time."""
+    """Scripted fault drills.
+
+    Each prints its figures and fails when the lab does not heal itself in time."""
 
 
 SITE = click.option("--site", help="The spoke to drill (default: the first spoke behind NAT).")
@@ -229,7 +234,7 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Figures as JSON.")
 @click.option("--size", type=int, default=1400, show_default=True, help="Ping size (IP packet), bytes.")
 @JSON
 def drill_fragments(stack: str, site: str | None, drop: float, count: int, size: int, as_json: bool) -> None:
-    """The original failure: wrong tunnel MTU + fragment loss on the WAN, then the computed MTU."""
+    """The original failure (wrong tunnel MTU + WAN fragment loss), then the computed MTU."""
     host.enter_lab_namespace(stack)
     print_report(fragments.run(stacks.load(stack), site, drop, count, size, click.echo), as_json)
 
