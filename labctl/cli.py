@@ -123,7 +123,9 @@ def wait(stack: str, timeout: int) -> None:
 @STACK
 @click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
 def up(stack: str, timeout: int) -> None:
-    """`pulumi up` on the stack (Automation API), then wait for its tunnels and overlay traffic."""
+    """`pulumi up` on the stack, then wait for its tunnels and overlay traffic.
+
+    The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
     result, changed = stacks.run_up(stack, click.echo)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
