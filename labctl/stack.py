@@ -235,15 +235,23 @@ def load(stack: str) -> LabStack:
     return LabStack(stack, outputs, plain_config(stack))
 
 
-def run_up(stack: str, echo: Callable[[str], None]) -> tuple[auto.UpResult, list[str]]:
-    """`pulumi up`, and one line per resource it did not leave as it was ("OP TYPE NAME")."""
+def run_up(stack: str, echo: Callable[[str], None], replace: list[str] | None = None
+           ) -> tuple[auto.UpResult, list[str]]:
+    """`pulumi refresh`, so that drift inside the VMs (and of libvirt objects) becomes a diff,
+    then `pulumi up` (replacing the resources whose URNs are in replace); and one line per resource
+    the up did not leave as it was ("OP TYPE NAME")."""
     changed: list[str] = []
 
     def on_event(event: auto.EngineEvent) -> None:
         step = event.resource_pre_event.metadata if event.resource_pre_event else None
         if step is not None and step.op.value not in ("same", "read"):
             changed.append(f"{step.op.value} {step.type} {step.urn.rsplit('::', 1)[-1]}")
-    return run_unlocked(stack, lambda: open_stack(stack).up(on_output=echo, on_event=on_event), echo), changed
+
+    def refresh_then_up() -> auto.UpResult:
+        selected = open_stack(stack)
+        selected.refresh(on_output=echo)
+        return selected.up(on_output=echo, on_event=on_event, replace=replace)
+    return run_unlocked(stack, refresh_then_up, echo), changed
 
 
 def run_destroy(stack: str, echo: Callable[[str], None]) -> auto.DestroyResult:
