@@ -177,7 +177,7 @@ def test_the_default_ike_gives_libreswan_4_and_5_the_same_first_dh_group(tmp_pat
     """A mixed fleet (a 5.x hub, 4.x spokes) agrees on the key exchange at the first IKE_SA_INIT.
     Without a group, 4.10 guesses MODP2048 and 5.2 wants DH19: the hub answers INVALID_KE_PAYLOAD,
     and a 4.10 spoke re-dialling a restarted hub ignored those answers until its 60 s retransmit
-    timeout (README, "mixed fleet")."""
+    timeout (docs/stacks.md, "Mixed fleet")."""
     default = parse_lab().config.ike
     line = f"ike={default}"
     first = {suite: first_dh_group(algparse(suite, [line], tmp_path)[line]) for suite in SUITES}

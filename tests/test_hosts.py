@@ -263,7 +263,7 @@ def test_any_hosts_config_is_one_config_error_or_a_sound_placement(hosts, pins, 
         assert max(counts.values()) - min(counts.get(name, 0) for name in names) <= 1
 
 
-def test_readme_shows_the_example_stack_as_it_is() -> None:
+def test_docs_show_the_example_stack_as_it_is() -> None:
     example = (ROOT / "stacks" / "two-hosts.example.yaml").read_text()
-    readme = (ROOT / "README.md").read_text()
-    assert f"```yaml\n{example[example.index('config:'):].rstrip()}\n```" in readme
+    page = (ROOT / "docs" / "several-hosts.md").read_text()
+    assert f"```yaml\n{example[example.index('config:'):].rstrip()}\n```" in page
