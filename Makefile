@@ -55,7 +55,7 @@ e2e: deps
 	scripts/labns.sh exec $(PY) -m pytest -v -rfEs tests/e2e
 
 # Boot time, memory, goodput, plan and preview times in one run: a table on
-# stdout, JSON in .lab/bench.json (README "Performance"). About 10 minutes.
+# stdout, JSON in .lab/bench.json (docs/performance.md). About 10 minutes.
 bench: deps
 	scripts/labns.sh start
 	trap 'scripts/labns.sh stop' EXIT
