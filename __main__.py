@@ -2,6 +2,7 @@
 import pulumi
 
 from components.lab import Lab, LabArgs
+from lablib import names
 from lablib.config import PLAIN_KEYS, SECRET_KEYS, ConfigError, parse_config
 from lablib.hostcheck import check_logins
 from lablib.sdk_tuning import tune_sdk
@@ -17,7 +18,7 @@ try:
 except ConfigError as error:
     raise pulumi.RunError(str(error)) from None
 
-lab = Lab("lab", LabArgs(
+lab = Lab(names.PROGRAM_ROOT, LabArgs(
     stack=pulumi.get_stack(),
     spec=spec,
     master_secret=pulumi.Output.secret(secrets["masterSecret"]),

@@ -46,7 +46,8 @@ class LabNode(pulumi.ComponentResource):
             "tunnelMtu": mtu.tunnel_mtu, "innerMtu": mtu.inner_mtu, "image": boot.image,
         }
         super().__init__("lab:index:LabNode", name, props, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        # libvirt names are fixed (names.*): a replacement (`labctl rebuild`) cannot exist beside the old.
+        child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
         disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
                               base_volume_id=args.volumes.base_volume_id, format="qcow2", opts=child)
         # The provider reads each ISO back after uploading it, and concurrent uploads came back
@@ -54,7 +55,8 @@ class LabNode(pulumi.ComponentResource):
         cloudinit = libvirt.CloudInitDisk(
             f"{name}-cloudinit", name=names.cloudinit_volume_name(args.stack, site.name), pool=args.pool_name,
             user_data=args.user_data, network_config=seed.network_config, meta_data=seed.meta_data,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.cloudinit_after] if args.cloudinit_after else []))
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                depends_on=[args.cloudinit_after] if args.cloudinit_after else [])))
         self.cloudinit = cloudinit
         direct_boot = {}
         if boot.direct:
@@ -79,9 +81,9 @@ class LabNode(pulumi.ComponentResource):
             **direct_boot,
             # libvirt does not apply NIC or boot changes to a defined domain: replace it. The
             # provider reads addresses back from DHCP leases only, so that field never matches.
-            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["networkInterfaces", "kernel",
-                                                                         "initrd", "cmdlines"],
-                                        ignore_changes=["networkInterfaces[1].addresses"]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines"],
+                ignore_changes=["networkInterfaces[1].addresses"])),
         )
         self.ssh_command = report.ssh_command(site)
         self.register_outputs({"domainId": self.domain.id, "sshCommand": self.ssh_command})

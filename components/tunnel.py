@@ -40,7 +40,7 @@ class Tunnel(pulumi.ComponentResource):
             "hubPort": tunnel.hub_port.as_props(), "spokePort": tunnel.spoke_port.as_props(),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
-        hub_side = payload.hub_side(tunnel)
+        hub_side = payload.hub_side(tunnel, spec.mtu)
         RemoteConfig(
             f"{name}-hub-side",
             host=args.hub_host,
@@ -49,6 +49,7 @@ class Tunnel(pulumi.ComponentResource):
             files=args.psk.apply(hub_side.files),
             up_script=hub_side.up_script,
             down_script=hub_side.down_script,
+            check_script=hub_side.check_script,
             jump_uri=args.jump_uri,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]),
         )

@@ -2,6 +2,7 @@
 
     python -m labctl stack-config ci --set domainType=qemu
     python -m labctl up ci          # pulumi up + wait for the tunnels and overlay traffic
+    python -m labctl rebuild ci spoke1   # that spoke from scratch (new disk, seed, domain) + wait
     python -m labctl verify ci [--node spoke1] [--json]
     python -m labctl impair spoke1 --delay 40 --jitter 10 --loss 1 --frag-drop 30
     python -m labctl drill fragments ci
@@ -25,6 +26,7 @@ import click
 
 from lablib import names
 from labctl import checks, host, impair
+from labctl import rebuild as rebuilding
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, overlay_flows, recovery
 from labctl.failures import LabGroup
@@ -128,6 +130,24 @@ def up(stack: str, timeout: int) -> None:
     The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
     result, changed = stacks.run_up(stack, click.echo)
+    click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
+    for line in changed:
+        click.echo(f"  changed: {line}")
+    wait_for_tunnels(stacks.load(stack), timeout)
+
+
+@cli.command()
+@click.argument("stack")
+@click.argument("spoke")
+@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
+def rebuild(stack: str, spoke: str, timeout: int) -> None:
+    """Rebuild SPOKE from scratch, then wait for the tunnels as `up` does.
+
+    A new disk, cloud-init disk and domain: `pulumi up --replace` of those three, nothing else."""
+    host.enter_lab_namespace(stack)
+    rebuilding.check_spoke(stacks.load(stack), spoke)
+    urns = rebuilding.spoke_urns(stacks.open_stack(stack).export_stack().deployment["resources"], spoke)
+    result, changed = stacks.run_up(stack, click.echo, replace=urns)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
     for line in changed:
         click.echo(f"  changed: {line}")

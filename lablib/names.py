@@ -163,6 +163,15 @@ def gre_port(remote: str) -> str:
     return f"gre-{remote}"
 
 
+# --- the program's resources (components/) ---------------------------------------------
+PROGRAM_ROOT = "lab"  # __main__'s Lab component: every resource of a stack is named under it
+
+
+def node_resources(site: str) -> tuple[str, ...]:
+    """The resources that are a site's VM (components/node.py): its domain, disk and cloud-init disk."""
+    return tuple(f"{PROGRAM_ROOT}-{site}-{part}" for part in ("domain", "disk", "cloudinit"))
+
+
 # --- the lab's commands (labctl) -----------------------------------------------------
 def impair_table(stack: str, site: str) -> str:
     """The nftables table, in the lab's namespace, that drops a site's WAN fragments."""

@@ -9,11 +9,13 @@ that hold one are methods taking the key, called inside an apply.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from lablib import names, render
 from lablib.addressing import Site
 from lablib.config import LabSpec
+from lablib.mtu import MtuPlan
 from lablib.render import PayloadFile
 from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
 
@@ -98,16 +100,30 @@ class HubSide:
     end: ConnEnd
     up_script: str
     down_script: str
+    check_script: str  # exits non-zero, naming what differs, when the hub lacks what up_script did
 
     def files(self, psk: str) -> list[dict[str, str]]:
         """The conn and secrets files, as RemoteConfig takes them."""
         return [vars(f) for f in tunnel_files(self.end, psk)]
 
 
-def hub_side(tunnel: SpokeTunnel) -> HubSide:
+def hub_side(tunnel: SpokeTunnel, mtu: MtuPlan) -> HubSide:
     end, port = tunnel.hub_end, tunnel.hub_port
     return HubSide(
         end=end,
-        up_script=render.render_hub_tunnel_up(end, port),
+        up_script=render.render_hub_tunnel_up(end, port, mtu),
         down_script=render.render_hub_tunnel_down(end, port, [end.conf_path, end.secrets_path]),
+        check_script=render.render_hub_tunnel_check(end, port, mtu),
     )
+
+
+# What lab-ipsec-compat (cloud-init/lab-ipsec-compat.sh.j2) deletes from every conn file on libreswan 5.
+_COMPAT_DROPPED = re.compile(r"^[ \t]*dpdaction=.*(?:\n|$)", re.MULTILINE)
+
+
+def installed_forms(path: str, content: str) -> tuple[str, ...]:
+    """The contents a pushed file may rightly have on a VM: as pushed, and for a conn file as
+    lab-ipsec-compat leaves it on libreswan 5 (the hub's up script runs it on every conn file)."""
+    if path.startswith(f"{names.IPSEC_DIR}/") and path.endswith(".conf"):
+        return content, _COMPAT_DROPPED.sub("", content)
+    return (content,)

@@ -71,8 +71,12 @@ def render_ipsec_compat() -> str:
     return _render("lab-ipsec-compat.sh.j2")
 
 
-def render_hub_tunnel_up(end: ConnEnd, port: GrePort) -> str:
-    return _render("hub-tunnel-up.sh.j2", end=end, port=port)
+def render_hub_tunnel_up(end: ConnEnd, port: GrePort, mtu: MtuPlan) -> str:
+    return _render("hub-tunnel-up.sh.j2", end=end, port=port, mtu=mtu)
+
+
+def render_hub_tunnel_check(end: ConnEnd, port: GrePort, mtu: MtuPlan) -> str:
+    return _render("hub-tunnel-check.sh.j2", end=end, port=port, mtu=mtu)
 
 
 def render_hub_tunnel_down(end: ConnEnd, port: GrePort, files: Sequence[str]) -> str:

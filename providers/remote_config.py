@@ -3,25 +3,32 @@
 Cloud-init runs once per instance, so the hub cannot learn about a spoke
 added later from its own payload. Each spoke's hub-side conn, secrets and GRE
 port are therefore a resource of their own: created, updated and deleted in
-place on the running hub, which is never replaced or rebooted for it.
+place on the running hub, which is never replaced or rebooted for it. `pulumi refresh`
+reads them back: a pushed file that differs on the VM, or a failing check script, shows as
+drift that the next update pushes again.
 """
 from __future__ import annotations
 
+import hashlib
+import shlex
 import sys
 import time
 from typing import Any
 
 import paramiko
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from lablib.hostssh import HostLogin, channel_to
+from lablib.payload import installed_forms
 from lablib.sshkeys import load_private_key
 
 CONNECT_RETRY_SECONDS = 5
 SSH_PORT = 22
 DELETE_TIMEOUT_SECONDS = 60
 COMMAND_TIMEOUT_SECONDS = 120
+READ_TIMEOUT_SECONDS = 15  # a refresh must not wait long for a VM that is down or rebooting
+DRIFT_MARK = "# drifted on the VM, pushed again by the next update:"
 
 
 class RemoteError(RuntimeError):
@@ -87,9 +94,10 @@ def _connect(props: dict[str, Any], timeout: float) -> _Session:
                 jump = _jump(props)  # the jump host's connection broke while the VM booted
 
 
-def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT_SECONDS) -> str:
-    """Run command, feeding stdin; raise RemoteError with its output when it fails or
-    does not finish within timeout (a hung command must fail the update, not hang it)."""
+def _execute(client: paramiko.SSHClient, command: str, stdin: str = "",
+             timeout: float = COMMAND_TIMEOUT_SECONDS) -> tuple[int, str, str]:
+    """Run command, feeding stdin: (exit status, stdout, stderr). RemoteError when it cannot run or
+    gives no exit status within timeout (a hung command must fail the update, not hang it)."""
     try:
         channel_in, channel_out, channel_err = client.exec_command(command, timeout=timeout)
         channel_in.write(stdin)
@@ -101,7 +109,12 @@ def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: flo
         raise RemoteError(f"`{command}` failed: {error!r}") from error
     if not finished:
         raise RemoteError(f"`{command}` gave no exit status within {timeout:.0f} s")
-    status = channel_out.channel.exit_status
+    return channel_out.channel.exit_status, out, err
+
+
+def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: float = COMMAND_TIMEOUT_SECONDS) -> str:
+    """Run command, feeding stdin; raise RemoteError with its output when it fails."""
+    status, out, err = _execute(client, command, stdin, timeout)
     if status != 0:
         raise RemoteError(f"`{command}` exited {status}: {err.strip() or out.strip()}")
     return out
@@ -123,36 +136,107 @@ def _apply(props: dict[str, Any]) -> None:
         session.close()
 
 
+def digest_command(files: list[dict[str, str]]) -> str:
+    """sha256sum of each pushed file, on the VM: only digests come back, never a secret's content."""
+    return "sudo sha256sum -- " + " ".join(shlex.quote(file["path"]) for file in files)
+
+
+def file_differences(files: list[dict[str, str]], listing: str) -> list[str]:
+    """The pushed files that the VM's sha256sum listing shows missing or changed (by path only)."""
+    found = {}
+    for line in listing.splitlines():
+        digest, _, path = line.partition("  ")
+        found[path] = digest
+    differences = []
+    for file in files:
+        accepted = {hashlib.sha256(form.encode()).hexdigest() for form in installed_forms(file["path"], file["content"])}
+        if file["path"] not in found:
+            differences.append(f"{file['path']} missing")
+        elif found[file["path"]] not in accepted:
+            differences.append(f"{file['path']} is not what was pushed")
+    return differences
+
+
+def drifted_outs(props: dict[str, Any], differences: list[str]) -> dict[str, Any]:
+    """The outs a refresh records: props as they were when nothing drifted; else with upScript
+    replaced by a note of what drifted, so the next diff (refreshed outs against the program's
+    inputs) sees upScript change and the update pushes everything again. files and privateKey are
+    left as they were: they stay secret."""
+    if not differences:
+        return props
+    return {**props, "upScript": f"{DRIFT_MARK} {'; '.join(differences)}\n"}
+
+
+def _differences(client: paramiko.SSHClient, props: dict[str, Any]) -> list[str]:
+    """What on the VM is no longer as the resource pushed it: its files, then its check script's findings."""
+    _, listing, _ = _execute(client, digest_command(props["files"]), timeout=READ_TIMEOUT_SECONDS)
+    differences = file_differences(props["files"], listing)
+    if props.get("checkScript"):
+        status, out, err = _execute(client, "sudo sh -s", stdin=props["checkScript"], timeout=READ_TIMEOUT_SECONDS)
+        if status != 0:
+            differences += out.strip().splitlines() or [f"check script exited {status}: {err.strip()}"]
+    return differences
+
+
+def _warn(props: dict[str, Any], message: str) -> None:
+    # No engine runs in the dynamic provider's process: pulumi.log would only print too.
+    print(f"warning: {props['name']}: {message}", file=sys.stderr)
+
+
 # The props that say which things on which VM a resource stands for: the down script names every
 # file, port and conn it removes, so when it changes the old one must run before the new push.
 REPLACING_KEYS = ("host", "name", "downScript")
+# How a refresh checks the VM: a change of it alone is recorded, nothing is pushed.
+RECORD_ONLY_KEYS = ("checkScript",)
+DIFF_KEYS = ("host", "user", "name", "files", "upScript", "downScript", "jumpUri", "checkScript")
+
+
+def changed_keys(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+    return [key for key in DIFF_KEYS if olds.get(key, "") != news.get(key, "")]
 
 
 class RemoteConfigProvider(ResourceProvider):
     """Pushes files and runs scripts; a change of what it stands for (REPLACING_KEYS) replaces,
-    anything else (file contents, up script, login) updates in place."""
+    anything else (file contents, up script, login) updates in place; read finds drift on the VM."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         _apply(props)
         return CreateResult(id_=f"{props['host']}:{props['name']}", outs=props)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("host", "user", "name", "files", "upScript", "downScript", "jumpUri")
-        changed = [key for key in keys if olds.get(key, "") != news.get(key, "")]
+        changed = changed_keys(olds, news)
         replaces = [key for key in REPLACING_KEYS if key in changed]
         return DiffResult(changes=bool(changed), replaces=replaces)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        _apply(news)
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        changed = changed_keys(olds, news)
+        if not changed or not set(changed) <= set(RECORD_ONLY_KEYS):
+            _apply(news)
         return UpdateResult(outs=news)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """props, or props marked drifted (drifted_outs); a VM that cannot be reached (down,
+        rebooting, gone) keeps them as they were: a refresh never fails or forgets for it."""
+        try:
+            session = _connect(props, READ_TIMEOUT_SECONDS)
+        except RemoteError as error:
+            _warn(props, f"state kept unread, {error}")
+            return ReadResult(id_, props)
+        try:
+            differences = _differences(session.client, props)
+        except (RemoteError, paramiko.SSHException) as error:
+            _warn(props, f"state kept unread, {error}")
+            return ReadResult(id_, props)
+        finally:
+            session.close()
+        return ReadResult(id_, drifted_outs(props, differences))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         try:
             session = _connect(props, DELETE_TIMEOUT_SECONDS)
         except RemoteError as error:
-            # The VM itself is gone or going: nothing is left to clean on it. (No engine runs
-            # in the dynamic provider's process: pulumi.log would only print too.)
-            print(f"warning: {props['name']}: skipped remote cleanup, {error}", file=sys.stderr)
+            # The VM itself is gone or going: nothing is left to clean on it.
+            _warn(props, f"skipped remote cleanup, {error}")
             return
         try:
             _run(session.client, "sudo sh -s", stdin=props["downScript"])
@@ -161,7 +245,8 @@ class RemoteConfigProvider(ResourceProvider):
 
 
 class RemoteConfig(pulumi.dynamic.Resource):
-    """Files + up/down scripts on one VM, applied over SSH as user with sudo."""
+    """Files + up/down scripts on one VM, applied over SSH as user with sudo; a check script (run
+    by a refresh, read-only) says whether the VM still holds what the up script did."""
 
     def __init__(
         self,
@@ -173,13 +258,15 @@ class RemoteConfig(pulumi.dynamic.Resource):
         files: pulumi.Input[list[dict[str, str]]],
         up_script: pulumi.Input[str],
         down_script: pulumi.Input[str],
+        check_script: pulumi.Input[str] = "",
         jump_uri: str = "",
         ready_timeout: int = 900,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             "name": name, "host": host, "user": user, "privateKey": private_key, "files": files,
-            "upScript": up_script, "downScript": down_script, "readyTimeout": ready_timeout,
+            "upScript": up_script, "downScript": down_script, "checkScript": check_script,
+            "readyTimeout": ready_timeout,
         }
         if jump_uri:  # only then: the props (and so the state) of a one-host lab stay as they were
             props["jumpUri"] = jump_uri

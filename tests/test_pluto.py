@@ -6,8 +6,8 @@ namespace (and PID namespace, so nothing outlives the test) in the tree, with
 the side's WAN address on a veth and, for a spoke, a default route. The conn
 and secrets files go to /etc/ipsec.d and lab-ipsec-compat (the VMs' script)
 to its place, as on the VMs. Then, as each side gets its conns:
-- the hub: the rendered hub push script (hub-tunnel-up, without its OVS line:
-  no Open vSwitch here) for every spoke, run once more (the replace of a
+- the hub: the rendered hub push script (hub-tunnel-up, without its OVS and MTU
+  lines: no Open vSwitch here, no tunnel device for VTI) for every spoke, run once more (the replace of a
   loaded conn), then hub-tunnel-down twice; the ipsec unit's
   `addconn --checkconfig` as at the hub's next boot;
 - a spoke: first boot's compat step, the unit's `addconn --checkconfig`, the
@@ -151,8 +151,10 @@ class Load:
     log: list[str]  # pluto's log from the first load on, timestamps cut
 
 
-def without_ovs(script: str) -> str:
-    return "".join(line for line in script.splitlines(keepends=True) if not line.startswith("ovs-vsctl "))
+def ipsec_steps(script: str) -> str:
+    """A push script without its Open vSwitch and MTU lines (no OVS here, no VTI device)."""
+    return "".join(line for line in script.splitlines(keepends=True)
+                   if not line.startswith(("ovs-vsctl ", "ip link set ")))
 
 
 def sides(overrides: dict[str, Any]) -> list[Side]:
@@ -161,9 +163,9 @@ def sides(overrides: dict[str, Any]) -> list[Side]:
     plan = spec.plan
     psks = {spoke.name: derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, spoke.ike_id) for spoke in plan.spokes}
     tunnels = [spoke_tunnel(spec, spoke) for spoke in plan.spokes]
-    hub_sides = [payload.hub_side(tunnel) for tunnel in tunnels]
+    hub_sides = [payload.hub_side(tunnel, spec.mtu) for tunnel in tunnels]
     hub_ends = [tunnel.hub_end for tunnel in tunnels]
-    scripts = {side.end.conn_name: (without_ovs(side.up_script), without_ovs(side.down_script)) for side in hub_sides}
+    scripts = {side.end.conn_name: (ipsec_steps(side.up_script), ipsec_steps(side.down_script)) for side in hub_sides}
     spoke = plan.spokes[0]
     spoke_ends = [tunnels[0].spoke_end]
     return [

@@ -1,7 +1,9 @@
 """Rendered payloads (lablib.payload through lablib.render): content checks (fast, pure Python)."""
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -88,7 +90,7 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
     spec = parse_lab()
-    hub_side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]))
+    hub_side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]), spec.mtu)
     up, down = hub_side.up_script, hub_side.down_script
     assert f"add-port {names.BRIDGE} gre-spoke1" in up and "options:key=1" in up
     assert f"ipsec addconn --config {names.IPSEC_CONF} hub-spoke1\n" in up
@@ -130,3 +132,45 @@ def test_a_spoke_of_the_other_mode_keeps_the_hubs_interface_at_the_hub_end() -> 
     assert "type xfrm dev wan0 if_id 20" in hub and "vti" not in hub
     spoke = payload.lab_network_script(spec, spec.plan.spokes[1], two)
     assert "mode vti local 192.168.3.10 remote 192.168.1.10" in spoke and "xfrm" not in spoke
+
+
+def run_check(script: str, tmp_path: Path, ports: dict[str, dict[str, str]], conns: str,
+              mtus: dict[str, int]) -> subprocess.CompletedProcess[str]:
+    """The check script against stubbed ipsec, ovs-vsctl and MTUs (ports: name -> column -> value)."""
+    stubs = {
+        "ipsec": f"printf '%s\\n' '{conns}'",
+        # port-to-br PORT, or get interface PORT COLUMN
+        "ovs-vsctl": "python3 -c \"import json,sys; ports=json.loads(sys.argv[1]); a=sys.argv[2:]\n"
+                     "if a[0]=='port-to-br' and a[1] in ports: print('br0')\n"
+                     "elif a[0]=='get' and a[3] in ports.get(a[2], {}): print(ports[a[2]][a[3]])\n"
+                     f"else: sys.exit(1)\" '{json.dumps(ports)}' \"$@\"",
+        "cat": "case $1 in " + " ".join(f"/sys/class/net/{d}/mtu) echo {m};;" for d, m in mtus.items())
+               + " *) exit 1;; esac",
+    }
+    for name, body in stubs.items():
+        (tmp_path / name).write_text(f"#!/bin/sh\n{body}\n")
+        (tmp_path / name).chmod(0o755)
+    return subprocess.run(["sh", "-s"], input=script, text=True, capture_output=True,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+
+
+def test_the_hub_check_script_passes_on_what_the_up_script_does_and_names_each_difference(tmp_path: Path) -> None:
+    spec = parse_lab()
+    tunnel = spoke_tunnel(spec, spec.plan.spokes[0])
+    side, port, device = payload.hub_side(tunnel, spec.mtu), tunnel.hub_port, tunnel.hub_end.interface_name
+    subprocess.run(["sh", "-n"], input=side.check_script, text=True, check=True)
+    assert f"mtu {spec.mtu.tunnel_mtu}" in side.up_script and f"mtu_request={spec.mtu.inner_mtu}" in side.up_script
+    gre = {"type": "gre", "options:local_ip": f'"{port.local_ip}"', "options:remote_ip": f'"{port.remote_ip}"',
+           "options:key": f'"{port.key}"'}
+    healthy = {"ports": {port.name: gre}, "conns": '"hub-spoke1": 192.0.2.1[@hub]...%any[@spoke1]',
+               "mtus": {device: spec.mtu.tunnel_mtu, names.BRIDGE: spec.mtu.inner_mtu}}
+    ok = run_check(side.check_script, tmp_path, **healthy)
+    assert (ok.returncode, ok.stdout) == (0, ""), ok.stderr
+    broken = run_check(side.check_script, tmp_path, ports={}, conns='"hub-spoke10": ...',
+                       mtus={device: 1500, names.BRIDGE: spec.mtu.inner_mtu})
+    assert broken.returncode == 1
+    assert broken.stdout.splitlines() == [
+        "conn hub-spoke1 not loaded", f"GRE port {port.name} not on {names.BRIDGE}",
+        f"{port.name} is not a GRE port", f"{port.name} local_ip is not {port.local_ip}",
+        f"{port.name} remote_ip is not {port.remote_ip}", f"{port.name} key is not {port.key}",
+        f"{device} MTU is not {spec.mtu.tunnel_mtu}"]

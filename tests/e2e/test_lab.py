@@ -39,9 +39,11 @@ from lablib import names
 from lablib.config import INTERFACE_MODES
 from lablib.keys import derive_psk
 from labctl import checks, host
+from labctl import cli as labctl_cli
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, recovery, together
 from labctl.node import Node, diagnostics, established_conns, tunnel_up, wait_until
+from providers.remote_config import DRIFT_MARK
 from tools.bench_guest import domain_started
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,6 +354,37 @@ def test_replacing_a_hub_side_keeps_the_spoke(lab: Lab) -> None:
         pytest.fail(f"spoke2 not back {TUNNEL_TIMEOUT} s after the replace\n{explain(nodes())}")
     lab.figures["replace_hub_side_to_tunnel_seconds"] = round(time.monotonic() - start)
     verified = labctl("verify", STACK, "--node", "spoke2")
+    assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
+
+
+def hub_side_state(spoke: str) -> dict[str, object]:
+    """The outputs of spoke's hub side in the stack's state (upScript is plain; files stay secret)."""
+    resources = stacks.open_stack(STACK).export_stack().deployment["resources"]
+    (side,) = [r for r in resources if r["urn"].endswith(f"::{names.PROGRAM_ROOT}-{spoke}-tunnel-hub-side")]
+    return side["outputs"]
+
+
+def test_refresh_sees_a_gre_port_deleted_on_the_hub_and_labctl_up_heals_it(lab: Lab) -> None:
+    """The hub's GRE port for spoke1 deleted by hand (issue 17, finding 2): `pulumi refresh` reads
+    spoke1's hub side back (its check script fails) and marks it drifted, spoke2's not; `labctl up`
+    (refresh, up, wait for the overlay) updates that one resource, which pushes it again, and spoke1
+    passes verify."""
+    lab_stack = stacks.load(STACK)
+    hub, port = lab_stack.node(names.HUB), names.gre_port("spoke1")
+    hub.run(f"ovs-vsctl del-port {names.BRIDGE} {port}")
+    refreshed = stacks.open_stack(STACK).refresh(on_output=print)
+    assert (refreshed.summary.resource_changes or {}).get("update", 0) >= 1, refreshed.summary.resource_changes
+    drifted = str(hub_side_state("spoke1")["upScript"])
+    assert drifted.startswith(DRIFT_MARK) and port in drifted, drifted[:300]
+    assert not str(hub_side_state("spoke2")["upScript"]).startswith(DRIFT_MARK)
+    start = time.monotonic()
+    _, changed = stacks.run_up(STACK, print)
+    assert changed == ["update pulumi-python:dynamic:Resource lab-spoke1-tunnel-hub-side"], changed
+    labctl_cli.wait_for_tunnels(stacks.load(STACK), TUNNEL_TIMEOUT)
+    lab.figures["heal_hub_drift_to_overlay_seconds"] = round(time.monotonic() - start)
+    assert port in hub.run(f"ovs-vsctl list-ports {names.BRIDGE}").split()
+    assert not str(hub_side_state("spoke1")["upScript"]).startswith(DRIFT_MARK)
+    verified = labctl("verify", STACK, "--node", "spoke1")
     assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
 
 
