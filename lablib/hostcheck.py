@@ -3,7 +3,7 @@ way the libvirt provider will? One clear error naming the host, instead of a hal
 
 The login is lablib.hostssh's, a mirror of terraform-provider-libvirt 0.8.1's SSH client. Not
 mirrored: ~/.ssh/config (IdentityFile, UserKnownHostsFile, HostName, ProxyJump), and the
-forwarding to libvirtd's socket, which paramiko cannot open (the host checklist in the README
+forwarding to libvirtd's socket, which paramiko cannot open (the host checklist in docs/several-hosts.md
 covers it).
 """
 from __future__ import annotations

@@ -85,7 +85,7 @@ def _json(key: str, text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         raise ConfigError(key, masked(text), "must be YAML/JSON as Pulumi hands it over "
-                                             "(README 'Several hosts')") from None
+                                             "(docs/several-hosts.md)") from None
 
 
 def _check_params(text: str, query: str) -> None:
@@ -241,7 +241,7 @@ def plan_hosts(raw_hosts: str, raw_pins: str, plan: AddressPlan) -> HostPlan:
 
 
 def routes(plan: AddressPlan, hosts: HostPlan) -> dict[str, list[tuple[str, str]]]:
-    """What each host's own network must route (README host checklist): to every routed WAN subnet
+    """What each host's own network must route (docs/several-hosts.md, host checklist): to every routed WAN subnet
     (the hub's, a routed spoke's) on another host, via that host's uplink. A NAT'd spoke needs no
     route: its host masquerades it to its uplink, which the hub's host reaches on their LAN."""
     found: dict[str, list[tuple[str, str]]] = {host.name: [] for host in hosts.hosts}

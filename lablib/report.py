@@ -85,7 +85,7 @@ def inventory_yaml(spec: LabSpec) -> str:
 
 def hosts(spec: LabSpec) -> list[dict[str, object]]:
     """The hosts of lab:hosts: name, URI, uplink, its sites and the routes its own network must
-    provide (README host checklist); empty for the one default host."""
+    provide (docs/several-hosts.md, host checklist); empty for the one default host."""
     placement = dict(spec.hosts.placement)
     routes = lab_routes(spec.plan, spec.hosts)
     return [{"name": host.name, "uri": host.uri, "uplink": str(host.uplink),

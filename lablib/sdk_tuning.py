@@ -1,7 +1,7 @@
 """Make the Pulumi Python SDK cheap per resource, for labs of hundreds of spokes.
 
-Measured on `pulumi preview` of the scale stack and under mocks (README,
-"Performance"); each change keeps what the engine receives the same:
+Measured on `pulumi preview` of the scale stack and under mocks (docs/performance.md,
+"Plan and preview"); each change keeps what the engine receives the same:
 
 - the SDK sends every `log.debug` line ("registering resource", "resource
   registration prepared", ...: five per resource) to the engine as a
