@@ -36,3 +36,10 @@ lab_passphrase() {
 lab_suite_dir() { # lab_suite_dir rootfs|image SUITE
 	if [ "$2" = "$LAB_DEFAULT_SUITE" ]; then echo "$LAB_CACHE/$1"; else echo "$LAB_CACHE/$1-$2"; fi
 }
+
+# The lines of qemu.conf that make the lab's QEMU run unprivileged, as Debian's
+# libvirt does by default (lab.env names the account; lablib/names.py: QEMU_USER).
+# No AppArmor or SELinux in these machines' kernels: libvirt's security driver is none.
+lab_qemu_conf() {
+	printf 'user = "%s"\ngroup = "%s"\n' "$LAB_QEMU_USER" "$LAB_QEMU_USER"
+}

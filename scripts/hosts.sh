@@ -84,14 +84,14 @@ EOF
 }
 
 # The host's own /etc/libvirt: the machine's daemon config files (not its
-# networks, pools or domains), qemu running as root like the lab's (labns.sh).
+# networks, pools or domains), qemu running as the lab's does (labns.sh).
 host_config() {
   local h=$1 d=$DIR/$1
   # qemu/: where libvirt (and the lab's console logs) expect it, as the package makes it.
   mkdir -p "$d/etc-libvirt" "$d/var-lib-libvirt" "$d/var-log-libvirt/qemu" "$d/var-cache-libvirt"
   find /etc/libvirt -maxdepth 1 -type f -name '*.conf' -exec cp {} "$d/etc-libvirt/" \;
   [ -d /etc/libvirt/nwfilter ] && cp -r /etc/libvirt/nwfilter "$d/etc-libvirt/"
-  printf '\n# scripts/hosts.sh: qemu runs as root\nuser = "root"\ngroup = "root"\n' >>"$d/etc-libvirt/qemu.conf"
+  { printf '\n# scripts/hosts.sh\n'; lab_qemu_conf; } >>"$d/etc-libvirt/qemu.conf"
   cat >"$d/sshd_config" <<EOF
 # scripts/hosts.sh: host $h's sshd, the controller's only way in
 ListenAddress ${UPLINK[$h]}

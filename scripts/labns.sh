@@ -58,23 +58,35 @@ start() {
   fi
   ip netns exec "$NS" ip link set lo up
 
-  # qemu must run as root: the images live under $CACHE in root's home
-  # (mode 0700), which the libvirt-qemu user cannot traverse.  The override
-  # is bind-mounted only in the daemons' private mount namespace (created
-  # by `ip netns exec`), so the host's /etc/libvirt stays untouched.
+  # qemu runs as Debian's unprivileged $LAB_QEMU_USER, as the package has it: it
+  # reads only the pool's files (libvirt hands them over: dynamic_ownership),
+  # never the cache under root's home.  The override is bind-mounted only in
+  # the daemons' private mount namespace (created by `ip netns exec`), so the
+  # host's /etc/libvirt stays untouched.
   mkdir -p "$CONF_DIR"
   { cat /etc/libvirt/qemu.conf
-    printf '\n# gre-ipsec-lab (scripts/labns.sh): qemu runs as root\nuser = "root"\ngroup = "root"\n'
+    printf '\n# gre-ipsec-lab (scripts/labns.sh)\n'
+    lab_qemu_conf
   } > "$CONF_DIR/qemu.conf.new"
   mv "$CONF_DIR/qemu.conf.new" "$CONF_DIR/qemu.conf"
 
   local t=$SECONDS
   # Both daemons double-fork (-d) and write their pid files under /run.
+  # /dev/kvm as Debian's udev rule makes it (group kvm, 0660), in that mount
+  # namespace only: where there is no udev it is root's alone, and libvirt,
+  # finding KVM in the probe of a QEMU that cannot open it, probes again on
+  # every call and never starts a domain.
   ip netns exec "$NS" sh -ec '
     mount --bind "$1" /etc/libvirt/qemu.conf
+    if [ -c /dev/kvm ] && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
+      rm -f "$2"
+      mknod -m 660 "$2" c "$((0x$(stat -c %t /dev/kvm)))" "$((0x$(stat -c %T /dev/kvm)))"
+      chgrp kvm "$2"
+      mount --bind "$2" /dev/kvm
+    fi
     virtlogd -d
     libvirtd -d
-  ' labns "$CONF_DIR/qemu.conf"
+  ' labns "$CONF_DIR/qemu.conf" "$CONF_DIR/kvm"
   local i
   for i in $(seq 1 60); do
     if answers; then break; fi
