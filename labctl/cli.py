@@ -187,17 +187,17 @@ def verify(stack: str, only: str | None, as_json: bool) -> None:
     lab = stacks.load(stack)
     if only:
         lab.check_site(only)
-    results = []
+    results, start = [], time.monotonic()
     for result in checks.run_checks(lab, only):
         results.append(result)
         if not as_json:
             click.echo(result.line())
-    passed = all(r.passed for r in results)
+    passed, summary = all(r.passed for r in results), checks.summary(results, time.monotonic() - start)
     if as_json:
-        click.echo(json.dumps({"stack": stack, "passed": passed, "summary": checks.summary(results),
+        click.echo(json.dumps({"stack": stack, "passed": passed, "summary": summary,
                                "checks": [r.as_dict() for r in results]}, indent=2))
     else:
-        click.echo(checks.summary(results))
+        click.echo(summary)
     sys.exit(0 if passed else 1)
 
 

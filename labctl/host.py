@@ -13,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,18 +52,21 @@ def enter_lab_namespace(stack: str) -> None:
 
 
 _CLIENTS: dict[str, paramiko.SSHClient] = {}
+_CLIENTS_LOCK = threading.Lock()  # verify checks sites from several threads: one login per host
 
 
 def _host(uri: str) -> paramiko.SSHClient:
-    """One SSH connection per host for the life of the command (reopened if it broke)."""
-    client = _CLIENTS.get(uri)
-    transport = client.get_transport() if client else None
-    if client is None or transport is None or not transport.is_active():
-        try:
-            client = _CLIENTS[uri] = hostssh.HostLogin.of(uri).connect()
-        except (OSError, paramiko.SSHException) as error:
-            raise click.ClickException(f"cannot log in to host {uri}: {error}") from None
-    return client
+    """One SSH connection per host for the life of the command (reopened if it broke); its
+    sessions may run from several threads at once (paramiko's transport multiplexes them)."""
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(uri)
+        transport = client.get_transport() if client else None
+        if client is None or transport is None or not transport.is_active():
+            try:
+                client = _CLIENTS[uri] = hostssh.HostLogin.of(uri).connect()
+            except (OSError, paramiko.SSHException) as error:
+                raise click.ClickException(f"cannot log in to host {uri}: {error}") from None
+        return client
 
 
 def run(*command: str, check: bool = True, timeout: float = 60, on: str = "", stdin: str = "") -> str:

@@ -220,6 +220,16 @@ class LabStack:
     def nodes(self) -> dict[str, Node]:
         return {site: self.node(site) for site in self.node_info}
 
+    def fork(self) -> LabStack:
+        """The same lab with SSH connections of its own, for another thread: a Node's connection
+        is reopened and closed under its callers, so a thread must not share it."""
+        return LabStack(self.name, self.outputs, self.config)
+
+    def close(self) -> None:
+        """Close every SSH connection this LabStack opened."""
+        for node in self._nodes.values():
+            node.close()
+
     def check_site(self, site: str) -> str:
         if site not in self.node_info:
             raise click.BadParameter(f"{site!r} is not a site of stack {self.name}; sites: "

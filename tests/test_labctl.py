@@ -172,8 +172,8 @@ def test_unknown_site_is_refused_with_the_known_ones() -> None:
 def test_verify_summary_names_every_failure() -> None:
     results = [checks.Result("spoke1", "mtu", True, "ipsec20 1438", 0.4),
                checks.Result("spoke2", "esp-on-wire", False, "3 in the clear", 3.1)]
-    assert checks.summary(results) == "1 of 2 checks FAILED (spoke2/esp-on-wire) in 4 s"
-    assert checks.summary(results[:1]) == "all 1 checks passed in 0 s"
+    assert checks.summary(results, 3.6) == "1 of 2 checks FAILED (spoke2/esp-on-wire) in 4 s"
+    assert checks.summary(results[:1], 0.4) == "all 1 checks passed in 0 s"
     assert "FAIL" in results[1].line() and "spoke2" in results[1].line()
 
 
