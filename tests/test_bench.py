@@ -1,10 +1,19 @@
-"""The benchmark's arithmetic: systemd durations, engine event logs, ratios."""
+"""The benchmark's arithmetic: systemd durations, engine event logs, ratios, the scale table and plot."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tools.bench import create_times, ratios
+import click
+import pytest
+from click.testing import CliRunner
+
+from tools.bench import main as bench_main
+from tools.bench import ratios
+from tools.bench_lab import create_times
+from tools.bench_plot import plot_scale
+from tools.bench_scale import (floor_seconds, hub_pushes, parse_hub_probe, parse_sizes, scale_rows, scale_series,
+                               spoke_mix)
 from tools.bench_guest import _seconds
 from tools.test_ratio import line
 
@@ -52,3 +61,85 @@ def test_a_second_image_gets_its_t1_beside_the_first() -> None:
 def test_make_test_closes_with_its_time_as_a_multiple_of_t1() -> None:
     assert line(1830, 90.0) == "make test: 30 min 30 s = 20.3 x T1 (T1 90 s, measured in this run; goal at most 15 x T1)"
     assert "no T1 measured" in line(60, None)
+
+
+def scale_figures() -> dict[str, object]:
+    """A run of sizes 1, 4 and 16 on 2 cores with T1 = 40 s, 16 spokes over its goal, a spoke added."""
+    def size(spokes: int, up: float, verify: float) -> dict[str, object]:
+        hub = {"used_mib": 120.0, "total_mib": 220.0, "rss_mib": 270.0, "pluto_cpu_seconds": 3.2,
+               "pluto_cpu_share": 0.012}
+        return {"spokes": spokes, "vms": spokes + 1, "up_to_all_tunnels_seconds": up, "hub": hub,
+                "hub_push": {"median_seconds": 4, "longest_seconds": 9, "per_spoke_spread_seconds": 1.5},
+                "verify": {"seconds": verify, "passed": True, "checks": 10 * spokes + 2, "failed": []}}
+    lab = {"t1_seconds": 40.0, "up_to_all_tunnels_seconds": 72.0, "add_spoke_seconds": 44.0}
+    return {"machine": {"cores": 2, "when": "2026-12-03 10:00 UTC"}, "lab": lab,
+            "scale": {"sizes": {"1": size(1, 44.0, 20.0), "4": size(4, 110.0, 25.0), "16": size(16, 500.0, 50.0),
+                                "8": {"spokes": 8, "error": "pulumi up failed: lab-ci-hub-side timed out"}},
+                      "add_spoke": {"to_spokes": 16, "seconds": 48.0, "hub_push": {"longest_seconds": 6}}}}
+
+
+def test_a_size_is_measured_against_t1_times_its_vms_per_core() -> None:
+    assert floor_seconds(40.0, 17, 2) == 340.0  # 16 spokes and the hub on 2 cores
+    assert floor_seconds(40.0, 2, 4) == 40.0  # fewer VMs than cores: one VM's time
+    out = ratios(scale_figures())
+    assert out["scale_1_floor_seconds"] == 40.0 and out["scale_1_over_floor"] == 1.1
+    assert out["scale_4_floor_seconds"] == 100.0 and out["scale_4_over_floor"] == 1.1
+    assert out["scale_16_over_floor"] == round(500 / 340, 2)
+    assert "scale_8_over_floor" not in out  # failed before its tunnels
+    assert out["scale_add_spoke_over_t1"] == 1.2 and out["scale_verify_16_over_1"] == 2.5
+
+
+def test_the_scale_table_says_pass_or_fail_per_goal() -> None:
+    figures = scale_figures()
+    figures["ratios"] = ratios(figures)
+    rows = dict(scale_rows(figures))
+    assert rows["scale, 4 spoke(s): pulumi up -> all tunnels"] == "110.0 s (floor 100.0 s, x1.1 (pass: goal x1.3))"
+    assert "x1.47 (FAIL: goal x1.3)" in rows["scale, 16 spoke(s): pulumi up -> all tunnels"]
+    assert rows["scale, 8 spoke(s)"] == "FAILED: pulumi up failed: lab-ci-hub-side timed out"
+    assert rows["scale: one spoke added to 16 -> its tunnel"] == "48.0 s (x1.2 (pass: goal x1.3) T1)"
+    assert rows["scale: verify of 16 spokes / of 1"] == "x2.5 (FAIL: goal x2.0)"
+    without_t1 = {**figures, "lab": {}}
+    without_t1["ratios"] = ratios(without_t1)
+    assert "floor" not in dict(scale_rows(without_t1))["scale, 4 spoke(s): pulumi up -> all tunnels"]
+    assert "scale: no T1 in this run" in dict(scale_rows(without_t1))
+
+
+def test_sizes_mix_and_the_hubs_pushes() -> None:
+    assert parse_sizes("1,4,8,16") == [1, 4, 8, 16]
+    for bad in ("", "4,4", "0,2", "a", "251"):
+        with pytest.raises(click.BadParameter):
+            parse_sizes(bad)
+    refused = CliRunner().invoke(bench_main, ["--scale", "1,4,4"])
+    assert refused.exit_code == 2 and "distinct spoke counts" in refused.output  # before any step runs
+    assert spoke_mix(1) == {"spokes": 1, "routedSpokes": [], "vtiSpokes": []}
+    assert spoke_mix(5)["routedSpokes"] == spoke_mix(5)["vtiSpokes"] == [2, 4]  # as ci: spoke2 routed, VTI
+    side = "urn:pulumi:ci::lab::lab:index:Lab$lab:index:Tunnel$pulumi-python:dynamic:Resource::lab-{}-tunnel-hub-side"
+    spans = {side.format("spoke1"): ("Resource", 100, 130), side.format("spoke2"): ("Resource", 100, 133),
+             side.format("spoke3"): ("Resource", 101, 136), "urn:x::lab-hub": ("Domain", 90, 99)}
+    pushes = hub_pushes(spans, start=90)
+    assert pushes["seconds"] == {"lab-spoke1-tunnel-hub-side": 30, "lab-spoke2-tunnel-hub-side": 33,
+                                 "lab-spoke3-tunnel-hub-side": 35}
+    assert pushes["first_done_at"] == 40 and pushes["last_done_at"] == 46
+    assert pushes["per_spoke_spread_seconds"] == 3.0 and pushes["median_seconds"] == 33
+    assert hub_pushes({}) == {"count": 0}
+
+
+def test_pluto_cpu_and_hub_memory_from_proc() -> None:
+    stat = "812 (pluto) S 1 812 812 0 -1 4194560 900 0 0 0 250 70 0 0 20 0 2 0 3000 20000000 1500"
+    probe = f"{stat}\n100\n150.00\nMemTotal:         225280 kB\nMemAvailable:     102400 kB\n"
+    hub = parse_hub_probe(probe)
+    assert hub["pluto_cpu_seconds"] == 3.2  # (250 + 70) ticks at 100 per second
+    assert hub["pluto_alive_seconds"] == 120.0  # started 30 s after boot, 150 s up
+    assert hub["pluto_cpu_share"] == round(3.2 / 120, 3)
+    assert hub["used_mib"] == 120.0 and hub["total_mib"] == 220.0
+
+
+def test_the_scale_plot_is_a_png(tmp_path: Path) -> None:
+    figures = scale_figures()
+    figures["ratios"] = ratios(figures)
+    path = plot_scale(figures, tmp_path / "plots" / "bench-scale.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    assert scale_series(figures) == {"spokes": [1, 4, 16], "up": [44.0, 110.0, 500.0],
+                                     "floor": [40.0, 100.0, 340.0], "verify": [20.0, 25.0, 50.0]}
+    without_t1 = plot_scale({**figures, "lab": {}}, tmp_path / "no-t1.png")
+    assert without_t1.read_bytes()[:4] == b"\x89PNG"

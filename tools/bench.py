@@ -1,6 +1,6 @@
 """make bench: how long the lab takes and what it costs, measured in one run.
 
-    scripts/labns.sh exec venv/bin/python tools/bench.py [--only plan,preview,lab]
+    scripts/labns.sh exec venv/bin/python tools/bench.py [--only plan,preview,lab] [--scale 1,4,8,16]
 
 - plan: the program under Pulumi mocks for 100 and 250 spokes (no engine);
 - preview: a real `pulumi preview` of the scale stack at 100 and 250 spokes;
@@ -8,7 +8,10 @@
   resident memory of each VM, goodput through GRE over IPsec against the raw
   WAN between the same two VMs, then one spoke added to the running lab (T1:
   that VM, booting alone, from domain start to its tunnel; the ratio of the
-  whole `pulumi up` of the spoke to T1), and the lab destroyed.
+  whole `pulumi up` of the spoke to T1), and the lab destroyed;
+- scale (with --scale): real labs of those spoke counts one after another,
+  each against its floor from T1 of the lab step (tools/bench_scale.py),
+  and their plot in .lab/bench-scale.png (tools/bench_plot.py).
 Figures go to .lab/bench.json and a table on stdout. Needs the lab's
 namespace (`make bench` starts it) and the image (`make deps`).
 """
@@ -18,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,34 +30,15 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.bench_guest import boot_breakdown, domain_started, goodput_mbps, qemu_rss_mib  # noqa: E402
-from tools.bench_lab import (ROOT, established_conns, lab_nodes, names, pulumi, run_program, stack_config,
-                             stack_nodes, stack_values, wait_until)  # noqa: E402
+from tools.bench_lab import (LAB_STACK, config_int, configure, create_times, domain_type, lab_nodes,  # noqa: E402
+                             names, pulumi, run_program, stack_nodes, stack_values, timed, up_with_events,
+                             wait_tunnels, wait_until)
+from tools.bench_plot import plot_scale  # noqa: E402
+from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
 OUT = names.STATE_DIR / "bench.json"
-LAB_STACK, SCALE_STACK = "ci", "scale"
+SCALE_STACK = "scale"  # planned and previewed only: 100 and 250 spokes
 STEPS = ("plan", "preview", "lab")
-
-
-def image_overrides(suite: str) -> list[str]:
-    """The committed stacks name the default cache; the bench follows $LAB_CACHE, and boots every
-    VM from the lab image of `suite` (scripts/build-image.sh --suite)."""
-    image = names.suite_dir("image", suite)
-    disks = sorted(image.glob("debian*-lab.qcow2"))
-    if not disks:
-        raise click.ClickException(f"no lab image in {image}: run `scripts/build-image.sh --suite {suite}`")
-    return [f"image={disks[0]}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
-
-
-def configure(stack: str, sets: tuple[str, ...] = (), suite: str = names.DEFAULT_SUITE, **values: object) -> None:
-    sets = (*image_overrides(suite), *sets, *(f"{k}={json.dumps(v)}" for k, v in values.items()))
-    args = [stack] + [item for pair in (("--set", s) for s in sets) for item in pair]
-    stack_config.main(args, standalone_mode=False)
-
-
-def timed(action: Callable[[], object]) -> float:
-    start = time.monotonic()
-    action()
-    return round(time.monotonic() - start, 1)
 
 
 def bench_plan(repeat: int = 3) -> dict[str, Any]:
@@ -76,57 +59,12 @@ def bench_preview() -> dict[str, Any]:
     return figures
 
 
-def up_with_events(stack: str, event_log: Path) -> float:
-    """`pulumi up`; its engine events (`--json` streams one per line) go to event_log."""
-    start = time.monotonic()
-    event_log.write_text(pulumi(stack, "up", "--yes", "--skip-preview", "--json"))
-    return round(time.monotonic() - start, 1)
-
-
-def create_times(event_log: Path) -> dict[str, dict[str, float]]:
-    """Per resource type: how many were created and the longest create (engine event log)."""
-    started: dict[str, int] = {}
-    per_type: dict[str, list[int]] = {}
-    for line in event_log.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        for kind in ("resourcePreEvent", "resOutputsEvent"):
-            meta = (event.get(kind) or {}).get("metadata") or {}
-            if meta.get("op") != "create":
-                continue
-            if kind == "resourcePreEvent":
-                started[meta["urn"]] = event["timestamp"]
-            elif meta["urn"] in started:
-                short = meta["type"].split(":")[-1]
-                per_type.setdefault(short, []).append(event["timestamp"] - started[meta["urn"]])
-    return {t: {"count": len(d), "longest_seconds": max(d)} for t, d in sorted(per_type.items())}
-
-
-def wait_tunnels(stack: str, spokes: list[str], start: float, timeout: float) -> dict[str, float]:
-    """Seconds from start until each spoke's child SA to the hub is up (polled every 2 s)."""
-    nodes = lab_nodes(stack)
-    up: dict[str, float] = {}
-
-    def all_up() -> bool:
-        for name in spokes:
-            if name not in up and f"{name}-hub" in established_conns(nodes[name]):
-                up[name] = round(time.monotonic() - start, 1)
-        return len(up) == len(spokes)
-
-    wait_until(f"tunnels of {', '.join(spokes)}", all_up, timeout, interval=2, progress=click.echo)
-    return up
-
-
 def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, Any]:
     """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed.
     Every VM boots the lab image of `suite`."""
     figures: dict[str, Any] = {"suite": suite}
     events = names.STATE_DIR / "bench-events.json"
-    configure(LAB_STACK, sets, suite, spokes=2, domainType=_domain_type())
+    configure(LAB_STACK, sets, suite, spokes=2, domainType=domain_type())
     try:
         start = time.monotonic()
         figures["pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
@@ -135,7 +73,7 @@ def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, An
         figures["tunnels_up_seconds"] = tunnels
         figures["up_to_all_tunnels_seconds"] = max(tunnels.values())
         info = stack_nodes(LAB_STACK)
-        memory = _config_int(LAB_STACK, "memoryMib")
+        memory = config_int(LAB_STACK, "memoryMib")
         figures["memory"] = {"guest_mib": memory, "rss_mib": {
             n: qemu_rss_mib(names.domain_name(LAB_STACK, n)) for n in info}}
         nodes = lab_nodes(LAB_STACK)
@@ -144,7 +82,7 @@ def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, An
             "wan": goodput_mbps(spoke, hub, str(info[names.HUB]["wanAddress"])),
             "overlay": goodput_mbps(spoke, hub, str(info[names.HUB]["bridgeAddress"]).split("/")[0])}
 
-        configure(LAB_STACK, sets, suite, spokes=3, domainType=_domain_type())
+        configure(LAB_STACK, sets, suite, spokes=3, domainType=domain_type())
         start = time.monotonic()
         figures["add_spoke_pulumi_up_seconds"] = up_with_events(LAB_STACK, events)
         added = wait_tunnels(LAB_STACK, ["spoke3"], start, timeout)["spoke3"]
@@ -162,26 +100,16 @@ def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, An
     return figures
 
 
-def _domain_type() -> str:
-    return subprocess.run([str(ROOT / "scripts" / "detect-domain-type.sh")], check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def _config_int(stack: str, key: str) -> int:
-    return int(pulumi(stack, "config", "get", f"lab:{key}").strip())
-
-
 def ratios(figures: dict[str, Any]) -> dict[str, float]:
     """The issue's goals as ratios of figures measured in this run."""
     lab = figures.get("lab") or {}
     out: dict[str, float] = {}
     if "t1_seconds" in lab:
-        t1, vms = lab["t1_seconds"], 3  # the ci lab: a hub and two spokes, one vCPU each
         cores = (figures.get("machine") or {}).get("cores") or os.cpu_count() or 1
-        floor = t1 * max(vms, cores) / cores
-        out["ci_floor_seconds"] = round(floor, 1)
+        floor = floor_seconds(lab["t1_seconds"], 3, cores)  # the ci lab: a hub and two spokes, one vCPU each
+        out["ci_floor_seconds"] = floor
         out["ci_over_floor"] = round(lab["up_to_all_tunnels_seconds"] / floor, 2)
-        out["add_spoke_over_t1"] = round(lab["add_spoke_seconds"] / t1, 2)
+        out["add_spoke_over_t1"] = round(lab["add_spoke_seconds"] / lab["t1_seconds"], 2)
     if "memory" in lab:
         guest = lab["memory"]["guest_mib"]
         out["rss_over_guest_max"] = round(max(lab["memory"]["rss_mib"].values()) / guest, 2)
@@ -190,7 +118,7 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
     for key, other in figures.items():
         if key.startswith("lab-") and "t1_seconds" in lab:
             out[f"t1_{other['suite']}_over_t1_{lab['suite']}"] = round(other["t1_seconds"] / lab["t1_seconds"], 2)
-    return out
+    return {**out, **scale_ratios(figures)}
 
 
 def table(figures: dict[str, Any]) -> str:
@@ -226,6 +154,7 @@ def table(figures: dict[str, Any]) -> str:
                       f"{b.get('kernel_seconds')} / {b.get('userspace_seconds')} s"),
                      (f"  ci lab on {other['suite']}: pulumi up -> all tunnels",
                       f"{other['up_to_all_tunnels_seconds']} s")]
+    rows += scale_rows(figures)
     width = max(len(name) for name, _ in rows) if rows else 0
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -247,9 +176,13 @@ def machine() -> dict[str, Any]:
 @click.option("--suite", "suites", multiple=True, default=(names.DEFAULT_SUITE,), show_default=True,
               help="Debian suite whose lab image every VM of the lab step boots; repeat to compare "
                    "(the first gives the lab figures and T1, each other one its own T1 beside it).")
+@click.option("--scale", metavar="N,N,...", help="After the other steps, real labs of these spoke counts "
+              "one after another (e.g. 1,4,8,16), each against its floor from the lab step's T1.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
-def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], out: Path) -> None:
-    """Run the benchmark steps; write JSON to OUT and print a table."""
+def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], scale: str | None,
+         out: Path) -> None:
+    """Run the benchmark steps; write JSON to OUT and print a table (and with --scale, its plot)."""
+    sizes = parse_sizes(scale) if scale else []
     steps = [s.strip() for s in only.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
@@ -265,11 +198,15 @@ def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...]
             for suite in suites[1:]:
                 click.echo(f"bench: lab on the {suite} image ...", err=True)
                 figures[f"lab-{suite}"] = bench_lab(sets, timeout, suite)
+    if sizes:
+        figures["scale"] = bench_scale(sizes, sets, timeout, suites[0])
     figures["ratios"] = ratios(figures)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
     click.echo(table(figures))
     click.echo(f"(figures in {out})")
+    if sizes:
+        click.echo(f"(plot in {plot_scale(figures, out.with_name(f'{out.stem}-scale.png'))})")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""The lab helpers the benchmark drives, imported in one place (re-point here when the CLI moves)."""
+"""The lab helpers the benchmark drives, imported in one place (re-point here when the CLI moves):
+configure a stack, bring it up with its engine events, and time its tunnels."""
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -18,8 +22,11 @@ from labctl.stack import ssh_key  # noqa: E402
 from lablib import names  # noqa: E402
 from tools.mockrun import run_program, stack_values  # noqa: E402
 
-__all__ = ["ROOT", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
-           "stack_nodes", "Node", "cloud_init_done", "established_conns", "wait_until"]
+__all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
+           "stack_nodes", "Node", "cloud_init_done", "established_conns", "wait_until", "configure", "timed",
+           "up_with_events", "create_spans", "create_times", "wait_tunnels", "domain_type", "config_int"]
+
+LAB_STACK = "ci"  # the stack the lab and scale steps bring up and destroy
 
 
 def pulumi(stack: str, *args: str) -> str:
@@ -37,3 +44,98 @@ def stack_nodes(stack: str) -> dict[str, dict[str, object]]:
 
 def lab_nodes(stack: str) -> dict[str, Node]:
     return {name: Node(name, str(info["mgmtAddress"]), ssh_key()) for name, info in stack_nodes(stack).items()}
+
+
+def image_overrides(suite: str) -> list[str]:
+    """The committed stacks name the default cache; the bench follows $LAB_CACHE, and boots every
+    VM from the lab image of `suite` (scripts/build-image.sh --suite)."""
+    image = names.suite_dir("image", suite)
+    disks = sorted(image.glob("debian*-lab.qcow2"))
+    if not disks:
+        raise click.ClickException(f"no lab image in {image}: run `scripts/build-image.sh --suite {suite}`")
+    return [f"image={disks[0]}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
+
+
+def configure(stack: str, sets: tuple[str, ...] = (), suite: str = names.DEFAULT_SUITE, **values: object) -> None:
+    sets = (*image_overrides(suite), *sets, *(f"{k}={json.dumps(v)}" for k, v in values.items()))
+    args = [stack] + [item for pair in (("--set", s) for s in sets) for item in pair]
+    stack_config.main(args, standalone_mode=False)
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.monotonic()
+    action()
+    return round(time.monotonic() - start, 1)
+
+
+def up_with_events(stack: str, event_log: Path) -> float:
+    """`pulumi up`; its engine events (`--json` streams one per line) go to event_log."""
+    start = time.monotonic()
+    event_log.write_text(pulumi(stack, "up", "--yes", "--skip-preview", "--json"))
+    return round(time.monotonic() - start, 1)
+
+
+def create_spans(event_log: Path) -> dict[str, tuple[str, int, int]]:
+    """Per created resource URN: (short type, start, end) in the engine's epoch seconds."""
+    started: dict[str, int] = {}
+    spans: dict[str, tuple[str, int, int]] = {}
+    for line in event_log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        for kind in ("resourcePreEvent", "resOutputsEvent"):
+            meta = (event.get(kind) or {}).get("metadata") or {}
+            if meta.get("op") != "create":
+                continue
+            if kind == "resourcePreEvent":
+                started[meta["urn"]] = event["timestamp"]
+            elif meta["urn"] in started:
+                spans[meta["urn"]] = (meta["type"].split(":")[-1], started[meta["urn"]], event["timestamp"])
+    return spans
+
+
+def create_times(event_log: Path) -> dict[str, dict[str, float]]:
+    """Per resource type: how many were created and the longest create (engine event log)."""
+    per_type: dict[str, list[int]] = {}
+    for short, start, end in create_spans(event_log).values():
+        per_type.setdefault(short, []).append(end - start)
+    return {t: {"count": len(d), "longest_seconds": max(d)} for t, d in sorted(per_type.items())}
+
+
+def wait_tunnels(stack: str, spokes: list[str], start: float, timeout: float,
+                 interval: float = 2) -> dict[str, float]:
+    """Seconds from start until each spoke's child SA to the hub is up. Each spoke is polled every
+    `interval` s on a thread of its own, over its own connection: one after the other, a round over
+    16 booting spokes (each SSH attempt waiting on an address not yet up) outlasts the resolution."""
+    nodes = lab_nodes(stack)
+
+    def tunnel_up(spoke: str) -> float:
+        node, conn = nodes[spoke], names.conn_name(spoke, names.HUB)
+        try:
+            wait_until(f"{spoke}'s tunnel", lambda: conn in established_conns(node), timeout, interval=interval,
+                       progress=lambda _: None)
+            return round(time.monotonic() - start, 1)
+        finally:
+            node.close()
+
+    with ThreadPoolExecutor(max_workers=len(spokes)) as pool:
+        futures = {pool.submit(tunnel_up, spoke): spoke for spoke in spokes}
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=60)
+            if pending:
+                click.echo(f"  still waiting for the tunnels of {', '.join(sorted(futures[f] for f in pending))} "
+                           f"({time.monotonic() - start:.0f} s)")
+        return {spoke: future.result() for future, spoke in futures.items()}
+
+
+def domain_type() -> str:
+    return subprocess.run([str(ROOT / "scripts" / "detect-domain-type.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def config_int(stack: str, key: str) -> int:
+    return int(pulumi(stack, "config", "get", f"lab:{key}").strip())
