@@ -25,11 +25,12 @@ from typing import NamedTuple
 import click
 
 from lablib import names
-from labctl import checks, host, impair
+from labctl import checks, host, impair, pending
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, overlay_flows, recovery
+from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery
 from labctl.failures import LabGroup
+from labctl.locks import run_unlocked
 from labctl.node import diagnostics, tunnel_up, wait_until
 
 STACK = click.argument("stack", default="local")
@@ -129,6 +130,7 @@ def up(stack: str, timeout: int) -> None:
 
     The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
+    run_unlocked(stack, lambda: pending.recover(stacks.open_stack(stack), click.echo), click.echo)
     result, changed = stacks.run_up(stack, click.echo)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
     for line in changed:
@@ -259,6 +261,15 @@ def drill_fragments(stack: str, site: str | None, drop: float, count: int, size:
     """The original failure (wrong tunnel MTU + WAN fragment loss), then the computed MTU."""
     host.enter_lab_namespace(stack)
     print_report(fragments.run(stacks.load(stack), site, drop, count, size, click.echo), as_json)
+
+
+@drill.command("interrupt")
+@STACK
+@JSON
+def drill_interrupt(stack: str, as_json: bool) -> None:
+    """labctl up killed while it adds a spoke; the next up recovers."""
+    host.enter_lab_namespace(stack)
+    print_report(interrupt.run(stacks.load(stack), click.echo), as_json)
 
 
 def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str | None, Callable], DrillReport]
