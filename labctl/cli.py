@@ -130,12 +130,17 @@ def up(stack: str, timeout: int) -> None:
 
     The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
+    recover_and_up(stack)
+    wait_for_tunnels(stacks.load(stack), timeout)
+
+
+def recover_and_up(stack: str, replace: list[str] | None = None) -> None:
+    """What an interrupted run left undone, then refresh + up (replacing the URNs in replace)."""
     run_unlocked(stack, lambda: pending.recover(stacks.open_stack(stack), click.echo), click.echo)
-    result, changed = stacks.run_up(stack, click.echo)
+    result, changed = stacks.run_up(stack, click.echo, replace=replace)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
     for line in changed:
         click.echo(f"  changed: {line}")
-    wait_for_tunnels(stacks.load(stack), timeout)
 
 
 @cli.command()
@@ -149,10 +154,7 @@ def rebuild(stack: str, spoke: str, timeout: int) -> None:
     host.enter_lab_namespace(stack)
     rebuilding.check_spoke(stacks.load(stack), spoke)
     urns = rebuilding.spoke_urns(stacks.open_stack(stack).export_stack().deployment["resources"], spoke)
-    result, changed = stacks.run_up(stack, click.echo, replace=urns)
-    click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
-    for line in changed:
-        click.echo(f"  changed: {line}")
+    recover_and_up(stack, replace=urns)
     wait_for_tunnels(stacks.load(stack), timeout)
 
 

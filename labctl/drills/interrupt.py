@@ -168,6 +168,7 @@ def grow(stack: str, spoke: str, echo: Echo) -> DrillReport:
     if runs[-1].status != 0:
         report.fail(f"the last labctl up exited {runs[-1].status}")
         return report
+    report.figures["tunnels_up_at"] = time.time()  # for T1: the drill's own checks come after
     report.lines.append(f"run {len(runs)}: ended by itself after {runs[-1].seconds} s, every tunnel up")
     check_state(stack, report)
     lab = load(stack)
