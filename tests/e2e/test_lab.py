@@ -44,6 +44,7 @@ from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, interrupt, recovery, together
 from labctl.node import Node, diagnostics, established_conns, tunnel_up, wait_until
 from providers.remote_config import DRIFT_MARK
+from tests.test_docs_commands import command_lines, labctl_args
 from tools.bench_guest import domain_started
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,6 +269,30 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
         [p for p in planned if p[0] == "spoke1"]) + 1, lines.stdout
+
+
+# The README's examples that are quick and leave the lab as found, run here as written (stack local -> ci).
+# The others run in their own tests: up (drill interrupt's runs), rebuild, the drills (same code).
+README_RUN = ("wait", "verify", "diagnose", "impair")
+
+
+def on_this_lab(args: list[str]) -> list[str]:
+    """A README example's arguments aimed at this lab: its stack instead of `local`."""
+    args = [STACK if word == "local" else word for word in args]
+    return [*args, "--stack", STACK] if args[0] == "impair" and "--stack" not in args else args
+
+
+def test_the_readme_examples_run_as_written(lab: Lab) -> None:
+    examples = [on_this_lab(args) for words in command_lines((ROOT / "README.md").read_text())
+                if (args := labctl_args(words)) and args[0] in README_RUN]
+    examples.sort(key=lambda args: args[0] == "impair")  # the impairment last: the others check a healthy lab
+    assert sorted({args[0] for args in examples}) == sorted(README_RUN), "the README lost an example"
+    try:
+        for args in examples:
+            result = labctl(*args)
+            assert result.returncode == 0, f"labctl {' '.join(args)}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    finally:
+        labctl("impair", "spoke1", "--stack", STACK, "--clear")
 
 
 def ping_replies(stdout: str) -> dict[str, tuple[str, dict[str, object]]]:
