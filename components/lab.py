@@ -10,7 +10,7 @@ from components.networks import LabNetworks, LabNetworksArgs
 from components.node import LabNode, LabNodeArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
-from lablib import names, payload, report
+from lablib import names, payload, report, waits
 from lablib.config import LabSpec
 from lablib.hostssh import is_remote
 from lablib.keys import derive_psk
@@ -72,6 +72,9 @@ class Lab(pulumi.ComponentResource):
         # The hub's management network is reached from the hub's host when that is a remote one.
         hub_host = spec.hosts.host_of(plan.hub.name)
         jump = hub_host.uri if hub_host is not None and is_remote(hub_host.uri) else ""
+        # The hub boots beside every other VM: its push waits as long as they all take to boot. Not a
+        # prop the provider's diff compares: a lab grown (or moved to other cores) updates no hub side.
+        ready = waits.scaled_wait(waits.HUB_READY_SECONDS, len(plan.sites), config.domain_type, waits.machine_cores())
         for spoke in plan.spokes:
             psk = args.master_secret.apply(
                 lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
@@ -80,7 +83,8 @@ class Lab(pulumi.ComponentResource):
             previous = node(seed, psk.apply(seed.user_data), after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
-                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain, jump_uri=jump),
+                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain, ready_timeout=ready,
+                jump_uri=jump),
                 opts=child)
 
         self.nodes = report.nodes(spec)

@@ -20,6 +20,7 @@ class TunnelArgs:
     ssh_user: str
     ssh_private_key: pulumi.Output[str]  # secret
     hub: pulumi.Resource  # the hub's domain: its side is pushed once it runs
+    ready_timeout: int  # seconds the push waits for the hub's SSH and cloud-init (lablib.waits)
     jump_uri: str = ""  # the hub's host's qemu+ssh URI: its management network is reached through it
 
 
@@ -51,6 +52,7 @@ class Tunnel(pulumi.ComponentResource):
             down_script=hub_side.down_script,
             check_script=hub_side.check_script,
             jump_uri=args.jump_uri,
+            ready_timeout=args.ready_timeout,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]),
         )
         self.register_outputs({"spoke": tunnel.spoke.name})

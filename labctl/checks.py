@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass
 
 from lablib import names
 from labctl import host
+from labctl.fanout import THREADS
 from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, pings
 from labctl.stack import LabStack
 
 Outcome = tuple[bool, str]
 CAPTURE_PINGS = 5
-# Sites verify checks at once: each thread holds an SSH connection to its site and one to the hub
-# (sshd's MaxStartups begins refusing at 10 unauthenticated at a time).
-THREADS = 8
 
 
 @dataclass

@@ -18,23 +18,27 @@ import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import click
 
-from lablib import names
+from lablib import names, waits
 from labctl import checks, host, impair, pending
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery
+from labctl.fanout import each_spoke
 from labctl.failures import LabGroup
 from labctl.locks import run_unlocked
-from labctl.node import diagnostics, tunnel_up, wait_until
+from labctl.node import diagnostics, holds, tunnel_up, wait_until
 
 STACK = click.argument("stack", default="local")
 PCT = click.FloatRange(0, 100)
+TIMEOUT = click.option("--timeout", type=click.IntRange(min=1), metavar="S", help=(
+    f"Seconds to wait for all tunnels [default: {waits.TUNNELS_SECONDS}, or more by the lab's VMs per core]."))
 
 
 @click.group(cls=LabGroup, context_settings={"max_content_width": 100})  # whole command lines on a wide screen
@@ -56,11 +60,12 @@ def stack_config(stack: str, overrides: tuple[str, ...], source: Path | None) ->
 
 
 class Stage(NamedTuple):
-    """One step of a spoke's way to ready: the line once done, what a wait for it says, the check."""
+    """One step of a spoke's way to ready: the line once done, what a wait for it says, the check
+    (given a LabStack of the spoke's own: the spokes are checked at once)."""
 
     done: str
     waiting_for: str
-    check: Callable[[str], bool]
+    check: Callable[[stacks.LabStack, str], bool]
 
 
 def ready_stages(lab: stacks.LabStack) -> list[Stage]:
@@ -68,27 +73,44 @@ def ready_stages(lab: stacks.LabStack) -> list[Stage]:
     GRE inside it (an SA comes up even when the hub lacks the spoke's GRE port)."""
     ping = f"GRE ping to the hub's {names.BRIDGE} {lab.bridge_ip(names.HUB)}"
     return [Stage("tunnel to hub established", "IPsec tunnel",
-                  lambda spoke: tunnel_up(lab.node(spoke), checks.spoke_conn(spoke))),
-            Stage(f"{ping} answered", ping, lambda spoke: overlay_flows(lab, spoke))]
+                  lambda own, spoke: tunnel_up(own.node(spoke), checks.spoke_conn(spoke))),
+            Stage(f"{ping} answered", ping, lambda own, spoke: overlay_flows(own, spoke))]
 
 
-def advance(reached: dict[str, int], stages: Sequence[Stage]) -> Iterator[str]:
+def advance(lab: stacks.LabStack, reached: dict[str, int], stages: Sequence[Stage]) -> list[tuple[str, float]]:
     """Take each spoke through the stages that hold now, in order (a later check runs only once the
-    earlier ones held); reached[spoke] counts the stages it passed. Yields a line for each passed."""
-    for spoke in sorted(reached):
-        while reached[spoke] < len(stages) and stages[reached[spoke]].check(spoke):
-            reached[spoke] += 1
-            yield f"{spoke}: {stages[reached[spoke] - 1].done}"
+    earlier ones held), the spokes at once; reached[spoke] counts the stages it passed. A line for
+    each stage passed, with the time.monotonic() it passed at, in sorted spoke order."""
+    def walk(own: stacks.LabStack, spoke: str) -> tuple[int, list[tuple[str, float]]]:
+        count, passed = reached[spoke], []
+        while count < len(stages) and holds(partial(stages[count].check, own, spoke)):
+            count += 1
+            passed.append((f"{spoke}: {stages[count - 1].done}", time.monotonic()))
+        return count, passed
+
+    waiting = [spoke for spoke in sorted(reached) if reached[spoke] < len(stages)]
+    lines: list[tuple[str, float]] = []
+    for spoke, (count, passed) in zip(waiting, each_spoke(lab, waiting, walk)):
+        reached[spoke] = count
+        lines += passed
+    return lines
 
 
-def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
+def tunnels_timeout(lab: stacks.LabStack) -> int:
+    """The wait for every tunnel when --timeout is not given: scaled to the lab as the hub push's is."""
+    return waits.scaled_wait(waits.TUNNELS_SECONDS, len(lab.node_info), str(lab.config["domainType"]),
+                             waits.machine_cores())
+
+
+def wait_for_tunnels(lab: stacks.LabStack, timeout: int | None = None) -> None:
     start = time.monotonic()
     stages = ready_stages(lab)
     reached = dict.fromkeys(lab.spokes, 0)
+    timeout = timeout or tunnels_timeout(lab)
 
     def all_ready() -> bool:
-        for line in advance(reached, stages):
-            click.echo(f"  {line} ({time.monotonic() - start:.0f} s)")
+        for line, at in advance(lab, reached, stages):
+            click.echo(f"  {line} ({at - start:.0f} s)")
         return all(count == len(stages) for count in reached.values())
 
     try:
@@ -113,8 +135,8 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int) -> None:
 
 @cli.command()
 @STACK
-@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
-def wait(stack: str, timeout: int) -> None:
+@TIMEOUT
+def wait(stack: str, timeout: int | None) -> None:
     """Wait for every spoke's tunnel and a GRE ping through it to the hub.
 
     Then print how to reach each node."""
@@ -124,8 +146,8 @@ def wait(stack: str, timeout: int) -> None:
 
 @cli.command()
 @STACK
-@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
-def up(stack: str, timeout: int) -> None:
+@TIMEOUT
+def up(stack: str, timeout: int | None) -> None:
     """`pulumi up` on the stack, then wait for its tunnels and overlay traffic.
 
     The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
@@ -146,8 +168,8 @@ def recover_and_up(stack: str, replace: list[str] | None = None) -> None:
 @cli.command()
 @click.argument("stack")
 @click.argument("spoke")
-@click.option("--timeout", default=1200, show_default=True, help="Seconds to wait for all tunnels.")
-def rebuild(stack: str, spoke: str, timeout: int) -> None:
+@TIMEOUT
+def rebuild(stack: str, spoke: str, timeout: int | None) -> None:
     """Rebuild SPOKE from scratch, then wait for the tunnels as `up` does.
 
     A new disk, cloud-init disk and domain: `pulumi up --replace` of those three, nothing else."""

@@ -170,6 +170,7 @@ class LabStack:
     outputs: dict[str, object]
     config: dict[str, object]
     _nodes: dict[str, Node] = field(default_factory=dict, repr=False)
+    _site_forks: dict[str, LabStack] = field(default_factory=dict, repr=False)
 
     @property
     def node_info(self) -> dict[str, dict[str, object]]:
@@ -225,10 +226,19 @@ class LabStack:
         is reopened and closed under its callers, so a thread must not share it."""
         return LabStack(self.name, self.outputs, self.config)
 
+    def site_fork(self, site: str) -> LabStack:
+        """The fork for calls about one site, made from one thread at a time (labctl.fanout): kept
+        for this LabStack's life, so that a poll keeps its connections from one round to the next."""
+        if site not in self._site_forks:
+            self._site_forks[site] = self.fork()
+        return self._site_forks[site]
+
     def close(self) -> None:
-        """Close every SSH connection this LabStack opened."""
+        """Close every SSH connection this LabStack and its site forks opened."""
         for node in self._nodes.values():
             node.close()
+        for fork in self._site_forks.values():
+            fork.close()
 
     def check_site(self, site: str) -> str:
         if site not in self.node_info:

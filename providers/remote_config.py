@@ -258,9 +258,9 @@ class RemoteConfig(pulumi.dynamic.Resource):
         files: pulumi.Input[list[dict[str, str]]],
         up_script: pulumi.Input[str],
         down_script: pulumi.Input[str],
+        ready_timeout: int,
         check_script: pulumi.Input[str] = "",
         jump_uri: str = "",
-        ready_timeout: int = 900,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {

@@ -208,19 +208,17 @@ def test_drills_run_together_check_the_lab_once_before_any_starts(monkeypatch: p
     """Each drill breaks its spoke at once: the others' own health check would see it broken."""
     probed: list[str] = []
     monkeypatch.setattr(drills, "overlay_flows", lambda lab, spoke: probed.append(spoke) or True)
-
-    class Lab:
-        spokes = ["spoke1", "spoke2"]
+    lab = lab_with()
 
     def drill(name: str) -> Callable[[], DrillReport]:
         def run() -> DrillReport:
-            drills.require_healthy(Lab())  # type: ignore[arg-type]  # what every drill does first
+            drills.require_healthy(lab)  # what every drill does first
             return DrillReport(name)
         return run
-    reports = drills.together(Lab(), [drill("fragments"), drill("outage")])  # type: ignore[arg-type]
-    assert [r.drill for r in reports] == ["fragments", "outage"] and probed == ["spoke1", "spoke2"]
-    drills.require_healthy(Lab())  # type: ignore[arg-type]  # outside together: checked again
-    assert probed == ["spoke1", "spoke2"] * 2
+    reports = drills.together(lab, [drill("fragments"), drill("outage")])
+    assert [r.drill for r in reports] == ["fragments", "outage"] and sorted(probed) == ["spoke1", "spoke2"]
+    drills.require_healthy(lab)  # outside together: checked again
+    assert sorted(probed) == ["spoke1", "spoke1", "spoke2", "spoke2"]
 
 
 def test_up_waits_for_overlay_traffic_not_only_ipsec(monkeypatch: pytest.MonkeyPatch,
@@ -233,8 +231,9 @@ def test_up_waits_for_overlay_traffic_not_only_ipsec(monkeypatch: pytest.MonkeyP
     tried: list[tuple[str, str]] = []
 
     def stages(ipsec: set[str], gre: set[str]) -> list[labctl_cli.Stage]:
-        return [labctl_cli.Stage(f"{name} done", name, lambda spoke, name=name, ok=ok: tried.append((name, spoke))
-                                 or spoke in ok) for name, ok in (("ipsec", ipsec), ("gre", gre))]
+        return [labctl_cli.Stage(f"{name} done", name, lambda own, spoke, name=name, ok=ok:
+                                 tried.append((name, spoke)) or spoke in ok)
+                for name, ok in (("ipsec", ipsec), ("gre", gre))]
 
     class Lab:
         spokes = ["spoke1", "spoke2", "spoke3"]
@@ -243,6 +242,9 @@ def test_up_waits_for_overlay_traffic_not_only_ipsec(monkeypatch: pytest.MonkeyP
 
         def nodes(self) -> dict[str, object]:
             return {}
+
+        def site_fork(self, site: str) -> Lab:
+            return self
 
     monkeypatch.setattr(labctl_cli, "ready_stages", lambda lab: stages({"spoke1", "spoke2"}, {"spoke1"}))
     with pytest.raises(click.ClickException, match=r"spoke2 \(no gre\), spoke3 \(no ipsec\)$"):
@@ -263,4 +265,5 @@ def test_the_overlay_stage_pings_the_hubs_bridge_from_the_spoke(monkeypatch: pyt
     monkeypatch.setattr(labctl_cli, "overlay_flows", lambda lab, spoke: pinged.append(spoke) or True)
     ipsec, gre = labctl_cli.ready_stages(lab)
     assert ipsec.done == "tunnel to hub established"  # the line tests/e2e/test_two_host_lab.py reads
-    assert gre.waiting_for == "GRE ping to the hub's br0 10.20.0.1" and gre.check("spoke2") and pinged == ["spoke2"]
+    assert gre.waiting_for == "GRE ping to the hub's br0 10.20.0.1"
+    assert gre.check(lab, "spoke2") and pinged == ["spoke2"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from lablib import waits
 from tools.bench_guest import qemu_rss_mib
 from tools.bench_lab import (LAB_STACK, ROOT, configure, create_spans, create_times, domain_type, lab_nodes, names,
                              pulumi, up_with_events, wait_tunnels)
@@ -55,7 +56,7 @@ def spoke_mix(spokes: int) -> dict[str, object]:
 
 def floor_seconds(t1: float, vms: int, cores: int) -> float:
     """The least a lab of `vms` one-vCPU VMs can take under emulation: T1 per VM, `cores` at a time."""
-    return round(t1 * max(vms, cores) / cores, 1)
+    return round(waits.shared_boot_seconds(t1, vms, cores), 1)
 
 
 def hub_pushes(spans: dict[str, tuple[str, int, int]], start: int | None = None) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import click
 
-from lablib import names
+from lablib import names, waits
+from labctl.fanout import each_spoke
 from labctl.node import TRANSIENT, holds, pings, wait_until
 from labctl.stack import LabStack
 
@@ -22,8 +23,6 @@ from labctl.stack import LabStack
 RETRANSMIT_TIMEOUT = 60
 # Its retransmits wait 0.5, 1, 2 ... 32 s: the timeout is noticed at the 7th, 63.5 s after the first send.
 GIVE_UP_SECONDS = 64
-# Seconds a VM of the lab image takes from power-on to a running ipsec service, by domain type.
-BOOT_SECONDS = {"qemu": 240, "kvm": 60}
 
 Echo = Callable[[str], None]
 
@@ -60,7 +59,7 @@ def settle_seconds(lab: LabStack) -> int:
 
 def boot_bound(lab: LabStack) -> int:
     """Seconds a rebooted VM may need until its tunnels carry traffic again."""
-    return BOOT_SECONDS.get(str(lab.config["domainType"]), BOOT_SECONDS["qemu"]) + liveness_bound(lab)
+    return waits.boot_seconds(str(lab.config["domainType"])) + liveness_bound(lab)
 
 
 def first_nat_spoke(lab: LabStack) -> str:
@@ -84,8 +83,13 @@ def overlay_flows(lab: LabStack, spoke: str) -> bool:
         return False
 
 
+def flows(lab: LabStack) -> dict[str, bool]:
+    """overlay_flows from every spoke, spokes at once (each on its own connection), in spoke order."""
+    return dict(zip(lab.spokes, each_spoke(lab, lab.spokes, overlay_flows)))
+
+
 def all_flow(lab: LabStack) -> bool:
-    return all(overlay_flows(lab, spoke) for spoke in lab.spokes)
+    return all(flows(lab).values())
 
 
 # Set in the threads of together(): the lab was found healthy once, before any of its drills began.
@@ -96,7 +100,7 @@ def require_healthy(lab: LabStack) -> None:
     """A drill starts only on a lab whose every spoke reaches the hub over the overlay."""
     if getattr(_CHECKED, "done", False):
         return
-    broken = [spoke for spoke in lab.spokes if not overlay_flows(lab, spoke)]
+    broken = [spoke for spoke, flowing in flows(lab).items() if not flowing]
     if broken:
         raise click.ClickException(f"overlay traffic does not flow from {', '.join(broken)}: "
                                    f"run `python -m labctl verify {lab.name}` first")
