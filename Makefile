@@ -8,7 +8,7 @@ STACK ?= local
 # The lab's command-line program (it enters the lab's network namespace by itself).
 LABCTL := $(PY) -m labctl
 
-.PHONY: venv deps test test-fast e2e up down preview bench
+.PHONY: venv deps test test-fast e2e up down preview bench bench-scale
 
 venv: venv/.stamp policy/venv/.stamp
 venv/.stamp: requirements.txt requirements-dev.txt
@@ -60,6 +60,14 @@ bench: deps
 	scripts/labns.sh start
 	trap 'scripts/labns.sh stop' EXIT
 	scripts/labns.sh exec $(PY) tools/bench.py
+
+# Real labs of 1, 4, 8 and 16 spokes one after another, each against its floor (T1 x VMs / cores,
+# T1 from the lab step of the same run): docs/performance.md, "Scaling". The sizes' floors alone
+# add up to 66 minutes at T1 = 240 s on 2 cores.
+bench-scale: deps
+	scripts/labns.sh start
+	trap 'scripts/labns.sh stop' EXIT
+	scripts/labns.sh exec $(PY) tools/bench.py --only lab --scale 1,4,8,16
 
 up: deps
 	start=$$SECONDS
