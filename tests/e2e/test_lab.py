@@ -256,7 +256,9 @@ def test_each_site_runs_its_interface_mode(lab: Lab) -> None:
 def test_verify_passes_every_check(lab: Lab) -> None:
     """`labctl verify`: SAs over NAT-T, the hub's view of each spoke, ESP counters, MTUs, GRE ports,
     overlay pings, a DF ping of exactly the inner MTU (one byte more fails), ESP only on the wire."""
+    start = time.monotonic()
     result = labctl("verify", STACK, "--json")
+    seconds = round(time.monotonic() - start)  # the sites' checks overlap: their own times add up to more
     print(result.stderr[-3000:], flush=True)
     report = json.loads(result.stdout)
     failed = [c for c in report["checks"] if not c["passed"]]
@@ -265,7 +267,7 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     planned = {(site, name) for site in lab_stack.node_info for name, _, scope in checks.CHECKS
                if scope == "all" or site != names.HUB}
     assert {(c["node"], c["check"]) for c in report["checks"]} == planned, "verify skipped a check"
-    lab.figures["verify_seconds"] = round(sum(c["seconds"] for c in report["checks"]))
+    lab.figures["verify_seconds"] = seconds
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
         [p for p in planned if p[0] == "spoke1"]) + 1, lines.stdout

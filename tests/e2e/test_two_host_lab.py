@@ -150,14 +150,16 @@ def test_each_site_runs_on_its_host(lab: tuple[dict[str, str], dict[str, object]
 def test_verify_passes_on_two_hosts(lab: tuple[dict[str, str], dict[str, object], Path]) -> None:
     """Every check of the one-host lab; the hub sees spoke1 from host b's uplink."""
     env, figures, _ = lab
+    start = time.monotonic()
     result = labctl(env, "verify", STACK, "--json")
+    seconds = round(time.monotonic() - start)  # the sites' checks overlap: their own times add up to more
     report = json.loads(result.stdout)
     failed = [c for c in report["checks"] if not c["passed"]]
     assert result.returncode == 0 and report["passed"] and not failed, failed
     seen = {c["node"]: c["evidence"] for c in report["checks"] if c["check"] == "hub-sees"}
     assert seen["spoke1"].startswith(f"hub sees {env['HOST_B_UPLINK']},"), seen
     assert {c["node"] for c in report["checks"] if c["check"] == "esp-on-wire"} == {"spoke1", "spoke2"}
-    figures["verify_seconds"] = round(sum(c["seconds"] for c in report["checks"]))
+    figures["verify_seconds"] = seconds
 
 
 def test_growing_to_three_spokes_puts_spoke3_on_b_and_replaces_nothing(
