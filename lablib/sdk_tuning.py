@@ -17,8 +17,16 @@ Measured on `pulumi preview` of the scale stack and under mocks (docs/performanc
   never uses, and turns every frame into a file URI with pathlib. The
   frames are taken without their lines, and the same few files and lines
   recur, so the URIs are cached.
-- CPython's full collections rescan every Output and future the run keeps
-  until its end and free nothing: run them 100 times less often.
+- it computes every resource's URN (used only when there is no engine to ask)
+  through four Outputs and three applies, though name, type and parent URN
+  are plain strings by then: 5,287 of the 6,291 applies of 250 spokes. Plain strings get
+  the same string in an Output directly (known, not secret, no dependencies,
+  as the applies give); anything else still goes the SDK's way;
+- CPython's collector scans each surviving object at least twice (young, then
+  middle generation): 8 % of the plan's instructions, and it frees next to
+  nothing, since the program keeps its Outputs and futures until it ends. The
+  program's process turns automatic collection off: it lives as long as the
+  deployment, and leaves about 40 KiB of cyclic garbage per spoke uncollected.
 """
 from __future__ import annotations
 
@@ -32,9 +40,8 @@ from typing import Any, Callable
 
 import pulumi
 from pulumi.runtime import resource as sdk_resource
-from pulumi.runtime import resource_cycle_breaker
+from pulumi.runtime import resource_cycle_breaker, settings
 
-FULL_COLLECTION_EVERY = 1000  # generation-1 collections (CPython's default: 10)
 KEEP_DEBUG_ENV = "LAB_SDK_DEBUG"
 
 
@@ -51,6 +58,24 @@ def reachable(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> b
         visited.add(id(current))
         pending.extend(resource_cycle_breaker._deps(current))
     return False
+
+
+def plain_create_urn(original: Callable[..., Any]) -> Callable[..., Any]:
+    """original (the SDK's create_urn), answering plain strings without Outputs."""
+    def create_urn(name: Any, type_: Any, parent: Any = None, project: str | None = None,
+                   stack: str | None = None) -> pulumi.Output[str]:
+        if not (type(name) is str and type(type_) is str and (parent is None or type(parent) is str)):
+            return original(name, type_, parent, project, stack)
+        if parent is not None:
+            prefix = parent[0:parent.rfind("::")] + "$"
+        else:
+            stack = settings.get_stack() if stack is None else stack
+            project = settings.get_project() if project is None else project
+            prefix = "urn:pulumi:" + stack + "::" + project + "::"
+        return pulumi.Output.from_input(prefix + type_ + "::" + name)
+
+    create_urn.original = original  # type: ignore[attr-defined]
+    return create_urn
 
 
 def cached_source_position(original: Callable[[traceback.FrameSummary], Any]) -> Callable[..., Any]:
@@ -87,8 +112,10 @@ def _no_debug(*_args: object, **_kwargs: object) -> None:
 
 def tune_sdk() -> None:
     """Apply the changes above to this process (idempotent)."""
-    gc.set_threshold(*gc.get_threshold()[:2], FULL_COLLECTION_EVERY)
+    gc.disable()
     resource_cycle_breaker._reachable = reachable
+    if not hasattr(sdk_resource.create_urn, "original"):
+        sdk_resource.create_urn = plain_create_urn(sdk_resource.create_urn)
     if not hasattr(sdk_resource._get_source_position_for_frame, "original"):
         sdk_resource._get_source_position_for_frame = cached_source_position(
             sdk_resource._get_source_position_for_frame)

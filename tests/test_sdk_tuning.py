@@ -1,6 +1,8 @@
 """lablib.sdk_tuning: the SDK still calls what it replaces, and the replacements answer the same."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import inspect
 import traceback
 
@@ -11,6 +13,8 @@ from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker
 
 from lablib import sdk_tuning
+from tools.mockrun import run_program, stack_values
+from tools.plan_dump import plan
 
 DEPS = resource_cycle_breaker._DEPENDENCIES_PROPERTY
 
@@ -25,6 +29,7 @@ def test_the_sdk_still_calls_what_is_replaced() -> None:
     assert "_get_source_position_for_frame(frame)" in inspect.getsource(sdk_resource._get_stack_trace)
     assert "log.debug(" in inspect.getsource(sdk_resource.register_resource)
     assert "traceback.extract_stack()" in inspect.getsource(sdk_resource._get_stack_trace)
+    assert "await create_urn(name, ty, resolver.parent_urn)" in inspect.getsource(sdk_resource.register_resource)
 
 
 def original_reachable(source: object, target: object) -> bool:
@@ -92,3 +97,37 @@ def test_debug_lines_are_kept_on_request(monkeypatch) -> None:  # type: ignore[n
         assert pulumi.log.debug is sdk_tuning._no_debug
     finally:
         pulumi.log.debug = original
+        gc.enable()  # tune_sdk() turned the collector off for this process
+
+
+def test_plain_create_urn_gives_the_sdks_answer() -> None:
+    original = getattr(sdk_resource.create_urn, "original", sdk_resource.create_urn)
+    fast = sdk_tuning.plain_create_urn(original)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+
+    async def answers(output: pulumi.Output) -> tuple[object, ...]:
+        return (await output.future(), await output.is_known(), await output.is_secret(),
+                await output.resources())
+
+    cases = [("n", "t:m:T", "urn:pulumi:s::p::a:b:C::x", None, None), ("n", "t:m:T", "", None, None),
+             ("n", "t:m:T", None, "p", "s"), ("n", "t:m:T", "urn:pulumi:s::p::a$b::x", None, None)]
+    try:
+        for name, typ, parent, project, stack in cases:
+            got = loop.run_until_complete(answers(fast(name, typ, parent, project, stack)))
+            assert got == loop.run_until_complete(answers(original(name, typ, parent, project, stack)))
+        secret_name = pulumi.Output.secret("n")
+        got = loop.run_until_complete(answers(fast(secret_name, "t:m:T", "", None, None)))
+        assert got == ("$t:m:T::n", True, True, set())  # not plain: the SDK's own way
+    finally:
+        loop.close()
+
+
+def test_the_plan_is_the_sdks_own(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The canonical plan (tools/plan_dump.py) with and without the tuning that touches it."""
+    tuned = plan(run_program(stack_values({"spokes": 3})))
+    monkeypatch.setattr(sdk_tuning, "tune_sdk", gc.enable)
+    for name in ("create_urn", "_get_source_position_for_frame"):
+        monkeypatch.setattr(sdk_resource, name, getattr(getattr(sdk_resource, name), "original"))
+    monkeypatch.setattr(sdk_resource, "traceback", traceback)
+    assert plan(run_program(stack_values({"spokes": 3}))) == tuned

@@ -44,6 +44,7 @@ class Recorded:
 class Run:
     resources: list[Recorded]
     outputs: dict[str, Any] = field(default_factory=dict)
+    requests: list[Any] = field(default_factory=list)  # the RegisterResource and RegisterResourceOutputs requests
 
     def of_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.typ == typ]
@@ -69,16 +70,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
-    """The mock monitor, also noting the resources registered with delete_before_replace."""
+    """The mock monitor, also keeping the requests: what the engine would see (Mocks are not shown
+    the options, delete_before_replace among them)."""
 
     def __init__(self, mocks: RecordingMocks) -> None:
         super().__init__(mocks)
-        self.delete_before_replace: set[tuple[str, str]] = set()
+        self.requests: list[Any] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # the gRPC method, named as it is
-        if request.deleteBeforeReplace:
-            self.delete_before_replace.add((request.type, request.name))
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC methods, named as they are
+        self.requests.append(request)
         return super().RegisterResource(request)
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        self.requests.append(request)
+        return super().RegisterResourceOutputs(request)
 
 
 @cache
@@ -177,11 +182,13 @@ def run_program(values: dict[str, str], stack: str = "test", preview: bool = Fal
             pulumi.export = original_export
         return pulumi.Output.from_input(exports).apply(outputs.update)
 
-    threshold = gc.get_threshold()  # the program tunes the collector for its own process
+    collecting = gc.isenabled()  # the program turns the collector off for its own process
     try:
         program()
     finally:
-        gc.set_threshold(*threshold)
+        if collecting:
+            gc.enable()
+    replaced_first = {(r.type, r.name) for r in monitor.requests if getattr(r, "deleteBeforeReplace", False)}
     for resource in mocks.resources:
-        resource.delete_before_replace = (resource.typ, resource.name) in monitor.delete_before_replace
-    return Run(mocks.resources, outputs)
+        resource.delete_before_replace = (resource.typ, resource.name) in replaced_first
+    return Run(mocks.resources, outputs, monitor.requests)
