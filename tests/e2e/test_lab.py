@@ -218,7 +218,7 @@ def test_every_vm_ran_cloud_init(lab: Lab) -> None:
 
 def test_qemu_runs_unprivileged(lab: Lab) -> None:
     """Every VM's QEMU runs as Debian's unprivileged account, not root (scripts/labns.sh)."""
-    processes = subprocess.run(["ps", "-eo", "user:32,args", "--no-headers"], capture_output=True, text=True,
+    processes = subprocess.run(["ps", "-eww", "-o", "user:32,args", "--no-headers"], capture_output=True, text=True,
                                check=True).stdout.splitlines()
     for site in lab.nodes:
         owners = {line.split()[0] for line in processes if f"guest={names.domain_name(STACK, site)}," in line}
