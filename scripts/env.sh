@@ -43,3 +43,15 @@ lab_suite_dir() { # lab_suite_dir rootfs|image SUITE
 lab_qemu_conf() {
 	printf 'user = "%s"\ngroup = "%s"\n' "$LAB_QEMU_USER" "$LAB_QEMU_USER"
 }
+
+# lab_kvm_node FILE: a /dev/kvm node as Debian's udev rule makes it (root:kvm 0660) for a libvirtd's
+# mount namespace to bind over /dev/kvm. Where there is no udev /dev/kvm is root's alone, and libvirt,
+# finding KVM in the probe of a QEMU that cannot open it, probes again on every call (a domain start
+# waits minutes for it). Makes nothing when /dev/kvm is absent or already the kvm group's.
+lab_kvm_node() {
+	rm -f "$1"
+	if [ -c /dev/kvm ] && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
+		mknod -m 660 "$1" c "$((0x$(stat -c %t /dev/kvm)))" "$((0x$(stat -c %T /dev/kvm)))"
+		chgrp kvm "$1"
+	fi
+}

@@ -134,8 +134,10 @@ start_host() {
   mkdir -p /run/sshd  # sshd's privilege separation directory (compiled in)
   # ip netns exec gives the command its own mount namespace; the daemons
   # started here keep it, and nothing mounted here is seen outside.
+  lab_kvm_node "$d/kvm"  # bound over /dev/kvm below, as labns.sh does for the lab's libvirtd
   ip netns exec "$(ns "$h")" sh -ec '
     d=$1 cache=$2
+    if [ -c "$d/kvm" ]; then mount --bind "$d/kvm" /dev/kvm; fi
     mount -t tmpfs -o mode=0755,size=16m tmpfs /run/libvirt
     mount --bind "$d/etc-libvirt" /etc/libvirt
     mount --bind "$d/var-lib-libvirt" /var/lib/libvirt

@@ -72,18 +72,11 @@ start() {
 
   local t=$SECONDS
   # Both daemons double-fork (-d) and write their pid files under /run.
-  # /dev/kvm as Debian's udev rule makes it (group kvm, 0660), in that mount
-  # namespace only: where there is no udev it is root's alone, and libvirt,
-  # finding KVM in the probe of a QEMU that cannot open it, probes again on
-  # every call and never starts a domain.
+  # /dev/kvm as Debian's udev rule makes it, in that mount namespace only (lab_kvm_node).
+  lab_kvm_node "$CONF_DIR/kvm"
   ip netns exec "$NS" sh -ec '
     mount --bind "$1" /etc/libvirt/qemu.conf
-    if [ -c /dev/kvm ] && [ "$(stat -c %G /dev/kvm)" != kvm ]; then
-      rm -f "$2"
-      mknod -m 660 "$2" c "$((0x$(stat -c %t /dev/kvm)))" "$((0x$(stat -c %T /dev/kvm)))"
-      chgrp kvm "$2"
-      mount --bind "$2" /dev/kvm
-    fi
+    if [ -c "$2" ]; then mount --bind "$2" /dev/kvm; fi
     virtlogd -d
     libvirtd -d
   ' labns "$CONF_DIR/qemu.conf" "$CONF_DIR/kvm"
