@@ -147,19 +147,21 @@ def wait(stack: str, timeout: int | None) -> None:
 @cli.command()
 @STACK
 @TIMEOUT
-def up(stack: str, timeout: int | None) -> None:
+@click.option("--parallel", type=click.IntRange(1, 256), metavar="N",
+              help="At most N resource operations at once (default: Pulumi's).")
+def up(stack: str, timeout: int | None, parallel: int | None) -> None:
     """`pulumi up` on the stack, then wait for its tunnels and overlay traffic.
 
     The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
-    recover_and_up(stack)
+    recover_and_up(stack, parallel=parallel)
     wait_for_tunnels(stacks.load(stack), timeout)
 
 
-def recover_and_up(stack: str, replace: list[str] | None = None) -> None:
+def recover_and_up(stack: str, replace: list[str] | None = None, parallel: int | None = None) -> None:
     """What an interrupted run left undone, then refresh + up (replacing the URNs in replace)."""
     run_unlocked(stack, lambda: pending.recover(stacks.open_stack(stack), click.echo), click.echo)
-    result, changed = stacks.run_up(stack, click.echo, replace=replace)
+    result, changed = stacks.run_up(stack, click.echo, replace=replace, parallel=parallel)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
     for line in changed:
         click.echo(f"  changed: {line}")

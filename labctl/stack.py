@@ -255,11 +255,12 @@ def load(stack: str) -> LabStack:
     return LabStack(stack, outputs, plain_config(stack))
 
 
-def run_up(stack: str, echo: Callable[[str], None], replace: list[str] | None = None
+def run_up(stack: str, echo: Callable[[str], None], replace: list[str] | None = None, parallel: int | None = None
            ) -> tuple[auto.UpResult, list[str]]:
     """`pulumi refresh`, so that drift inside the VMs (and of libvirt objects) becomes a diff,
-    then `pulumi up` (replacing the resources whose URNs are in replace); and one line per resource
-    the up did not leave as it was ("OP TYPE NAME")."""
+    then `pulumi up` (replacing the resources whose URNs are in replace; at most parallel operations
+    at once, None: Pulumi's default); and one line per resource the up did not leave as it was
+    ("OP TYPE NAME")."""
     changed: list[str] = []
 
     def on_event(event: auto.EngineEvent) -> None:
@@ -270,7 +271,7 @@ def run_up(stack: str, echo: Callable[[str], None], replace: list[str] | None = 
     def refresh_then_up() -> auto.UpResult:
         selected = open_stack(stack)
         selected.refresh(on_output=echo)
-        return selected.up(on_output=echo, on_event=on_event, replace=replace)
+        return selected.up(on_output=echo, on_event=on_event, replace=replace, parallel=parallel)
     return run_unlocked(stack, refresh_then_up, echo), changed
 
 
