@@ -176,3 +176,18 @@ def node_resources(site: str) -> tuple[str, ...]:
 def impair_table(stack: str, site: str) -> str:
     """The nftables table, in the lab's namespace, that drops a site's WAN fragments."""
     return f"{stack_prefix(stack)}-{site}-impair"
+
+
+# --- certificates ----------------------------------------------------------------------
+CA_NICKNAME = "lab-ca"  # the lab CA's nickname in every VM's NSS database
+PKI_DIR = "/etc/ipsec.d/lab"  # where a VM gets its CA certificate, CRL and (for the import only) its bundle
+NSS_DB = "sql:/var/lib/ipsec/nss"  # libreswan's NSS database on Debian
+# pk12util will not import a bundle without a password, so the bundles carry this fixed one: it
+# is no secret and protects nothing. The bundle itself is handled as a secret instead: a Pulumi
+# secret, pushed 0600 and removed once imported.
+PKCS12_PASSWORD = "lab-import"
+
+
+def cert_nickname(site: str) -> str:
+    """A site's certificate (and key) nickname in its NSS database."""
+    return site
