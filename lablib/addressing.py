@@ -29,6 +29,7 @@ class AddressSettings:
     overlay_pool: ipaddress.IPv4Network
     bridge_subnet: ipaddress.IPv4Network
     mgmt_subnet: ipaddress.IPv4Network
+    id_domain: str = ""  # lab:idDomain: IKE IDs @site.<id_domain>; "": @site
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def build_plan(config: AddressSettings) -> AddressPlan:
             bridge_address=ipaddress.IPv4Interface(
                 (config.bridge_subnet.network_address + index, config.bridge_subnet.prefixlen)),
             mgmt_address=config.mgmt_subnet.network_address + 1 + index,
-            ike_id=names.ike_id(name),
+            ike_id=names.ike_id(name, config.id_domain),
             gre_port=names.gre_port(name),
         )
 

@@ -6,12 +6,14 @@ tests do the same from that file.
 """
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
+from lablib.auth import AUTH_KEYS, parse_auth
 from lablib.boot import HUB_KEYS, BootFiles, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals, proposal_line
 from lablib.errors import ConfigError
@@ -32,7 +34,7 @@ PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp",
     "greKey",
-    "dpdDelay", "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
+    "dpdDelay", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
     "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
 MIN_MASTER_SECRET = 16
@@ -59,6 +61,12 @@ class LabConfig:
     pool_path: str
     ssh_public_key: str
     spoke_modes: tuple[tuple[int, str], ...] = ()  # (spoke number, mode) where it is not interface_mode
+    # Authentication (lablib/auth.py): the hub's and every spoke's not in spoke_auths; "psk" or "cert".
+    auth: str = "psk"
+    spoke_auths: tuple[tuple[int, str], ...] = ()  # (spoke number, auth) where it is not auth
+    cert_key: str = "ecdsa-p256"  # a name of lablib.crypto.CERT_KEYS: the CA's and every site's key type
+    ca_valid_until: datetime.date = datetime.date(2036, 12, 31)  # notAfter of the CA and every certificate
+    revoked_spokes: frozenset[int] = frozenset()  # cert spokes whose certificate the hub refuses
 
     @property
     def tunnel_interface(self) -> str:
@@ -76,6 +84,15 @@ class LabConfig:
     def boot_of(self, is_hub: bool) -> BootFiles:
         return self.hub_boot if is_hub else self.boot
 
+    def auth_of(self, spoke: int) -> str:
+        """How spoke number `spoke` authenticates, "psk" or "cert" (its hub-side conn alike)."""
+        return dict(self.spoke_auths).get(spoke, self.auth)
+
+    @property
+    def uses_certs(self) -> bool:
+        """Any site authenticates with a certificate: then the lab has a CA and the hub a certificate too."""
+        return self.auth == "cert" or any(auth == "cert" for _spoke, auth in self.spoke_auths)
+
 
 @dataclass(frozen=True)
 class LabSpec:
@@ -88,11 +105,7 @@ class LabSpec:
     hosts: HostPlan = HostPlan()  # which libvirt host each site runs on; empty: the one default host
 
 
-def _required(raw: Mapping[str, str | None], key: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        raise ConfigError(key, None, "is missing (Pulumi.yaml declares its default)")
-    return value
+_required = inputs.required
 
 
 def _integer(raw: Mapping[str, str | None], key: str, low: int, high: int) -> int:
@@ -123,27 +136,7 @@ def _network(raw: Mapping[str, str | None], key: str) -> ipaddress.IPv4Network:
     return network
 
 
-def _spoke_numbers(raw: Mapping[str, str | None], key: str, spokes: int) -> frozenset[int]:
-    text = _required(raw, key)
-    allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
-    numbers = inputs.integer_list_text(key, text, allowed)
-    if not all(1 <= n <= spokes for n in numbers):
-        raise ConfigError(key, text, allowed)
-    if len(set(numbers)) != len(numbers):
-        raise ConfigError(key, text, allowed)
-    return frozenset(numbers)
-
-
-def _spoke_modes(raw: Mapping[str, str | None], spokes: int, default: str) -> tuple[tuple[int, str], ...]:
-    """The spokes listed in vtiSpokes / xfrmSpokes whose mode is not the default; a spoke in both is
-    an error naming both keys."""
-    listed = {mode: _spoke_numbers(raw, key, spokes) for mode, key in MODE_SPOKE_KEYS.items()}
-    both = set.intersection(*(set(numbers) for numbers in listed.values()))
-    if both:
-        vti, xfrm = MODE_SPOKE_KEYS["vti"], MODE_SPOKE_KEYS["xfrm"]
-        raise ConfigError(vti, _required(raw, vti), f"lists spoke(s) {sorted(both)} that {xfrm} lists too: "
-                                                    "a spoke has one interface mode")
-    return tuple(sorted((n, mode) for mode, numbers in listed.items() if mode != default for n in numbers))
+_spoke_numbers = inputs.spoke_numbers
 
 
 def _proposals(raw: Mapping[str, str | None], key: str) -> tuple[str, list[Proposal]]:
@@ -187,6 +180,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     ssh_key = _required(raw, "sshPublicKey").strip()
     check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
     pool_path = inputs.directory_path("poolPath", _required(raw, "poolPath").strip())
+    auth = parse_auth(raw, spokes)
 
     addresses = AddressSettings(
         spokes=spokes,
@@ -197,6 +191,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         overlay_pool=_network(raw, "overlayPool"),
         bridge_subnet=_network(raw, "bridgeSubnet"),
         mgmt_subnet=_network(raw, "mgmtSubnet"),
+        id_domain=auth.id_domain,
     )
     config = LabConfig(
         addresses=addresses,
@@ -215,7 +210,12 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         install_packages=_boolean(raw, "installPackages"),
         pool_path=pool_path,
         ssh_public_key=ssh_key,
-        spoke_modes=_spoke_modes(raw, spokes, interface_mode),
+        spoke_modes=inputs.spoke_exceptions(raw, MODE_SPOKE_KEYS, spokes, interface_mode, "interface mode"),
+        auth=auth.auth,
+        spoke_auths=auth.spoke_auths,
+        cert_key=auth.cert_key,
+        ca_valid_until=auth.ca_valid_until,
+        revoked_spokes=auth.revoked_spokes,
     )
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)

@@ -1,4 +1,5 @@
-"""libreswan proposal strings: parse, reject weak suites, and size ESP overhead.
+"""libreswan proposal strings: parse, reject weak suites, and size ESP overhead; and the
+certificate key types lab:certKey may name (CERT_KEYS, check_cert_key).
 
 The allowed algorithms, their ESP sizes and the weak list come from ipsec.yaml
 at the top of the checkout, which the policy pack reads too (one crypto truth;
@@ -150,3 +151,38 @@ def _parse_one(text: str, kind: str) -> Proposal:
     if kind == "esp" and dh_groups:
         raise ProposalError(f"proposal {text!r}: put DH groups in ike=, not esp=")
     return Proposal(text, cipher_name, cipher, integrity, dh_groups)
+
+
+# --- certificate keys (lab:certKey): the `certificates` section of ipsec.yaml ---
+
+class CertKeyError(ValueError):
+    """A certificate key type that is weak or unknown."""
+
+
+@dataclass(frozen=True)
+class CertKey:
+    """One allowed key type of the lab CA and the sites' certificates."""
+
+    name: str  # as lab:certKey names it, e.g. "ecdsa-p256"
+    family: str  # "rsa" or "ecdsa"
+    bits: int | None  # RSA modulus size; None for ECDSA
+    curve: str | None  # SEC 2 name of an ECDSA curve (secp256r1, secp384r1); None for RSA
+    authby: str  # libreswan's authby= for it: rsa-sha2 (RSA-PSS, RFC 7427) or ecdsa
+    hash: str  # the SHA-2 of certificate and IKE_AUTH signatures: sha256, sha384 or sha512
+
+
+CERT_KEYS: dict[str, CertKey] = {
+    name: CertKey(name, entry["family"], entry.get("bits"), entry.get("curve"), entry["authby"], entry["hash"])
+    for name, entry in IPSEC["certificates"]["keys"].items()}
+WEAK_CERT_KEYS: dict[str, str] = dict(IPSEC["certificates"]["weak_keys"])  # name -> why it is refused
+
+
+def check_cert_key(text: str) -> CertKey:
+    """The allowed key type named text; CertKeyError saying why not (weak: the reason; else unknown),
+    listing the allowed ones."""
+    allowed = f"allowed: {', '.join(CERT_KEYS)}"
+    if text in WEAK_CERT_KEYS:
+        raise CertKeyError(f"key type {text!r} is weak: {WEAK_CERT_KEYS[text]}; {allowed}")
+    if text not in CERT_KEYS:
+        raise CertKeyError(f"key type {text!r} is unknown; {allowed}")
+    return CERT_KEYS[text]

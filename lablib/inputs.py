@@ -6,6 +6,7 @@ relative paths, other URL schemes) is refused here, naming the key.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import urllib.parse
@@ -17,7 +18,9 @@ from lablib.errors import ConfigError
 MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user types
 MAX_SHORT = 64  # numbers, networks, choices
 MAX_LENGTH = {"ike": 512, "esp": 512, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
-              **dict.fromkeys(("routedSpokes", "vtiSpokes", "xfrmSpokes"), 2048),  # 250 spoke numbers
+              **dict.fromkeys(("routedSpokes", "vtiSpokes", "xfrmSpokes", "pskSpokes", "certSpokes",
+                               "revokedSpokes"), 2048),  # 250 spoke numbers
+              "idDomain": 253,  # a DNS name's most (lablib/auth.py checks the whole ID)
               "hosts": 16 * MAX_TEXT, "spokeHosts": 4 * MAX_TEXT,  # lablib/hosts.py: 64 hosts, 250 pins
               **{key: MAX_TEXT for key in ("image", "kernel", "initrd", "kernelCmdline",
                                            "hubImage", "hubKernel", "hubInitrd", "hubKernelCmdline")}}
@@ -64,6 +67,39 @@ def integer_list_text(key: str, text: str, allowed: str) -> list[int]:
     if not _INT_LIST.fullmatch(text):
         raise ConfigError(key, text, allowed)
     return [int(number) for number in re.findall(r"[0-9]+", text)]
+
+
+def required(raw: Mapping[str, str | None], key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        raise ConfigError(key, None, "is missing (Pulumi.yaml declares its default)")
+    return value
+
+
+def spoke_numbers(raw: Mapping[str, str | None], key: str, spokes: int) -> frozenset[int]:
+    """A list of distinct spoke numbers from 1 to spokes (routedSpokes, vtiSpokes, ...)."""
+    text = required(raw, key)
+    allowed = f"must be a list of distinct spoke numbers from 1 to {spokes}"
+    numbers = integer_list_text(key, text, allowed)
+    if not all(1 <= n <= spokes for n in numbers):
+        raise ConfigError(key, text, allowed)
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError(key, text, allowed)
+    return frozenset(numbers)
+
+
+def spoke_exceptions(raw: Mapping[str, str | None], keys: Mapping[str, str], spokes: int, default: str,
+                     what: str) -> tuple[tuple[int, str], ...]:
+    """Per-spoke exceptions to a default: keys maps each value to the key listing the spokes that
+    take it (vtiSpokes / xfrmSpokes, pskSpokes / certSpokes). Returns (spoke, value) where the value
+    is not the default, sorted; a spoke in two lists is an error naming both keys."""
+    listed = {value: spoke_numbers(raw, key, spokes) for value, key in keys.items()}
+    for (first, in_first), (second, in_second) in itertools.combinations(listed.items(), 2):
+        both = in_first & in_second
+        if both:
+            raise ConfigError(keys[first], required(raw, keys[first]),
+                              f"lists spoke(s) {sorted(both)} that {keys[second]} lists too: a spoke has one {what}")
+    return tuple(sorted((n, value) for value, numbers in listed.items() if value != default for n in numbers))
 
 
 CACHE_TOKEN = "$LAB_CACHE"  # in a boot file path: the lab's cache (lab.env, or LAB_CACHE if set)

@@ -55,8 +55,10 @@ def spoke_name(number: int) -> str:
     return f"spoke{number}"
 
 
-def ike_id(site: str) -> str:
-    return f"@{site}"
+def ike_id(site: str, domain: str = "") -> str:
+    """@site, or @site.domain with lab:idDomain set (the certificate's subjectAltName dNSName
+    is the ID without its @)."""
+    return f"@{site}.{domain}" if domain else f"@{site}"
 
 
 def ssh_login(address: object) -> str:
