@@ -3,7 +3,8 @@
 Both read ipsec.yaml with parsers of their own. Every cipher x integrity x DH
 combination of the grammar, in both ike= and esp=, gets the same verdict
 from both; so do lines Hypothesis builds from known, weak, unknown and
-malformed tokens, and arbitrary text. Every name the table allows passes
+malformed tokens, and arbitrary text; every certificate key type name (lab:certKey), allowed,
+weak or unknown, gets the same verdict too. Every name the table allows passes
 Debian 12's `ipsec algparse` (in the Debian tree, as tests/test_debian_tools.py).
 And the file pluto reads: every accepted line, lists written with blanks too, is
 rendered into conns that libreswan 4.10 and 5.2 read back as the line meant.
@@ -62,6 +63,62 @@ def test_both_read_the_same_table() -> None:
             mtu.ETHERNET_HEADER) == tuple(PACK.OVERHEAD[key] for key in (
                 "ipv4_header", "nat_t_udp_header", "esp_header", "esp_trailer", "gre_header", "gre_key",
                 "ethernet_header"))
+
+
+CERT_TABLE = TABLE["certificates"]
+# Every certificate key type name either side could meet: allowed, weak, near misses and junk.
+CERT_NAMES = [*CERT_TABLE["keys"], *CERT_TABLE["weak_keys"], "rsa-8192", "rsa-2047", "ecdsa-p521", "ed25519",
+              "ed448", "ECDSA-P256", "rsa2048", " rsa-2048", "rsa-2048 ", "ecdsa", "rsa", "", "junk"]
+
+
+def program_accepts_key(name: str) -> bool:
+    try:
+        crypto.check_cert_key(name)
+    except crypto.CertKeyError:
+        return False
+    return True
+
+
+def test_both_read_the_same_certificate_table() -> None:
+    assert {name: {field: value for field, value in vars(key).items() if field != "name" and value is not None}
+            for name, key in crypto.CERT_KEYS.items()} == PACK.CERT_KEYS
+    assert PACK.WEAK_CERT_KEYS == crypto.WEAK_CERT_KEYS == CERT_TABLE["weak_keys"]
+    assert list(crypto.CERT_KEYS) == ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+    assert not set(crypto.CERT_KEYS) & set(crypto.WEAK_CERT_KEYS)
+
+
+@pytest.mark.parametrize("name", CERT_NAMES)
+def test_every_certificate_key_name_gets_one_verdict(name: str) -> None:
+    accepted = program_accepts_key(name)
+    assert accepted == (PACK.cert_key_problem(name) is None)
+    assert accepted == (name in CERT_TABLE["keys"])
+    if name in CERT_TABLE["weak_keys"]:  # both give the table's reason
+        reason = CERT_TABLE["weak_keys"][name]
+        with pytest.raises(crypto.CertKeyError, match=re.escape(reason)):
+            crypto.check_cert_key(name)
+        assert reason in (PACK.cert_key_problem(name) or "")
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.one_of(st.sampled_from(CERT_NAMES), st.text(max_size=12)))
+def test_generated_key_names_get_one_verdict(name: str) -> None:
+    assert program_accepts_key(name) == (PACK.cert_key_problem(name) is None)
+
+
+def test_each_key_type_has_the_fields_its_family_needs() -> None:
+    """RSA: bits >= 2048 and authby rsa-sha2 (RSA-PSS); ECDSA: a 256+ bit curve and authby ecdsa; SHA-2."""
+    for key in crypto.CERT_KEYS.values():
+        assert key.hash in ("sha256", "sha384", "sha512")
+        if key.family == "rsa":
+            assert (key.authby, key.curve) == ("rsa-sha2", None) and key.bits is not None and key.bits >= 2048
+        else:
+            assert (key.family, key.authby, key.bits) == ("ecdsa", "ecdsa", None)
+            assert key.curve in ("secp256r1", "secp384r1")
+
+
+def test_a_weak_cert_key_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"lab:certKey .*RSA below 2048 bits is breakable"):
+        parse_lab(certKey="rsa-1024")
 
 
 def grammar() -> list[str]:

@@ -94,6 +94,19 @@ def set_ike_id(spoke: str, ike_id: str) -> Mutation:
                 edit(tunnel, "hubEnd.remoteId", ike_id))
 
 
+def cert_spokes(key: str | None, *spokes: int, lab_key: str | None = None, revoked: tuple[int, ...] = ()) -> Mutation:
+    """Props as the program gives certificate spokes: auth and certKey on their Tunnels (key None: no
+    certKey), auth, certKey and revokedSpokes on the Lab (lab_key: another certKey there)."""
+    def mutate(resources: list[Recorded]) -> None:
+        for r in resources:
+            if r.typ == TUNNEL and int(r.inputs["spoke"].removeprefix("spoke")) in spokes:
+                r.inputs.update(auth="cert", **({"certKey": key} if key is not None else {}))
+            elif r.typ == LAB:
+                r.inputs.update(auth="psk", certKey=lab_key or key or "ecdsa-p256",
+                                revokedSpokes=[float(n) for n in revoked])
+    return mutate
+
+
 def copy_of(name: str, new_name: str, **changes: Any) -> Mutation:
     def mutate(resources: list[Recorded]) -> None:
         twin = copy.deepcopy(named(resources, name))
@@ -161,6 +174,22 @@ CASES = {
                                 proposals(esp="chacha20_poly1305-null"), "needs integrity null"),
     "lab-props-only": Case("ipsec-crypto-allowlist", edit("lab", "ike", "des-md5"),
                            edit("lab", "ike", "aes128-sha2_256"), "lab:ike"),
+    # certificate key types (ipsec.yaml's certificates section)
+    "cert-key-rsa-1024": Case("ipsec-cert-keys-allowed", cert_spokes("rsa-1024", 1),
+                              cert_spokes("rsa-2048", 1), "RSA below 2048 bits is breakable"),
+    "cert-key-p192": Case("ipsec-cert-keys-allowed", cert_spokes("ecdsa-p192", 1, 2),
+                          cert_spokes("ecdsa-p384", 1, 2, revoked=(2,)), "ecdsa-p192"),
+    "cert-key-unknown": Case("ipsec-cert-keys-allowed", cert_spokes("ed448", 2), cert_spokes("rsa-4096", 2),
+                             "'ed448' is not an allowed key type"),
+    "cert-key-only-on-lab": Case("ipsec-cert-keys-allowed", cert_spokes("ecdsa-p256", 1, lab_key="dsa"),
+                                 cert_spokes("ecdsa-p256", 1, lab_key="rsa-3072"), "Lab lab: certKey dsa"),
+    "cert-tunnel-without-key": Case("ipsec-cert-keys-allowed", cert_spokes(None, 2, lab_key="ecdsa-p256"),
+                                    cert_spokes("ecdsa-p256", 2), "authenticates with a certificate but has no certKey"),
+    "lab-auth-without-key": Case("ipsec-cert-keys-allowed", both(cert_spokes("ecdsa-p256", 1),
+                                                                 edit("lab", "certKey", delete=True)),
+                                 cert_spokes("ecdsa-p256", 1), "plans certificates (auth is set) but has no certKey"),
+    "auth-unknown": Case("ipsec-cert-keys-allowed", both(cert_spokes("ecdsa-p256", 1), edit("lab", "auth", "x509")),
+                         both(cert_spokes("ecdsa-p256", 1), edit("lab", "auth", "cert")), "neither psk nor cert"),
     # keys
     "psk-plain": Case("ipsec-keys-secret-and-long", plain("lab-spoke1-tunnel", "psk"), unchanged,
                       "pre-shared key (psk) is a plain input"),
@@ -287,7 +316,7 @@ def test_compliant_twin_passes(name: str) -> None:
     assert mandatory(judged(case, case.comply)) == set()
 
 
-@pytest.mark.parametrize("name", ["ipsec-crypto-allowlist", "mtu-esp-never-fragments", "tunnel-ends-agree",
+@pytest.mark.parametrize("name", ["ipsec-crypto-allowlist", "ipsec-cert-keys-allowed", "mtu-esp-never-fragments", "tunnel-ends-agree",
                                   "hub-spoke-wiring", "lab-subnets-distinct", "mgmt-network-separate",
                                   "ipsec-keys-secret-and-long", "ipsec-keys-and-ids-unique",
                                   "ipsec-keys-never-in-plaintext", "production-needs-kvm",
@@ -323,6 +352,26 @@ def test_scale_stack_is_over_the_default_budget() -> None:
 def test_production_stack_names(stack: str, production: bool) -> None:
     pattern = lab_policies.capacity.KVM_SCHEMA.properties["productionStackPattern"]["default"]
     assert lab_policies.capacity.is_production(stack, pattern) == production
+
+
+def test_a_certificate_tunnel_needs_no_pre_shared_key() -> None:
+    """Without auth a Tunnel is a PSK tunnel, as before certificates: its psk stays required."""
+    resources = planned("ci", program_stack="ci")
+    cert_spokes("ecdsa-p256", 1)(resources)
+    edit("lab-spoke1-tunnel", "psk", delete=True)(resources)
+    assert mandatory(evaluate(resources, "ci")) == set()
+    edit("lab-spoke2-tunnel", "psk", delete=True)(resources)
+    found = evaluate(resources, "ci")
+    assert mandatory(found) == {"ipsec-keys-secret-and-long"}
+    assert [v.message for v in found if v.level == "mandatory"] == [
+        "Tunnel lab-spoke2-tunnel: has no pre-shared key (psk): derive one per tunnel from lab:masterSecret."]
+
+
+def test_psk_plans_carry_no_certificate_props() -> None:
+    """What the pack's certificate policy relies on: a PSK stack's Lab and Tunnels have no auth."""
+    for r in planned("ci"):
+        if r.typ in (LAB, TUNNEL):
+            assert not {"auth", "certKey", "revokedSpokes"} & set(r.inputs), r.name
 
 
 # --- the pack's own tables, checked against libreswan, the field notes and the program ---
@@ -440,7 +489,7 @@ def test_analyzer_info_lists_levels_and_config(monkeypatch: pytest.MonkeyPatch) 
     service = analyzer._PolicyAnalyzerServicer("gre-ipsec-lab", "0.1.0", lab_policies.POLICIES,
                                                EnforcementLevel.MANDATORY)
     info = {p.name: p for p in service.GetAnalyzerInfo(None, None).policies}
-    assert len(info) == 13
+    assert len(info) == 14
     assert [n for n, p in info.items() if p.enforcementLevel == analyzer_pb2.ADVISORY] == ["capacity-budget"]
     assert info["ipsec-keys-secret-and-long"].configSchema.properties["minKeyLength"]["default"] == 32
 

@@ -13,7 +13,7 @@ plumbing.py; importing this package starts no server (__main__.py does).
 from __future__ import annotations
 
 from .capacity import capacity_budget, production_needs_kvm
-from .crypto import crypto_allowlist
+from .crypto import cert_keys_allowed, crypto_allowlist
 from .keys import keys_and_ids_unique, keys_never_in_plaintext, keys_secret_and_long
 from .mtu import mtu_fits
 from .networks import lab_subnets_distinct, mgmt_network_separate
@@ -22,6 +22,7 @@ from .wiring import domains_have_cloudinit, hub_spoke_wiring, single_hub, tunnel
 
 POLICIES = [
     crypto_allowlist,
+    cert_keys_allowed,
     keys_secret_and_long,
     keys_and_ids_unique,
     keys_never_in_plaintext,

@@ -1,4 +1,5 @@
-"""libreswan proposals as the pack reads them: the allowlist and the ESP sizes.
+"""libreswan proposals as the pack reads them: the allowlist and the ESP sizes; and the
+certificate key types (ipsec.yaml's `certificates` section).
 
 The tables come from ipsec.yaml at the top of the checkout, the file the
 program's lablib/crypto.py reads too; the grammar is written down there. The
@@ -35,6 +36,9 @@ DH_GROUPS = frozenset(_TABLE["dh_groups"])
 WEAK: dict[str, str] = dict(_TABLE["weak"])  # algorithm -> why it is refused
 OVERHEAD: dict[str, int] = dict(_TABLE["overhead_bytes"])
 STRONG_EXAMPLE = "ike=aes256-sha2;modp2048 (or aes_gcm256-sha2_512;ecp384) and esp=aes_gcm128-null"
+# Certificate key types (lab:certKey): name -> {family, bits or curve, authby, hash}, and the refused ones.
+CERT_KEYS: dict[str, dict[str, Any]] = {name: dict(entry) for name, entry in _TABLE["certificates"]["keys"].items()}
+WEAK_CERT_KEYS: dict[str, str] = dict(_TABLE["certificates"]["weak_keys"])  # key type -> why it is refused
 
 
 @dataclass(frozen=True)
@@ -138,3 +142,13 @@ def tunnel_mtu_limit(wan_mtu: int, esp_lines: Iterable[Any], nat_t: bool) -> int
     sizes = [largest_inner_packet(wan_mtu, p, nat_t) for line in esp_lines for p in parse_proposals(line, "esp")]
     known = [size for size in sizes if size is not None]
     return min(known) if known else None
+
+
+def cert_key_problem(name: Any) -> str | None:
+    """Why a certificate key type is refused (weak: the table's reason; otherwise not allowed), or None."""
+    allowed = f"allowed: {', '.join(CERT_KEYS)}"
+    if isinstance(name, str) and name in WEAK_CERT_KEYS:
+        return f"{name}: {WEAK_CERT_KEYS[name]} ({allowed})"
+    if not isinstance(name, str) or name not in CERT_KEYS:
+        return f"{name!r} is not an allowed key type ({allowed})"
+    return None

@@ -21,6 +21,8 @@ def check_keys(r: Res, args: ResourceValidationArgs, report: Report) -> None:
                    "pass it as pulumi.Output.secret(...).")
         return
     psk = r.props.get("psk")
+    if psk is None and r.get("auth") == "cert":
+        return  # a certificate tunnel needs no pre-shared key (ipsec-cert-keys-allowed judges its key)
     if psk is None or is_unknown(psk):
         if psk is None:
             report(f"{label_of(r)}: has no pre-shared key (psk): derive one per tunnel from lab:masterSecret.")
