@@ -56,6 +56,7 @@ PBKDF2_ROUNDS = 2048  # the bundle's password is no secret (names.PKCS12_PASSWOR
 #   SEC_ERROR_CRL_INVALID. It checks the CRL's signature against the CA in the database, so it
 #   comes after the CA. The same CRL again: exit 0; another CRL of the CA whose thisUpdate is not
 #   later than the one held: exit 1, SEC_ERROR_OLD_CRL (every new CRL here has thisUpdate = now).
+#   NSS counts an entry as revoked from its revocation date on (providers/pki.py dates them back).
 # - certutil -V -u I (certificateUsageIPsec, what libreswan 4.x and 5.x verify a peer with) prints
 #   "certificate is valid" (exit 0), or "certificate is invalid: Peer's Certificate has been
 #   revoked." (exit 255) once the CRL lists it. -u C passes too; -u V (TLS server) does not for

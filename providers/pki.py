@@ -30,7 +30,11 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from lablib import crypto, names, pki
 
-NOT_BEFORE_SLACK = datetime.timedelta(days=1)  # clocks of VMs booting from an old image may lag
+# Clocks of VMs may lag this machine's: certificates are valid from a day before they are made,
+# and a CRL dates its revocations a day back, as NSS counts a CRL entry as revoked only from its
+# revocation date on (seen with NSS 3.87 and 3.110: an entry dated a minute ahead of the
+# checking clock left the certificate valid).
+NOT_BEFORE_SLACK = datetime.timedelta(days=1)
 CA_INPUTS = ("keyType", "validUntil", "commonName")
 CA_SECRET_OUTPUTS = ["keyPem"]
 SITE_REPLACING_INPUTS = ("site", "ikeId", "keyType", "caCertPem", "validUntil")
@@ -186,9 +190,9 @@ def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def revoked_entries(olds: dict[str, Any] | None, news: dict[str, Any], now: datetime.datetime) -> list[dict[str, str]]:
+def revoked_entries(olds: dict[str, Any] | None, news: dict[str, Any], since: datetime.datetime) -> list[dict[str, str]]:
     """The CRL's entries ({site, serial, since}) after news: the old ones (none for a new CA or
-    a new resource), then, once each and since now, the serials of olds' issued that news no
+    a new resource), then, once each and dated since, the serials of olds' issued that news no
     longer issues and those news marks revoked."""
     same_ca = olds is not None and olds.get("caCertPem") == news.get("caCertPem")
     entries = [dict(entry) for entry in olds.get("revoked", [])] if same_ca and olds else []
@@ -199,16 +203,18 @@ def revoked_entries(olds: dict[str, Any] | None, news: dict[str, Any], now: date
     listed = {entry["serial"] for entry in entries}
     for entry in gone + marked:
         if entry["serial"] not in listed:
-            entries.append({"site": entry["site"], "serial": entry["serial"], "since": _timestamp(now)})
+            entries.append({"site": entry["site"], "serial": entry["serial"], "since": _timestamp(since)})
             listed.add(entry["serial"])
     return entries
 
 
 def revocation_outs(olds: dict[str, Any] | None, news: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
-    """news with revoked, number, crlPem and crlDer (base64): olds' CRL when neither the list nor
-    the CA changed; else a new one, numbered one up (a new CA goes on counting: the CA keeps its
-    name, and whoever holds an older CRL of that name must take the new one as newer)."""
-    entries = revoked_entries(olds, news, now)
+    """news with revoked (new entries dated a day back: NOT_BEFORE_SLACK), number, crlPem and
+    crlDer (base64): olds' CRL when neither the list nor the CA changed; else a new one with
+    thisUpdate now (NSS takes a CA's new CRL only if that is later than its last), numbered one
+    up (a new CA goes on counting: the CA keeps its name, and whoever holds an older CRL of that
+    name must take the new one as newer)."""
+    entries = revoked_entries(olds, news, now - NOT_BEFORE_SLACK)
     if olds is not None and entries == olds.get("revoked") and olds.get("caCertPem") == news.get("caCertPem"):
         return {**news, **{key: olds[key] for key in ("revoked", "number", "crlPem", "crlDer")}}
     number = int(olds.get("number", 0)) + 1 if olds is not None else 1
