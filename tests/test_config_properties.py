@@ -49,6 +49,8 @@ CHOICES = {
     "interfaceMode": ["xfrm", "vti"],
     "domainType": ["kvm", "qemu"],
     "sshPublicKey": [ssh_public_key()],
+    "idDomain": ["", "lab.example", "a-1.b"],  # the IKE IDs, so the PSKs and payloads, follow it
+    "certKey": ["ecdsa-p256", "rsa-3072"],
 }
 
 

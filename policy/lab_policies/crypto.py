@@ -42,24 +42,42 @@ crypto_allowlist = resource_policy(
 AUTHS = ("psk", "cert")
 
 
+def _end_auths(r: Res) -> dict[str, Any]:
+    """auth of each Tunnel end that states one (a certificate end does; a PSK end has none)."""
+    if r.type != TUNNEL:
+        return {}
+    return {end: (r.get(end) or {}).get("auth") for end in ("hubEnd", "spokeEnd")
+            if "auth" in (r.get(end) or {})}
+
+
 def check_cert_keys(r: Res, _args: ResourceValidationArgs, report: Report) -> None:
     """The Lab (auth, certKey only when a site uses certificates) and each Tunnel (auth cert and its
-    certKey only on certificate spokes): an absent auth is a PSK plan, as before certificates."""
-    auth, key = r.get("auth"), r.get("certKey")
-    if is_unknown(auth) or is_unknown(key):
+    certKey only on certificate spokes): an absent auth is a PSK plan, as before certificates. A
+    Tunnel end with auth cert makes the Tunnel a certificate tunnel too, and its authby= is the one
+    ipsec.yaml gives the key type."""
+    auth, key, ends = r.get("auth"), r.get("certKey"), _end_auths(r)
+    if any(is_unknown(value) for value in (auth, key, *ends.values())):
         return
     fix = f"set lab:certKey to one of {', '.join(CERT_KEYS)}"
-    if auth is not None and auth not in AUTHS:
-        report(f"{label_of(r)}: auth {auth!r} is neither psk nor cert: set lab:auth (and pskSpokes / certSpokes) "
-               "to psk or cert.")
+    for field, value in (("auth", auth), *((f"{end}.auth", value) for end, value in ends.items())):
+        if value is not None and value not in AUTHS:
+            report(f"{label_of(r)}: {field} {value!r} is neither psk nor cert: set lab:auth (and pskSpokes / "
+                   "certSpokes) to psk or cert.")
+    cert = auth == "cert" or "cert" in ends.values()
     if key is None:
-        if auth == "cert" or (r.type == LAB and auth is not None):
-            what = "authenticates with a certificate" if auth == "cert" else "plans certificates (auth is set)"
+        if cert or (r.type == LAB and auth is not None):
+            what = "authenticates with a certificate" if cert else "plans certificates (auth is set)"
             report(f"{label_of(r)}: {what} but has no certKey: {fix}.")
         return
     problem = cert_key_problem(key)
     if problem is not None:
         report(f"{label_of(r)}: certKey {problem}: {fix}.")
+        return
+    for end, value in ends.items():
+        authby = (r.get(end) or {}).get("authby")
+        if value == "cert" and authby is not None and not is_unknown(authby) and authby != CERT_KEYS[key]["authby"]:
+            report(f"{label_of(r)}: {end}.authby {authby!r} does not sign with certKey {key}: ipsec.yaml gives "
+                   f"it authby={CERT_KEYS[key]['authby']}.")
 
 
 cert_keys_allowed = resource_policy(
