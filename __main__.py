@@ -30,5 +30,8 @@ pulumi.export("tunnelMtu", spec.mtu.tunnel_mtu)
 pulumi.export("innerMtu", spec.mtu.inner_mtu)
 pulumi.export("inventory", lab.inventory)
 pulumi.export("topology", lab.topology)
+if lab.pki is not None:  # what `labctl verify` compares each site's certificate with
+    pulumi.export("certificates", lab.pki.certificates)
+    pulumi.export("revoked", lab.pki.revoked)
 if lab.hosts:
     pulumi.export("hosts", lab.hosts)

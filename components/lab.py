@@ -8,6 +8,7 @@ import pulumi_libvirt as libvirt
 
 from components.networks import LabNetworks, LabNetworksArgs
 from components.node import LabNode, LabNodeArgs
+from components.pki import LabPki, LabPkiArgs
 from components.storage import LabStorage, LabStorageArgs
 from components.tunnel import Tunnel, TunnelArgs
 from lablib import names, payload, report, waits
@@ -30,6 +31,7 @@ class Lab(pulumi.ComponentResource):
     libvirt provider per host and every site's resources created through its host's provider."""
 
     nodes: dict[str, dict[str, object]]
+    pki: LabPki | None  # with a certificate site only
     inventory: str
     topology: str
     hosts: list[dict[str, object]]
@@ -40,6 +42,9 @@ class Lab(pulumi.ComponentResource):
         props = {"spokes": config.addresses.spokes, "hubId": plan.hub.ike_id, "overlayPool": str(plan.overlay_pool),
                  "wanMtu": config.wan_mtu, "ike": config.ike, "esp": config.esp,
                  "interfaceMode": config.interface_mode}
+        if config.uses_certs:  # a pre-shared key's lab keeps the props it always had
+            props |= {"auth": config.auth, "certKey": config.cert_key,
+                      "revokedSpokes": sorted(config.revoked_spokes)}
         super().__init__("lab:index:Lab", name, props, opts)
         child = pulumi.ResourceOptions(parent=self)
         providers = {host.name: libvirt.Provider(f"{name}-host-{host.name}", uri=host.uri, opts=child)
@@ -75,15 +80,27 @@ class Lab(pulumi.ComponentResource):
         # The hub boots beside every other VM: its push waits as long as they all take to boot. Not a
         # prop the provider's diff compares: a lab grown (or moved to other cores) updates no hub side.
         ready = waits.scaled_wait(waits.HUB_READY_SECONDS, len(plan.sites), config.domain_type, waits.machine_cores())
+        self.pki = LabPki(f"{name}-pki", LabPkiArgs(
+            stack=args.stack, spec=spec, hub_host=str(plan.hub.mgmt_address), ssh_private_key=args.ssh_private_key,
+            hub=hub.domain, ready_timeout=ready, jump_uri=jump), opts=child) if config.uses_certs else None
         for spoke in plan.spokes:
-            psk = args.master_secret.apply(
-                lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
             tunnel = spoke_tunnel(spec, spoke)
             seed = payload.node_payload(spec, args.stack, spoke, tunnel)
-            previous = node(seed, psk.apply(seed.user_data), after=previous)
+            psk: pulumi.Output[str] | None = None
+            if tunnel.spoke_end.uses_cert:
+                assert self.pki is not None  # uses_certs
+                user_data = self.pki.credentials[spoke.name].apply(
+                    lambda credentials, seed=seed: seed.user_data(credentials=credentials))
+                after_hub: pulumi.Resource = self.pki.hub_push  # the conn's leftcert= must be in the hub's NSS
+            else:
+                psk = args.master_secret.apply(
+                    lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
+                user_data = psk.apply(seed.user_data)
+                after_hub = hub.domain
+            previous = node(seed, user_data, after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
-                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=hub.domain, ready_timeout=ready,
+                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=after_hub, ready_timeout=ready,
                 jump_uri=jump),
                 opts=child)
 
@@ -91,5 +108,5 @@ class Lab(pulumi.ComponentResource):
         self.inventory = report.inventory_yaml(spec)
         self.topology = report.mermaid(spec)
         self.hosts = report.hosts(spec)
-        self.register_outputs({"nodes": self.nodes, "inventory": self.inventory, "topology": self.topology,
+        self.register_outputs({**({"certificates": self.pki.certificates} if self.pki else {}), "nodes": self.nodes, "inventory": self.inventory, "topology": self.topology,
                                "hosts": self.hosts})

@@ -15,11 +15,11 @@ from providers.remote_config import RemoteConfig
 class TunnelArgs:
     spec: LabSpec
     tunnel: SpokeTunnel
-    psk: pulumi.Output[str]  # secret
+    psk: pulumi.Output[str] | None  # secret; None for a certificate's tunnel
     hub_host: str
     ssh_user: str
     ssh_private_key: pulumi.Output[str]  # secret
-    hub: pulumi.Resource  # the hub's domain: its side is pushed once it runs
+    hub: pulumi.Resource  # the hub's domain (its PKI push for a certificate): its side is pushed after it
     ready_timeout: int  # seconds the push waits for the hub's SSH and cloud-init (lablib.waits)
     jump_uri: str = ""  # the hub's host's qemu+ssh URI: its management network is reached through it
 
@@ -35,10 +35,12 @@ class Tunnel(pulumi.ComponentResource):
         spec, tunnel = args.spec, args.tunnel
         props = {
             "spoke": tunnel.spoke.name, "hubEnd": tunnel.hub_end.as_props(), "spokeEnd": tunnel.spoke_end.as_props(),
-            "psk": args.psk, "behindNat": tunnel.spoke.behind_nat, "natT": spec.mtu.nat_t,
+            "behindNat": tunnel.spoke.behind_nat, "natT": spec.mtu.nat_t,
             "wanMtu": spec.config.wan_mtu, "tunnelMtu": spec.mtu.tunnel_mtu, "innerMtu": spec.mtu.inner_mtu,
             "overlayPool": str(spec.plan.overlay_pool), "greKey": spec.config.gre_key,
             "hubPort": tunnel.hub_port.as_props(), "spokePort": tunnel.spoke_port.as_props(),
+            # A pre-shared key's tunnel carries its key (secret); a certificate's its key type.
+            **({"psk": args.psk} if args.psk is not None else {"auth": "cert", "certKey": spec.config.cert_key}),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
         hub_side = payload.hub_side(tunnel, spec.mtu)
@@ -47,7 +49,7 @@ class Tunnel(pulumi.ComponentResource):
             host=args.hub_host,
             user=args.ssh_user,
             private_key=args.ssh_private_key,
-            files=args.psk.apply(hub_side.files),
+            files=args.psk.apply(hub_side.files) if args.psk is not None else hub_side.files(None),
             up_script=hub_side.up_script,
             down_script=hub_side.down_script,
             check_script=hub_side.check_script,

@@ -183,13 +183,23 @@ def impair_table(stack: str, site: str) -> str:
 # --- certificates ----------------------------------------------------------------------
 CA_NICKNAME = "lab-ca"  # the lab CA's nickname in every VM's NSS database
 PKI_DIR = "/etc/ipsec.d/lab"  # where a VM gets its CA certificate, CRL and (for the import only) its bundle
-NSS_DB = "sql:/var/lib/ipsec/nss"  # libreswan's NSS database on Debian
+NSS_DIR = "/var/lib/ipsec/nss"  # libreswan's NSS database on Debian
+NSS_DB = f"sql:{NSS_DIR}"
+PKI_CA_PATH = f"{PKI_DIR}/ca.pem"
+PKI_CRL_PATH = f"{PKI_DIR}/crl.der.b64"  # the CA's revocation list (the hub's only), base64 DER
+PKI_CRL_APPLIED = f"{PKI_DIR}/crl.applied"  # the list the hub imported last
+LAB_PKI_IMPORT = "/usr/local/sbin/lab-pki-import"  # a certificate spoke's first-boot import
 # pk12util will not import a bundle without a password, so the bundles carry this fixed one: it
 # is no secret and protects nothing. The bundle itself is handled as a secret instead: a Pulumi
-# secret, pushed 0600 and removed once imported.
+# secret, written 0600 for root only (as the pre-shared keys' files are).
 PKCS12_PASSWORD = "lab-import"
 
 
 def cert_nickname(site: str) -> str:
     """A site's certificate (and key) nickname in its NSS database."""
     return site
+
+
+def pki_bundle_path(site: str) -> str:
+    """site's key, certificate and the CA as a PKCS#12 bundle, base64 (cloud-init and the SSH push carry text)."""
+    return f"{PKI_DIR}/{site}.p12.b64"

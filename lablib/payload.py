@@ -20,10 +20,34 @@ from lablib.render import PayloadFile
 from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
 
 
-def tunnel_files(end: ConnEnd, psk: str) -> list[PayloadFile]:
-    """A conn and its secrets file (0600) for the ipsec.d directory."""
-    return [PayloadFile(end.conf_path, "0644", render.render_conn(end)),
-            PayloadFile(end.secrets_path, "0600", render.render_secrets(end, psk))]
+def tunnel_files(end: ConnEnd, psk: str | None) -> list[PayloadFile]:
+    """A conn and, for a pre-shared key, its secrets file (0600) for the ipsec.d directory (a
+    certificate's key lives in NSS: lablib.pki)."""
+    conf = PayloadFile(end.conf_path, "0644", render.render_conn(end))
+    if end.uses_cert:
+        return [conf]
+    if psk is None:
+        raise ValueError(f"{end.conn_name} needs its pre-shared key")
+    return [conf, PayloadFile(end.secrets_path, "0600", render.render_secrets(end, psk))]
+
+
+def tunnel_paths(end: ConnEnd) -> list[str]:
+    """What tunnel_files puts on a VM (and a hub side's down script removes)."""
+    return [end.conf_path] if end.uses_cert else [end.conf_path, end.secrets_path]
+
+
+@dataclass(frozen=True)
+class SiteCredentials:
+    """A certificate site's bundle (its key, certificate and the CA; base64 PKCS#12, secret) and the CA."""
+
+    bundle: str
+    ca_pem: str
+
+
+def pki_files(site: str, credentials: SiteCredentials) -> list[PayloadFile]:
+    """The CA certificate and site's bundle (0600) that lab-pki-import puts into NSS."""
+    return [PayloadFile(names.PKI_CA_PATH, "0644", credentials.ca_pem),
+            PayloadFile(names.pki_bundle_path(site), "0600", credentials.bundle)]
 
 
 def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) -> str:
@@ -58,14 +82,21 @@ class NodePayload:
     ssh_public_key: str
     install_packages: bool
 
-    def user_data(self, psk: str | None) -> str:
-        """cloud-config for the VM; psk is the spoke's key (None for the hub)."""
+    def user_data(self, psk: str | None = None, credentials: SiteCredentials | None = None) -> str:
+        """cloud-config for the VM: a spoke's conn with its pre-shared key, or with its certificate
+        (credentials: imported into NSS by lab-pki-import before ipsec starts); the hub has neither
+        (its conns and certificate arrive over SSH)."""
         files = list(self.base_files)
+        pki_import = self.conn is not None and self.conn.uses_cert
         if self.conn is not None:
-            if psk is None:
-                raise ValueError(f"{self.site.name} needs its pre-shared key")
             files += tunnel_files(self.conn, psk)
-        return render.render_user_data(self.site, files, self.ssh_public_key, self.install_packages)
+        if pki_import:
+            if credentials is None:
+                raise ValueError(f"{self.site.name} needs its certificate")
+            files += pki_files(self.site.name, credentials)
+            files.append(PayloadFile(names.LAB_PKI_IMPORT, "0755", render.render_pki_import(self.site.name)))
+        return render.render_user_data(self.site, files, self.ssh_public_key, self.install_packages,
+                                       pki_import=pki_import)
 
 
 def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | None) -> NodePayload:
@@ -102,8 +133,8 @@ class HubSide:
     down_script: str
     check_script: str  # exits non-zero, naming what differs, when the hub lacks what up_script did
 
-    def files(self, psk: str) -> list[dict[str, str]]:
-        """The conn and secrets files, as RemoteConfig takes them."""
+    def files(self, psk: str | None) -> list[dict[str, str]]:
+        """The conn (and a pre-shared key's secrets) files, as RemoteConfig takes them."""
         return [vars(f) for f in tunnel_files(self.end, psk)]
 
 
@@ -112,9 +143,29 @@ def hub_side(tunnel: SpokeTunnel, mtu: MtuPlan) -> HubSide:
     return HubSide(
         end=end,
         up_script=render.render_hub_tunnel_up(end, port, mtu),
-        down_script=render.render_hub_tunnel_down(end, port, [end.conf_path, end.secrets_path]),
+        down_script=render.render_hub_tunnel_down(end, port, tunnel_paths(end)),
         check_script=render.render_hub_tunnel_check(end, port, mtu),
     )
+
+
+@dataclass(frozen=True)
+class HubPki:
+    """What the running hub gets of the lab PKI: its certificate, the CA and the CRL.
+    files() holds the hub's key: call it inside an apply."""
+
+    up_script: str
+    down_script: str
+
+    @staticmethod
+    def files(credentials: SiteCredentials, crl_der_b64: str) -> list[dict[str, str]]:
+        return [vars(f) for f in (*pki_files(names.HUB, credentials),
+                                  PayloadFile(names.PKI_CRL_PATH, "0644", crl_der_b64))]
+
+
+def hub_pki(spec: LabSpec) -> HubPki:
+    """The hub's PKI push; the conns of revokedSpokes go down once the hub's NSS holds the new list."""
+    revoked = [names.conn_name(names.HUB, names.spoke_name(n)) for n in sorted(spec.config.revoked_spokes)]
+    return HubPki(up_script=render.render_hub_pki_up(revoked), down_script=render.render_hub_pki_down())
 
 
 # What lab-ipsec-compat (cloud-init/lab-ipsec-compat.sh.j2) deletes from every conn file on libreswan 5.

@@ -17,6 +17,11 @@ from lablib.config import LabConfig
 from lablib.mtu import MtuPlan
 from lablib.tunnel import ConnEnd, GrePort
 
+# NSS's CRL cache looks this often whether the CRL it holds is still in the database
+# (CRLCache_ExistenceCheck_Interval): a replaced list takes effect in pluto at most this late.
+NSS_CRL_CHECK_SECONDS = 60
+CRL_WAIT_MARGIN_SECONDS = 5
+
 TEMPLATE_DIRS = [names.PROJECT_DIR / "cloud-init", names.PROJECT_DIR / "libvirt"]
 
 _ENV = jinja2.Environment(
@@ -83,9 +88,26 @@ def render_hub_tunnel_down(end: ConnEnd, port: GrePort, files: Sequence[str]) ->
     return _render("hub-tunnel-down.sh.j2", end=end, port=port, files=files)
 
 
-def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: str, install_packages: bool) -> str:
+def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: str, install_packages: bool,
+                     pki_import: bool = False) -> str:
     return _render("user-data.yaml.j2", site=site, files=files, ssh_public_key=ssh_public_key,
-                   install_packages=install_packages)
+                   install_packages=install_packages, pki_import=pki_import)
+
+
+def render_pki_import(site: str) -> str:
+    return _render("pki-import.sh.j2", nickname=names.cert_nickname(site), bundle_path=names.pki_bundle_path(site))
+
+
+def render_hub_pki_up(revoked_conns: Sequence[str]) -> str:
+    return _render("hub-pki-up.sh.j2", nickname=names.cert_nickname(names.HUB),
+                   bundle_path=names.pki_bundle_path(names.HUB), revoked_conns=revoked_conns,
+                   cache_seconds=NSS_CRL_CHECK_SECONDS, wait_seconds=NSS_CRL_CHECK_SECONDS + CRL_WAIT_MARGIN_SECONDS)
+
+
+@cache
+def render_hub_pki_down() -> str:
+    return _render("hub-pki-down.sh.j2", nickname=names.cert_nickname(names.HUB),
+                   bundle_path=names.pki_bundle_path(names.HUB))
 
 
 def render_network_config(site: Site, wan_mtu: int, wan_mac: str, mgmt_mac: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from lablib import names
 from lablib.addressing import Site
 from lablib.config import LabSpec
+from lablib.crypto import CERT_KEYS
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,13 @@ class ConnEnd:
     interface_mode: str
     tunnel_mark: int
     interface_name: str
+    auth: str = "psk"  # or "cert": this end signs with its own certificate, the peer's from the same CA
+    authby: str = "secret"  # libreswan's authby= (for a certificate, the key type's: ipsec.yaml)
+    cert_nickname: str = ""  # this end's certificate in its NSS database (cert only)
+
+    @property
+    def uses_cert(self) -> bool:
+        return self.auth == "cert"
 
     @property
     def conf_path(self) -> str:
@@ -49,6 +57,9 @@ class ConnEnd:
             "localOverlay": self.local_overlay, "remoteOverlay": self.remote_overlay,
             "ike": self.ike, "esp": self.esp, "interfaceMode": self.interface_mode,
             "tunnelMark": self.tunnel_mark, "interfaceName": self.interface_name,
+            # Only for a certificate's end: a pre-shared key's keeps the props it always had.
+            **({"auth": self.auth, "authby": self.authby, "certNickname": self.cert_nickname}
+               if self.uses_cert else {}),
         }
 
 
@@ -75,10 +86,12 @@ class SpokeTunnel:
 
 
 def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str,
-         interface_mode: str) -> ConnEnd:
+         interface_mode: str, auth: str) -> ConnEnd:
     """local's conn towards remote, through a route-based interface of local's own choice: the
-    kind (VTI mark or XFRM interface ID) never shows on the wire, so the ends may differ."""
+    kind (VTI mark or XFRM interface ID) never shows on the wire, so the ends may differ. Both ends
+    authenticate alike (auth: the spoke's)."""
     config, hub_side = spec.config, local.is_hub
+    cert = auth == "cert"
     return ConnEnd(
         conn_name=names.conn_name(local.name, remote.name),
         local_id=local.ike_id,
@@ -95,6 +108,9 @@ def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_ad
         interface_mode=interface_mode,
         tunnel_mark=config.tunnel_mark,
         interface_name=names.tunnel_interface(interface_mode, config.tunnel_mark),
+        auth=auth,
+        authby=CERT_KEYS[config.cert_key].authby if cert else "secret",
+        cert_nickname=names.cert_nickname(local.name) if cert else "",
     )
 
 
@@ -116,10 +132,11 @@ def spoke_tunnel(spec: LabSpec, spoke: Site) -> SpokeTunnel:
     to the hub's WAN address, an XFRM interface's too, and the XFRM spoke's traffic dies there
     (measured on the ci lab: spoke1 out +210 B, in +0 B, ipsec0 RX dropped 57)."""
     hub, hub_wan = spec.plan.hub, str(spec.plan.hub.wan_address)
+    auth = spec.config.auth_of(spoke.number)
     return SpokeTunnel(
         spoke=spoke,
-        hub_end=_end(spec, hub, spoke, hub_wan, "%any", spec.config.interface_mode),
-        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan, spec.config.mode_of(spoke.number)),
+        hub_end=_end(spec, hub, spoke, hub_wan, "%any", spec.config.interface_mode, auth),
+        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan, spec.config.mode_of(spoke.number), auth),
         hub_port=_port(spec, hub, spoke, spoke),
         spoke_port=_port(spec, spoke, hub, spoke),
     )
