@@ -184,7 +184,8 @@ CASES = {
     "cert-key-only-on-lab": Case("ipsec-cert-keys-allowed", cert_spokes("ecdsa-p256", 1, lab_key="dsa"),
                                  cert_spokes("ecdsa-p256", 1, lab_key="rsa-3072"), "Lab lab: certKey dsa"),
     "cert-tunnel-without-key": Case("ipsec-cert-keys-allowed", cert_spokes(None, 2, lab_key="ecdsa-p256"),
-                                    cert_spokes("ecdsa-p256", 2), "authenticates with a certificate but has no certKey"),
+                                    cert_spokes("ecdsa-p256", 2),
+                                    "authenticates with a certificate but has no certKey"),
     "lab-auth-without-key": Case("ipsec-cert-keys-allowed", both(cert_spokes("ecdsa-p256", 1),
                                                                  edit("lab", "certKey", delete=True)),
                                  cert_spokes("ecdsa-p256", 1), "plans certificates (auth is set) but has no certKey"),
@@ -327,8 +328,9 @@ def test_compliant_twin_passes(name: str) -> None:
     assert mandatory(judged(case, case.comply)) == set()
 
 
-@pytest.mark.parametrize("name", ["ipsec-crypto-allowlist", "ipsec-cert-keys-allowed", "mtu-esp-never-fragments", "tunnel-ends-agree",
-                                  "hub-spoke-wiring", "lab-subnets-distinct", "mgmt-network-separate",
+@pytest.mark.parametrize("name", ["ipsec-crypto-allowlist", "ipsec-cert-keys-allowed", "mtu-esp-never-fragments",
+                                  "tunnel-ends-agree", "hub-spoke-wiring", "lab-subnets-distinct",
+                                  "mgmt-network-separate",
                                   "ipsec-keys-secret-and-long", "ipsec-keys-and-ids-unique",
                                   "ipsec-keys-never-in-plaintext", "production-needs-kvm",
                                   "domains-have-cloudinit", "single-hub"])
