@@ -59,8 +59,9 @@ PBKDF2_ROUNDS = 2048  # the bundle's password is no secret (names.PKCS12_PASSWOR
 #   NSS counts an entry as revoked from its revocation date on (providers/pki.py dates them back).
 # - certutil -V -u I (certificateUsageIPsec, what libreswan 4.x and 5.x verify a peer with) prints
 #   "certificate is valid" (exit 0), or "certificate is invalid: Peer's Certificate has been
-#   revoked." (exit 255) once the CRL lists it. -u C passes too; -u V (TLS server) does not for
-#   RSA (NSS wants keyEncipherment there), which no IKE peer needs.
+#   revoked." (exit 255) once the CRL lists it. Tried by hand on both, not in the tests: -u C
+#   passes too; -u V (TLS server) does not for RSA (NSS wants keyEncipherment there), which no
+#   IKE peer needs.
 # - vfychain -p -p is pluto's own path (CERT_PKIXVerifyCert, usage 12 = IPsec); with the CRL
 #   options it finds the revocation in the database ("ERROR -8180: Peer's Certificate has been
 #   revoked.", exit 1), without them "Chain is good!".
