@@ -7,6 +7,7 @@ library's unknown-checking proxy), then every stack policy sees the stack.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 from dataclasses import dataclass
 from functools import cache
@@ -39,14 +40,15 @@ def urn(stack: str, resource: Recorded) -> str:
 
 
 @cache
-def _planned(stack: str, program_stack: str, overrides: tuple[tuple[str, Any], ...]) -> tuple[Recorded, ...]:
-    values = stack_values(dict(overrides), stack=program_stack)
+def _planned(stack: str, program_stack: str, overrides: tuple[tuple[str, str], ...]) -> tuple[Recorded, ...]:
+    values = stack_values({key: json.loads(value) for key, value in overrides}, stack=program_stack)
     return tuple(run_program(values, stack=stack).resources)
 
 
 def planned(stack: str, program_stack: str | None = None, **overrides: Any) -> list[Recorded]:
-    """A fresh copy of what the program declares for stack (config from stacks/Pulumi.<program_stack>.yaml)."""
-    key = tuple(sorted(overrides.items()))
+    """A fresh copy of what the program declares for stack (config from stacks/Pulumi.<program_stack>.yaml,
+    then overrides: config values, lists included)."""
+    key = tuple(sorted((name, json.dumps(value)) for name, value in overrides.items()))
     return copy.deepcopy(list(_planned(stack, program_stack or stack, key)))
 
 

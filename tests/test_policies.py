@@ -300,8 +300,13 @@ CASES = {
 }
 
 
+# The cases start from the ci stack with pre-shared keys everywhere, whatever ci's own authentication:
+# the certificate cases add the props the program gives certificate spokes (cert_spokes).
+PSK = {"auth": "psk", "pskSpokes": [], "certSpokes": [], "revokedSpokes": []}
+
+
 def judged(case: Case, mutation: Mutation) -> list:
-    resources = planned(case.stack, program_stack="ci")
+    resources = planned(case.stack, program_stack="ci", **PSK)
     mutation(resources)
     return evaluate(resources, case.stack, case.config)
 
@@ -369,7 +374,7 @@ def test_production_stack_names(stack: str, production: bool) -> None:
 
 def test_a_certificate_tunnel_needs_no_pre_shared_key() -> None:
     """Without auth a Tunnel is a PSK tunnel, as before certificates: its psk stays required."""
-    resources = planned("ci", program_stack="ci")
+    resources = planned("ci", **PSK)
     cert_spokes("ecdsa-p256", 1)(resources)
     edit("lab-spoke1-tunnel", "psk", delete=True)(resources)
     assert mandatory(evaluate(resources, "ci")) == set()
@@ -380,9 +385,40 @@ def test_a_certificate_tunnel_needs_no_pre_shared_key() -> None:
         "Tunnel lab-spoke2-tunnel: has no pre-shared key (psk): derive one per tunnel from lab:masterSecret."]
 
 
+@pytest.mark.parametrize("overrides", [
+    {"certSpokes": [1], "revokedSpokes": [1], "certKey": "ecdsa-p256"},
+    {"auth": "cert", "certKey": "rsa-2048", "idDomain": "lab.example"},
+    {"auth": "cert", "pskSpokes": [2], "certKey": "ecdsa-p384"},
+])
+def test_certificate_plans_pass_with_the_props_the_policy_reads(overrides: dict[str, Any]) -> None:
+    config = {**PSK, **overrides}
+    resources = planned("ci", **config)
+    assert mandatory(evaluate(resources, "ci")) == set()
+    lab = named(resources, "lab").inputs
+    assert (lab["auth"], lab["certKey"], lab["revokedSpokes"]) == (
+        config["auth"], config["certKey"], [float(n) for n in config["revokedSpokes"]])
+    for spoke in (1, 2):
+        tunnel = named(resources, f"lab-spoke{spoke}-tunnel").inputs
+        cert = spoke in config["certSpokes"] or (config["auth"] == "cert" and spoke not in config["pskSpokes"])
+        assert (tunnel.get("auth"), tunnel.get("certKey"), "psk" in tunnel) == (
+            ("cert", config["certKey"], False) if cert else (None, None, True)), spoke
+
+
+def test_a_weak_key_type_in_a_certificate_plan_is_refused() -> None:
+    """The program never declares one (lab:certKey refuses it): the pack still would."""
+    resources = planned("ci", **{**PSK, "auth": "cert"})
+    for r in resources:
+        if r.typ in (LAB, TUNNEL):
+            r.inputs["certKey"] = "rsa-1024"
+    found = evaluate(resources, "ci")
+    assert mandatory(found) == {"ipsec-cert-keys-allowed"}
+    assert sorted(v.message.split(":")[0] for v in found if v.level == "mandatory") == [
+        "Lab lab", "Tunnel lab-spoke1-tunnel", "Tunnel lab-spoke2-tunnel"]
+
+
 def test_psk_plans_carry_no_certificate_props() -> None:
     """What the pack's certificate policy relies on: a PSK stack's Lab and Tunnels have no auth."""
-    for r in planned("ci"):
+    for r in planned("ci", **PSK):
         if r.typ in (LAB, TUNNEL):
             assert not {"auth", "certKey", "revokedSpokes"} & set(r.inputs), r.name
 
