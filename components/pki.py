@@ -56,7 +56,7 @@ class LabPki(pulumi.ComponentResource):
         self.hub_push = RemoteConfig(
             f"{name}-hub-push", host=args.hub_host, user=names.SSH_USER, private_key=args.ssh_private_key,
             files=pulumi.Output.all(self.credentials[plan.hub.name], crl.crlDer).apply(
-                lambda values: payload.HubPki.files(values[0], values[1])),
+                lambda values: hub_pki.files(values[0], values[1])),
             up_script=hub_pki.up_script, down_script=hub_pki.down_script, jump_uri=args.jump_uri,
             ready_timeout=args.ready_timeout, opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]))
         self.certificates = pulumi.Output.all(*(pulumi.Output.all(c.site, c.serial, c.fingerprint) for c in

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from lablib import names
-from labctl import host
+from labctl import certchecks, host
 from labctl.fanout import THREADS
 from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, pings
 from labctl.stack import LabStack
@@ -114,7 +114,7 @@ def ping_from_hub(lab: LabStack, spoke: str) -> Outcome:
 
 
 def ping_spoke_to_spoke(lab: LabStack, spoke: str) -> Outcome:
-    others = [other for other in lab.spokes if other != spoke]
+    others = [other for other in lab.serving if other != spoke]
     if not others:
         return True, "only spoke: nothing to ping"
     answers = {other: ping_loss(lab.node(spoke), lab.bridge_ip(other), count=3) for other in others}
@@ -148,6 +148,8 @@ def esp_on_the_wire(lab: LabStack, spoke: str) -> Outcome:
 
 Check = Callable[[LabStack, str], Outcome]
 # (name, check, which nodes it runs on): spoke checks also look at the hub's side of the tunnel.
+# "spokes": the spokes the hub serves; "cert": sites with a certificate; "revoked": spokes whose
+# certificate the hub refuses (their tunnel checks give way to that one).
 CHECKS: list[tuple[str, Check, str]] = [
     ("ike-child-sa", ike_and_child_sa, "spokes"),
     ("nat-t", nat_traversal, "spokes"),
@@ -159,6 +161,8 @@ CHECKS: list[tuple[str, Check, str]] = [
     ("ping-spokes", ping_spoke_to_spoke, "spokes"),
     ("df-inner-mtu", dont_fragment_inner_mtu, "spokes"),
     ("esp-on-wire", esp_on_the_wire, "spokes"),
+    ("certificate", certchecks.certificate, "cert"),
+    ("refused", certchecks.refused, "revoked"),
 ]
 
 
@@ -172,9 +176,11 @@ def run_check(lab: LabStack, name: str, check: Check, site: str) -> Result:
     return Result(site, name, passed, evidence, round(time.monotonic() - start, 1))
 
 
-def site_checks(site: str) -> list[tuple[str, Check]]:
+def site_checks(lab: LabStack, site: str) -> list[tuple[str, Check]]:
     """The checks of one site, in the order verify runs and prints them."""
-    return [(name, check) for name, check, scope in CHECKS if scope == "all" or site != names.HUB]
+    holds = {"all": True, "spokes": site in lab.serving, "cert": lab.certificate(site) is not None,
+             "revoked": site in lab.revoked_spokes}
+    return [(name, check) for name, check, scope in CHECKS if holds[scope]]
 
 
 def run_checks(lab: LabStack, only: str | None = None, threads: int = THREADS) -> Iterator[Result]:
@@ -195,7 +201,7 @@ def run_checks(lab: LabStack, only: str | None = None, threads: int = THREADS) -
             if not hasattr(own, "lab"):
                 own.lab = lab.fork()
                 forks.append(own.lab)
-            for name, check in site_checks(site):
+            for name, check in site_checks(own.lab, site):
                 done[site].put(run_check(own.lab, name, check, site))
         finally:
             done[site].put(None)

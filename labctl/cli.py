@@ -29,7 +29,7 @@ from lablib import names, waits
 from labctl import checks, host, impair, pending
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery
+from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery, revoke
 from labctl.fanout import each_spoke
 from labctl.failures import LabGroup
 from labctl.locks import run_unlocked
@@ -105,7 +105,7 @@ def tunnels_timeout(lab: stacks.LabStack) -> int:
 def wait_for_tunnels(lab: stacks.LabStack, timeout: int | None = None) -> None:
     start = time.monotonic()
     stages = ready_stages(lab)
-    reached = dict.fromkeys(lab.spokes, 0)
+    reached = dict.fromkeys(lab.serving, 0)  # a revoked spoke's tunnel is refused, as planned
     timeout = timeout or tunnels_timeout(lab)
 
     def all_ready() -> bool:
@@ -122,8 +122,10 @@ def wait_for_tunnels(lab: stacks.LabStack, timeout: int | None = None) -> None:
         missing = ", ".join(f"{spoke} (no {stages[count].waiting_for})" for spoke, count in reached.items()
                             if count < len(stages))
         raise click.ClickException(f"{error}: {missing}") from None
-    click.echo(f"all {len(lab.spokes)} tunnels up and carrying overlay traffic after "
+    click.echo(f"all {len(lab.serving)} tunnels up and carrying overlay traffic after "
                f"{time.monotonic() - start:.0f} s")
+    if lab.revoked_spokes:
+        click.echo(f"  revoked (the hub refuses them): {', '.join(lab.revoked_spokes)}")
     for site, info in lab.node_info.items():
         uri = lab.host_uri(site)
         jump = f"-J {urllib.parse.urlsplit(uri).netloc} " if uri else ""  # the host's user@address
@@ -296,6 +298,18 @@ def drill_interrupt(stack: str, as_json: bool) -> None:
     """labctl up killed while it adds a spoke; the next up recovers."""
     host.enter_lab_namespace(stack)
     print_report(interrupt.run(stacks.load(stack), click.echo), as_json)
+
+
+@drill.command("revoke")
+@STACK
+@click.option("--site", help="The spoke to revoke (default: the first spoke with a certificate).")
+@JSON
+def drill_revoke(stack: str, site: str | None, as_json: bool) -> None:
+    """A spoke's certificate revoked, refused by the hub; then renewed.
+
+    The other spokes must keep their traffic throughout."""
+    host.enter_lab_namespace(stack)
+    print_report(revoke.run(stacks.load(stack), site, click.echo), as_json)
 
 
 def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str | None, Callable], DrillReport]

@@ -181,6 +181,26 @@ class LabStack:
         return [name for name in self.node_info if name != names.HUB]
 
     @property
+    def serving(self) -> list[str]:
+        """The spokes the hub serves: all but those whose certificate it refuses (revokedSpokes)."""
+        return [name for name in self.spokes if not self.node_info[name].get("revoked")]
+
+    @property
+    def revoked_spokes(self) -> list[str]:
+        return [name for name in self.spokes if self.node_info[name].get("revoked")]
+
+    def certificate(self, site: str) -> dict[str, str] | None:
+        """site's planned certificate (serial, fingerprint, validUntil); None for a pre-shared key's site."""
+        if self.node_info[site].get("auth") != "cert":
+            return None
+        return self.outputs["certificates"][site]  # type: ignore[index]
+
+    @property
+    def revoked_serials(self) -> set[str]:
+        """Every serial the lab CA's CRL lists."""
+        return {entry["serial"] for entry in self.outputs.get("revoked") or []}  # type: ignore[union-attr]
+
+    @property
     def tunnel_mtu(self) -> int:
         return int(self.outputs["tunnelMtu"])  # type: ignore[arg-type]
 

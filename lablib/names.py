@@ -189,6 +189,8 @@ PKI_CA_PATH = f"{PKI_DIR}/ca.pem"
 PKI_CRL_PATH = f"{PKI_DIR}/crl.der.b64"  # the CA's revocation list (the hub's only), base64 DER
 PKI_CRL_APPLIED = f"{PKI_DIR}/crl.applied"  # the list the hub imported last
 LAB_PKI_IMPORT = "/usr/local/sbin/lab-pki-import"  # a certificate spoke's first-boot import
+LAB_CRL_ENFORCE = "/usr/local/sbin/lab-crl-enforce"  # the hub's: revoked spokes' SAs down until NSS has the CRL
+LAB_CRL_ENFORCE_UNIT = "lab-crl-enforce"
 # pk12util will not import a bundle without a password, so the bundles carry this fixed one: it
 # is no secret and protects nothing. The bundle itself is handled as a secret instead: a Pulumi
 # secret, written 0600 for root only (as the pre-shared keys' files are).

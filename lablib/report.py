@@ -41,7 +41,19 @@ def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
         "tunnelMtu": spec.mtu.tunnel_mtu,
         "innerMtu": spec.mtu.inner_mtu,
         **host_fields(spec, site),
+        **auth_fields(spec, site),
     }
+
+
+def auth_fields(spec: LabSpec, site: Site) -> dict[str, object]:
+    """A certificate site's auth (and, for a revoked spoke, revoked: true); nothing for a
+    pre-shared key's (unchanged output). The hub has a certificate when any site does."""
+    config = spec.config
+    cert = config.uses_certs if site.is_hub else config.auth_of(site.number) == "cert"
+    if not cert:
+        return {}
+    revoked = not site.is_hub and site.number in config.revoked_spokes
+    return {"auth": "cert", **({"revoked": True} if revoked else {})}
 
 
 def nodes(spec: LabSpec) -> dict[str, dict[str, object]]:

@@ -236,7 +236,8 @@ def test_up_waits_for_overlay_traffic_not_only_ipsec(monkeypatch: pytest.MonkeyP
                 for name, ok in (("ipsec", ipsec), ("gre", gre))]
 
     class Lab:
-        spokes = ["spoke1", "spoke2", "spoke3"]
+        spokes = serving = ["spoke1", "spoke2", "spoke3"]
+        revoked_spokes: list[str] = []
         node_info: dict[str, object] = {}
         hosts: list[object] = []
 

@@ -64,8 +64,8 @@ def boot_bound(lab: LabStack) -> int:
 
 def first_nat_spoke(lab: LabStack) -> str:
     """The drills' default site: the first spoke behind NAT (the ADSL sites were), else the first spoke."""
-    behind_nat = [spoke for spoke in lab.spokes if lab.node_info[spoke]["behindNat"]]
-    return (behind_nat or lab.spokes)[0]
+    behind_nat = [spoke for spoke in lab.serving if lab.node_info[spoke]["behindNat"]]
+    return (behind_nat or lab.serving)[0]
 
 
 def pick_spoke(lab: LabStack, site: str | None) -> str:
@@ -84,8 +84,8 @@ def overlay_flows(lab: LabStack, spoke: str) -> bool:
 
 
 def flows(lab: LabStack) -> dict[str, bool]:
-    """overlay_flows from every spoke, spokes at once (each on its own connection), in spoke order."""
-    return dict(zip(lab.spokes, each_spoke(lab, lab.spokes, overlay_flows)))
+    """overlay_flows from every spoke the hub serves, spokes at once (each on its own connection), in spoke order."""
+    return dict(zip(lab.serving, each_spoke(lab, lab.serving, overlay_flows)))
 
 
 def all_flow(lab: LabStack) -> bool:

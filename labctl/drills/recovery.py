@@ -111,7 +111,7 @@ def tunnels_back(lab: LabStack) -> bool:
             for check in (checks.gre_ports, checks.mtus):
                 if not check(lab, site)[0]:
                     return False
-        return all(checks.ike_and_child_sa(lab, spoke)[0] for spoke in lab.spokes)
+        return all(checks.ike_and_child_sa(lab, spoke)[0] for spoke in lab.serving)
     except RuntimeError:  # a command failed on a VM still starting its services
         return False
 
