@@ -12,18 +12,11 @@ from typing import Sequence
 import jinja2
 
 from lablib import names
+from lablib.waits import CRL_ENFORCE_INTERVAL, CRL_ENFORCE_SECONDS, NSS_CRL_CHECK_SECONDS
 from lablib.addressing import Site
 from lablib.config import LabConfig
 from lablib.mtu import MtuPlan
 from lablib.tunnel import ConnEnd, GrePort
-
-# NSS's CRL cache looks this often whether the CRL it holds is still in the database
-# (CRLCache_ExistenceCheck_Interval), and as often for a CRL when it holds none
-# (CRLCache_Empty_TokenFetch_Interval): a replaced list takes effect in pluto within twice this
-# (measured in two namespaces: 61 s on libreswan 4.10 / NSS 3.87, 129 s on 5.2 / NSS 3.110).
-NSS_CRL_CHECK_SECONDS = 60
-CRL_ENFORCE_SECONDS = 3 * NSS_CRL_CHECK_SECONDS  # lab-crl-enforce's run: both looks and a margin
-CRL_ENFORCE_INTERVAL = 5
 
 TEMPLATE_DIRS = [names.PROJECT_DIR / "cloud-init", names.PROJECT_DIR / "libvirt"]
 

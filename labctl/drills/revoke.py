@@ -5,8 +5,9 @@ down and refuses its re-dials while every other spoke keeps its traffic; then a 
 Both steps are what a user does: `lab:revokedSpokes` in the stack config and `labctl up`. The
 hub's push imports the new CRL, waits for NSS's CRL cache to take it (lablib.render:
 NSS_CRL_CHECK_SECONDS), then terminates the revoked spoke's SAs; its next dial meets the list.
-Bound of the refusal, from the end of that `labctl up`: one liveness bound (drills.liveness_bound),
-time for any SA the spoke still held to be noticed dead. The drill leaves revokedSpokes as found.
+Bound of the refusal, from the end of that `labctl up`: lab-crl-enforce's run on the hub
+(lablib.waits.CRL_ENFORCE_SECONDS: NSS's two CRL cache looks of 60 s each and a margin), during
+which it tears down every SA the spoke wins back. The drill leaves revokedSpokes as found.
 """
 from __future__ import annotations
 
@@ -19,10 +20,9 @@ import time
 import click
 from pulumi import automation as auto
 
-from lablib import names
+from lablib import names, waits
 from labctl import certchecks, checks
-from labctl.drills import (DrillReport, Echo, liveness_bound, overlay_flows, require_healthy, settle_seconds,
-                           time_recovery)
+from labctl.drills import DrillReport, Echo, overlay_flows, require_healthy, settle_seconds, time_recovery
 from labctl.fanout import each_spoke
 from labctl.node import TRANSIENT
 from labctl.stack import LabStack, load, open_stack
@@ -120,7 +120,7 @@ def revoke_step(lab: LabStack, spoke: str, report: DrillReport, echo: Echo) -> N
         return
     revoked = load(lab.name)
     time_recovery(report, f"{spoke} refused by the hub", lambda: certchecks.refused(revoked, spoke)[0],
-                  liveness_bound(lab), echo, settle_seconds(lab))
+                  waits.CRL_ENFORCE_SECONDS, echo, settle_seconds(lab))
     refusals = hub_refusals(revoked, spoke, since)
     report.figures["hub_refusals"] = refusals
     report.lines.append(f"the hub's log refuses {spoke}'s certificate {refusals} time(s)")
