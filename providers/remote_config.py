@@ -128,8 +128,9 @@ def _apply(props: dict[str, Any]) -> None:
         ready = float(props["readyTimeout"])
         _run(client, f"sudo timeout {ready:.0f} cloud-init status --wait >/dev/null", timeout=ready + 30)
         for file in props["files"]:
-            # Content goes over stdin: secrets never appear on a command line or in /tmp.
-            _run(client, f"sudo install -o root -g root -m {file['mode']} /dev/stdin {file['path']}",
+            # Content goes over stdin: secrets never appear on a command line or in /tmp. -D: the
+            # PKI's files go to a directory of their own (lablib.names.PKI_DIR).
+            _run(client, f"sudo install -D -o root -g root -m {file['mode']} /dev/stdin {file['path']}",
                  stdin=file["content"])
         _run(client, "sudo sh -s", stdin=props["upScript"])
     finally:
