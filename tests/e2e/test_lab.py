@@ -360,10 +360,14 @@ def test_every_drill_recovers_by_itself(lab: Lab) -> None:
 
 def pki_secrets() -> list[str]:
     """The lab PKI's private keys (a line of each PEM) and PKCS#12 bundles, from the decrypted state."""
+    def plain(value: object) -> str:
+        """A value of the decrypted export: a secret is {<sig>: ..., "plaintext": JSON}."""
+        return json.loads(value["plaintext"]) if isinstance(value, dict) else str(value or "")
     state = json.loads(pulumi("stack", "export", "--show-secrets", echo=False).stdout)
     found = []
     for resource in state["deployment"]["resources"]:
-        outputs = resource.get("outputs") or {}
+        outputs = {key: plain(value) for key, value in (resource.get("outputs") or {}).items()
+                   if key in ("keyPem", "caKeyPem", "p12")}
         found += [outputs[key].splitlines()[1] for key in ("keyPem", "caKeyPem") if outputs.get(key)]
         found += [outputs["p12"][:64]] if outputs.get("p12") else []
     return found
