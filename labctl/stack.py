@@ -140,6 +140,15 @@ def write_stack_config(stack: str, overrides: tuple[str, ...], source: Path | No
     return generated
 
 
+def set_plain_value(stack: str, key: str, value: object) -> None:
+    """One plain key of the run stack file set to a typed value (an array stays an array: the
+    Automation API's set_config writes a string, which Pulumi refuses for an array key)."""
+    generated = PROJECT / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(generated.read_text())
+    document["config"][f"lab:{key}"] = value
+    generated.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
 def plain_config(stack: str) -> dict[str, object]:
     """The stack's plain config (declared defaults + run stack file), keys without `lab:`."""
     declared = declared_config()

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
 from pulumi import automation as auto
 
 import labctl.cli as labctl_cli
 from labctl import checks, host, impair
+from labctl import stack as stacks
 from labctl.cli import cli
 from labctl import drills
 from labctl.drills import DrillReport, boot_bound, drift, liveness_bound, redial_bound, time_recovery
@@ -268,3 +271,16 @@ def test_the_overlay_stage_pings_the_hubs_bridge_from_the_spoke(monkeypatch: pyt
     assert ipsec.done == "tunnel to hub established"  # the line tests/e2e/test_two_host_lab.py reads
     assert gre.waiting_for == "GRE ping to the hub's br0 10.20.0.1"
     assert gre.check(lab, "spoke2") and pinged == ["spoke2"]
+
+
+def test_set_plain_value_keeps_an_array_an_array_and_every_other_key(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    """drill revoke sets lab:revokedSpokes so: Pulumi refuses the string the Automation API writes."""
+    monkeypatch.setattr(stacks, "PROJECT", tmp_path)
+    secure = {"secure": "v1:abc"}
+    (tmp_path / "Pulumi.ci.yaml").write_text(yaml.safe_dump(
+        {"encryptionsalt": "v1:salt", "config": {"lab:spokes": 2, "lab:masterSecret": secure}}))
+    stacks.set_plain_value("ci", "revokedSpokes", [2])
+    written = yaml.safe_load((tmp_path / "Pulumi.ci.yaml").read_text())
+    assert written == {"encryptionsalt": "v1:salt",
+                       "config": {"lab:spokes": 2, "lab:masterSecret": secure, "lab:revokedSpokes": [2]}}

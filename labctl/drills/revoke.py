@@ -18,16 +18,15 @@ import threading
 import time
 
 import click
-from pulumi import automation as auto
 
 from lablib import names, waits
 from labctl import certchecks, checks
 from labctl.drills import DrillReport, Echo, overlay_flows, require_healthy, settle_seconds, time_recovery
 from labctl.fanout import each_spoke
 from labctl.node import TRANSIENT
-from labctl.stack import LabStack, load, open_stack
+from labctl.stack import LabStack, load, plain_config, set_plain_value
 
-REVOKED_KEY = "lab:revokedSpokes"
+REVOKED_KEY = "revokedSpokes"
 UP_TIMEOUT = 1800  # one `labctl up`: a rebuilt spoke's boot and its tunnel, under emulation
 WATCH_INTERVAL = 2
 ECHOED = ("pulumi up:", "changed:", "tunnels up", "revoked (the hub refuses them)", "labctl:")
@@ -44,13 +43,13 @@ def pick_spoke(lab: LabStack, site: str | None) -> str:
     return spoke
 
 
-def revoked_config(stack: auto.Stack) -> list[int]:
-    value = stack.get_all_config().get(REVOKED_KEY)
-    return sorted(json.loads(value.value)) if value is not None else []
+def revoked_config(lab: LabStack) -> list[int]:
+    value = plain_config(lab.name).get(REVOKED_KEY)
+    return sorted(json.loads(value) if isinstance(value, str) else value or [])  # type: ignore[arg-type]
 
 
-def set_revoked(stack: auto.Stack, numbers: list[int]) -> None:
-    stack.set_config(REVOKED_KEY, auto.ConfigValue(json.dumps(sorted(numbers))))
+def set_revoked(lab: LabStack, numbers: list[int]) -> None:
+    set_plain_value(lab.name, REVOKED_KEY, sorted(numbers))
 
 
 def labctl_up(stack: str, echo: Echo) -> tuple[int, float]:
@@ -136,17 +135,16 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report = DrillReport("revoke")
     report.figures["site"] = spoke
     before = lab.certificate(spoke)
-    stack = open_stack(lab.name)
-    found = revoked_config(stack)
+    found = revoked_config(lab)
     others = [other for other in lab.serving if other != spoke]
     with Watch(lab, others) as watch:
-        echo(f"revoking {spoke}'s certificate ({REVOKED_KEY} {found + [int(spoke.removeprefix('spoke'))]})")
-        set_revoked(stack, found + [int(spoke.removeprefix("spoke"))])
+        echo(f"revoking {spoke}'s certificate (lab:{REVOKED_KEY} {found + [int(spoke.removeprefix('spoke'))]})")
+        set_revoked(lab, found + [int(spoke.removeprefix("spoke"))])
         try:
             revoke_step(lab, spoke, report, echo)
         finally:
-            set_revoked(stack, found)  # the plan as found, whatever happened
-        echo(f"a new certificate for {spoke} ({REVOKED_KEY} {found}): its VM is rebuilt with it")
+            set_revoked(lab, found)  # the plan as found, whatever happened
+        echo(f"a new certificate for {spoke} (lab:{REVOKED_KEY} {found}): its VM is rebuilt with it")
         status, seconds = labctl_up(lab.name, echo)
     report.figures["new_certificate_up_seconds"] = seconds
     report.lines.append(f"labctl up with a new certificate for {spoke}: {seconds} s to its tunnel (exit {status})")
