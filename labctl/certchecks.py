@@ -23,8 +23,9 @@ def certificate(lab: LabStack, site: str) -> Outcome:
     listed = planned["serial"] in lab.revoked_serials
     should = site in lab.revoked_spokes
     ok = found == planned["fingerprint"] and left.total_seconds() > 0 and listed == should
-    return ok, (f"serial {planned['serial'][:12]}, {'the planned one' if found == planned['fingerprint'] else 'NOT planned: ' + found[:17]}, "
-                f"until {held.not_valid_after_utc:%Y-%m-%d}, {'revoked' if listed else 'not revoked'}"
+    planned_one = "planned" if found == planned["fingerprint"] else f"NOT planned: {found[:17]}"
+    state = "revoked" if listed else "not revoked"
+    return ok, (f"serial {planned['serial'][:8]}, {planned_one}, until {held.not_valid_after_utc:%Y-%m-%d}, {state}"
                 f"{'' if listed == should else ' (plan: ' + ('revoked' if should else 'valid') + ')'}")
 
 
