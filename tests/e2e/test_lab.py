@@ -392,7 +392,7 @@ def test_a_revoked_certificate_is_refused_and_a_new_one_brings_the_spoke_back(la
     spoke1's traffic never stops; then a new certificate (spoke2's VM rebuilt with it) brings it back."""
     start = time.monotonic()
     report = revoke.run(stacks.load(STACK), "spoke2", echo=lambda line: print(line, flush=True))
-    lab.figures["drill_revoke"] = {**report.figures, "seconds": round(time.monotonic() - start)}
+    lab.figures["drill_revoke"] = {**report.figures, "seconds": round(time.monotonic() - start), "lines": report.lines}
     print("\n".join(report.lines), flush=True)
     assert report.passed, f"{report.lines}\n{explain(nodes())}"
     for node in lab.nodes.values():
