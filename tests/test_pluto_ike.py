@@ -18,7 +18,8 @@ mark=: this host's kernel has no XFRM interfaces), so the Child SA fails here
    refuses the spoke's re-dial with NSS's verdict ("end certificate invalid"),
    from then on no spoke1 authenticates, and no IKE SA of spoke1's is left.
    Measured here: the refusal about 80 s after the push, on 4.10 and 5.x alike.
-About 110 s a suite, most of it waiting for NSS's CRL cache.
+   Run on 4.10 only (about 110 s, most of it waiting for NSS's CRL cache): the
+   ci lab's 5.2 hub refuses a revoked spoke in the end-to-end test.
 """
 from __future__ import annotations
 
@@ -93,7 +94,8 @@ def wire() -> Iterator[tuple[str, str]]:
 @pytest.mark.parametrize("cert_key", ["ecdsa-p256", "rsa-2048"])
 def test_certificates_authenticate_and_a_revoked_spoke_is_refused(suite: str, cert_key: str, wire: tuple[str, str],
                                                                   tmp_path: Path) -> None:
-    """ecdsa-p256 (the default) all three parts; rsa-2048 (authby=rsa-sha2: RSA-PSS) the first two."""
+    """ecdsa-p256 (the default) all three parts on 4.10, the first two on 5.x; rsa-2048 (authby=rsa-sha2:
+    RSA-PSS) the first two."""
     spec = parse_lab(auth="cert", certKey=cert_key, spokes=1)
     revoking = payload.hub_pki(parse_lab(auth="cert", certKey=cert_key, spokes=1, revokedSpokes=[1]))
     hub_pki = payload.hub_pki(spec)
@@ -148,7 +150,9 @@ def test_certificates_authenticate_and_a_revoked_spoke_is_refused(suite: str, ce
             wait_for(spoke_tree, authenticated(hub.ike_id), since, DIAL_SECONDS)
         assert not any(REFUSED in line for line in hub_tree.log()), "\n".join(hub_tree.log())
 
-        if cert_key != "ecdsa-p256":
+        # The revocation takes 60-130 s of NSS's CRL cache here: done once, on the 4.10 hub. A 5.x hub's
+        # refusal is the end-to-end test's (drill revoke on the ci lab, whose hub runs 5.2).
+        if cert_key != "ecdsa-p256" or suite != "bookworm":
             return
         # 3. spoke1 revoked: the push imports the new CRL, and the revoked spoke's SAs go down
         # until pluto's NSS takes it; from its first refusal on, the spoke never gets in again.
