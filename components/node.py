@@ -79,10 +79,14 @@ class LabNode(pulumi.ComponentResource):
             xml=libvirt.DomainXmlArgs(xslt=seed.console_xslt),
             running=True,
             **direct_boot,
-            # libvirt does not apply NIC or boot changes to a defined domain: replace it. The
-            # provider reads addresses back from DHCP leases only, so that field never matches.
+            # libvirt does not apply NIC or boot changes to a defined domain: replace it. A spoke
+            # reads its cloud-init (its key or certificate) at first boot only: a new seed makes it
+            # anew too (a revoked spoke's new certificate, a switch to certificates). Not the hub:
+            # its spokes' conns, pushed over SSH, would not follow it. The provider reads addresses
+            # back from DHCP leases only, so that field never matches.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines"],
+                replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines",
+                                    *([] if site.is_hub else ["cloudinit"])],
                 ignore_changes=["networkInterfaces[1].addresses"])),
         )
         self.ssh_command = report.ssh_command(site)
