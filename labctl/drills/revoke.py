@@ -136,10 +136,11 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report.figures["site"] = spoke
     before = lab.certificate(spoke)
     found = revoked_config(lab)
+    revoking = found + [int(spoke.removeprefix("spoke"))]  # names.spoke_name's number
     others = [other for other in lab.serving if other != spoke]
     with Watch(lab, others) as watch:
-        echo(f"revoking {spoke}'s certificate (lab:{REVOKED_KEY} {found + [int(spoke.removeprefix('spoke'))]})")
-        set_revoked(lab, found + [int(spoke.removeprefix("spoke"))])
+        echo(f"revoking {spoke}'s certificate (lab:{REVOKED_KEY} {revoking})")
+        set_revoked(lab, revoking)
         try:
             revoke_step(lab, spoke, report, echo)
         finally:
@@ -150,6 +151,7 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report.lines.append(f"labctl up with a new certificate for {spoke}: {seconds} s to its tunnel (exit {status})")
     if status != 0:
         report.fail(f"labctl up with {spoke}'s new certificate exited {status}")
+    time.sleep(settle_seconds(lab))  # as every drill's recovery: verify a settled tunnel, not one just up
     back = load(lab.name)
     after = back.certificate(spoke)
     if after is None or before is None or after["serial"] == before["serial"]:
