@@ -157,8 +157,8 @@ def plain_config(stack: str) -> dict[str, object]:
     for key, value in stack_file["config"].items():
         key = key.removeprefix("lab:")
         if key in values:
-            # pulumi writes numbers and booleans back as strings ("2", "false")
-            typed = declared[key].get("type") in ("integer", "boolean") and isinstance(value, str)
+            # pulumi writes numbers, booleans and arrays back as strings ("2", "false", "[2]")
+            typed = declared[key].get("type") in ("integer", "boolean", "array") and isinstance(value, str)
             values[key] = yaml.safe_load(value) if typed else value
     return values
 

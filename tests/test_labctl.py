@@ -284,3 +284,14 @@ def test_set_plain_value_keeps_an_array_an_array_and_every_other_key(monkeypatch
     written = yaml.safe_load((tmp_path / "Pulumi.ci.yaml").read_text())
     assert written == {"encryptionsalt": "v1:salt",
                        "config": {"lab:spokes": 2, "lab:masterSecret": secure, "lab:revokedSpokes": [2]}}
+
+
+@pytest.mark.parametrize("written", [[2, 1], "[2, 1]"])
+def test_plain_config_reads_an_array_as_a_list_whichever_way_it_was_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, written: object) -> None:
+    """set_plain_value writes a YAML list, `pulumi config set --path`/set_config a string: both read back typed."""
+    monkeypatch.setattr(stacks, "PROJECT", tmp_path)
+    (tmp_path / "Pulumi.ci.yaml").write_text(yaml.safe_dump(
+        {"config": {"lab:spokes": "3", "lab:revokedSpokes": written, "lab:vtiSpokes": []}}))
+    config = stacks.plain_config("ci")
+    assert (config["spokes"], config["revokedSpokes"], config["vtiSpokes"]) == (3, [2, 1], [])
