@@ -48,8 +48,6 @@ class LabNode(pulumi.ComponentResource):
         super().__init__("lab:index:LabNode", name, props, opts)
         # libvirt names are fixed (names.*): a replacement (`labctl rebuild`) cannot exist beside the old.
         child = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
-        disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
-                              base_volume_id=args.volumes.base_volume_id, format="qcow2", opts=child)
         # The provider reads each ISO back after uploading it, and concurrent uploads came back
         # truncated ("corrupted-image: EOF"): the Lab creates them one after another.
         cloudinit = libvirt.CloudInitDisk(
@@ -58,6 +56,13 @@ class LabNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 depends_on=[args.cloudinit_after] if args.cloudinit_after else [])))
         self.cloudinit = cloudinit
+        # A spoke reads its cloud-init (its key or certificate) at first boot only, and cloud-init
+        # does not run again on a disk it has booted: a new seed gets a new disk (and so a new domain).
+        # Not the hub: its spokes' conns, pushed over SSH, would not follow it.
+        disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
+                              base_volume_id=args.volumes.base_volume_id, format="qcow2",
+                              opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+                                  replace_with=[] if site.is_hub else [cloudinit])))
         direct_boot = {}
         if boot.direct:
             direct_boot = {"kernel": args.volumes.kernel_path, "initrd": args.volumes.initrd_path,
@@ -79,14 +84,13 @@ class LabNode(pulumi.ComponentResource):
             xml=libvirt.DomainXmlArgs(xslt=seed.console_xslt),
             running=True,
             **direct_boot,
-            # libvirt does not apply NIC or boot changes to a defined domain: replace it. A spoke
-            # reads its cloud-init (its key or certificate) at first boot only: a new seed makes it
-            # anew too (a revoked spoke's new certificate, a switch to certificates). Not the hub:
-            # its spokes' conns, pushed over SSH, would not follow it. The provider reads addresses
-            # back from DHCP leases only, so that field never matches.
+            # libvirt does not apply NIC or boot changes to a defined domain: replace it. A spoke's
+            # domain is made anew with its seed and disk: the provider would update it in place (the
+            # new disk has the old one's path, so its id), and the running VM keep the deleted disk
+            # open. The provider reads addresses back from DHCP leases only: that field never matches.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines",
-                                    *([] if site.is_hub else ["cloudinit"])],
+                replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines"],
+                replace_with=[] if site.is_hub else [cloudinit],
                 ignore_changes=["networkInterfaces[1].addresses"])),
         )
         self.ssh_command = report.ssh_command(site)
