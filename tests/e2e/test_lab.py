@@ -3,11 +3,13 @@ daemon (inside this run's network namespace) and the lab's own commands prove it
 
 One lab carries what two did before (one per interface mode): a mixed fleet
 whose hub runs the Debian 13 image (libreswan 5.x) with an XFRM interface and
-serves spoke1 (behind NAT, XFRM interface, Debian 12: 4.10) and spoke2
-(routed, VTI) at once; the spoke added and removed later is a VTI spoke
-behind NAT. (The hub serves every spoke through its own interface: a hub
-cannot hold a shared VTI and an XFRM interface on one WAN address.) The libreswan 4.10
-hub is proven by the two-host lab (tests/e2e/test_two_host_lab.py). The tests
+serves spoke1 (behind NAT, XFRM interface, Debian 12: 4.10, pre-shared key)
+and spoke2 (routed, VTI, a certificate of the lab CA) at once; the spoke
+added and removed later is a VTI spoke behind NAT with a certificate. (The hub
+serves every spoke through its own interface: a hub cannot hold a shared VTI
+and an XFRM interface on one WAN address.) The libreswan 4.10 hub is proven by
+the two-host lab (tests/e2e/test_two_host_lab.py). The helpers are in
+tests/e2e/ci_lab.py. The tests
 run in order on this lab; the module fixture destroys it at the end whatever
 happened. They run `labctl verify` (the same checks a user runs) and every
 fault drill (the same code as `labctl drill`), two at a time where they break
@@ -19,49 +21,35 @@ both); it fails loudly otherwise, never skips.
 """
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
 import os
-import re
-import shutil
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
-import yaml
+from cryptography import x509
 
 from lablib import names
-from lablib.config import INTERFACE_MODES
 from lablib.keys import derive_psk
 from labctl import checks, host
 from labctl import cli as labctl_cli
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, interrupt, recovery, together
-from labctl.node import Node, diagnostics, established_conns, tunnel_up, wait_until
+from labctl.drills import interrupt, revoke, together
+from labctl.node import established_conns, wait_until
 from providers.remote_config import DRIFT_MARK
+from tests.e2e.ci_lab import (FIGURES, HUB_SUITE, LABCTL_TIMEOUT, LIBRESWAN, MODES, PREFIX, PULUMI_TIMEOUT, ROOT,
+                                STACK, TUNNEL_TIMEOUT, Lab, boot_ids, boot_to_final_seconds, clear_leftovers, configure,
+                                disk_usage, domain_uuids, drill, explain, figures, hub_side_state, labctl, nodes,
+                                ping_replies, pki_secrets, pool_dir, pulumi, stop_stray_pulumi, tunnel_devices,
+                                wait_for_tunnels)
 from tests.test_docs_commands import command_lines, labctl_args
 from tools.bench_guest import domain_started
 
-ROOT = Path(__file__).resolve().parents[2]
-STACK = "ci"
-PREFIX = names.stack_prefix(STACK)
-FIGURES = names.E2E_FIGURES
-# Bounds on every wait, so that a hang fails with diagnostics instead of running into CI's limit.
-TUNNEL_TIMEOUT = 900
-PULUMI_TIMEOUT = 900
-LABCTL_TIMEOUT = 600
 pytestmark = pytest.mark.timeout(1800)  # one test, the module fixture's setup included
-# A mixed fleet: the hub on the Debian 13 image (libreswan 5.x), the spokes on Debian 12 (4.10),
-# as the hub* keys let users mix them; spoke2 (routed) is a VTI spoke, spoke1 (NAT) and the hub keep
-# the stack's interfaceMode (xfrm).
-HUB_SUITE = "trixie"
-LIBRESWAN = {"bookworm": "4.10", "trixie": "5.2"}
-MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "vti"}
 # Every drill, in stages; the drills of one stage run at once, each on its own spoke (the fragments
 # replay changes the hub's MTUs and its route to spoke1; the outage's recovery check is a small
 # ping, which neither touches). The hub reboot comes last and alone: it cuts every spoke off.
@@ -70,112 +58,6 @@ STAGES = (
     (("redial", "spoke1"), ("drift", "spoke2")),
     (("reboot", "spoke1"),),
 )
-figures: dict[str, object] = {}
-
-
-def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run pulumi on the ci stack, copying its output into the test log unless echo is off
-    (it must be off for anything that prints a secret)."""
-    print(f"$ pulumi {' '.join(args)}", flush=True)
-    try:
-        result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), STACK, *args], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=PULUMI_TIMEOUT)
-    except subprocess.TimeoutExpired as expired:
-        output = expired.output.decode(errors="replace") if isinstance(expired.output, bytes) else expired.output
-        print((output or "")[-6000:] if echo else "", flush=True)
-        raise AssertionError(f"pulumi {' '.join(args)} did not finish within {PULUMI_TIMEOUT} s") from None
-    if echo:
-        print(result.stdout[-6000:], flush=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"pulumi {' '.join(args)} exited {result.returncode}")
-    return result
-
-
-def labctl(*args: str) -> subprocess.CompletedProcess[str]:
-    """The lab's command-line program, as a user runs it."""
-    print(f"$ labctl {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, "-m", "labctl", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, timeout=LABCTL_TIMEOUT)
-
-
-def nodes() -> dict[str, Node]:
-    return stacks.load(STACK).nodes()
-
-
-def explain(lab_nodes: dict[str, Node]) -> str:
-    return "\n".join(diagnostics(node, names.domain_name(STACK, node.name)) for node in lab_nodes.values())
-
-
-@dataclass
-class Lab:
-    nodes: dict[str, Node]
-    figures: dict[str, object]
-
-
-def configure(spokes: int) -> None:
-    vti = [n for n in range(1, spokes + 1) if MODES[names.spoke_name(n)] == "vti"]
-    stacks.write_stack_config(STACK, (f"domainType={domain_type()}", f"spokes={spokes}", f"vtiSpokes={vti}",
-                                      *hub_boot(HUB_SUITE)), None)
-
-
-def hub_boot(suite: str) -> tuple[str, ...]:
-    """The hub* overrides that boot the hub from the lab image of another Debian suite."""
-    if suite == names.DEFAULT_SUITE:
-        return ()
-    committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{STACK}.yaml").read_text())["config"]
-    image_dir = names.suite_dir("image", suite)
-    images = sorted(image_dir.glob("debian*-lab.qcow2"))
-    assert images, f"no lab image in {image_dir}: run `scripts/build-image.sh --suite {suite}` (make deps does)"
-    return (f"hubImage={images[0]}", f"hubKernel={image_dir / 'vmlinuz'}", f"hubInitrd={image_dir / 'initrd.img'}",
-            f"hubKernelCmdline={committed['lab:kernelCmdline']}")
-
-
-def domain_type() -> str:
-    return subprocess.run([str(ROOT / "scripts" / "detect-domain-type.sh")], check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-def wait_for_tunnels(lab_nodes: dict[str, Node]) -> float:
-    spokes = [n for name, n in lab_nodes.items() if name != names.HUB]
-    try:
-        return wait_until("all spoke tunnels", lambda: all(tunnel_up(n, checks.spoke_conn(n.name)) for n in spokes),
-                          TUNNEL_TIMEOUT)
-    except TimeoutError:
-        pytest.fail(f"tunnels not up after {TUNNEL_TIMEOUT} s\n{explain(lab_nodes)}")
-
-
-def boot_to_final_seconds(node: Node) -> float:
-    """Seconds from kernel start to cloud-init's final stage finishing, read in the guest
-    (cloud-init 22.4 records the wall clock, 25.1 the uptime)."""
-    out = node.run("python3 -c \"import json,time;"
-                   "f=json.load(open('/var/lib/cloud/data/status.json'))['v1']['modules-final']['finished'];"
-                   "up=float(open('/proc/uptime').read().split()[0]);"
-                   "print(f if f < 1e9 else f-(time.time()-up))\"")
-    return float(out.strip())
-
-
-def stop_stray_pulumi() -> None:
-    """A test stopped by its timeout leaves its pulumi child running and holding the stack's lock,
-    and every later test would fail on that lock: interrupt it (twice: the second Ctrl-C does not
-    wait for the providers), then kill what is left."""
-    strays = {int(pid) for pid in subprocess.run(["pgrep", "-x", "-P", str(os.getpid()), "pulumi"],
-                                                 capture_output=True, text=True).stdout.split()}
-    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
-        for pid in strays:
-            print(f"stopping stray pulumi {pid} with {sig.name}", flush=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 20
-        while strays and time.monotonic() < deadline:
-            strays = {pid for pid in strays if not exited(pid)}
-            time.sleep(1)
-
-
-def exited(pid: int) -> bool:
-    try:
-        return os.waitpid(pid, os.WNOHANG) != (0, 0)
-    except ChildProcessError:  # reaped already
-        return True
 
 
 @pytest.fixture(autouse=True)
@@ -213,7 +95,8 @@ def test_every_vm_ran_cloud_init(lab: Lab) -> None:
     for node in lab.nodes.values():
         status = node.run("cloud-init status --long", check=False)
         assert "status: done" in status, f"{node.name}: {status}\n{explain(lab.nodes)}"
-    lab.figures["boot_to_cloud_init_final_seconds"] = {n.name: round(boot_to_final_seconds(n)) for n in lab.nodes.values()}
+    lab.figures["boot_to_cloud_init_final_seconds"] = {n.name: round(boot_to_final_seconds(n))
+                                                       for n in lab.nodes.values()}
 
 
 def test_qemu_runs_unprivileged(lab: Lab) -> None:
@@ -232,17 +115,6 @@ def test_each_role_runs_the_libreswan_of_its_image(lab: Lab) -> None:
         version = node.run("ipsec --version")
         assert f"Libreswan {LIBRESWAN[suite]}" in version, f"{name}: {version.strip()}"
         lab.figures.setdefault("libreswan", {})[name] = version.split()[1]  # type: ignore[union-attr]
-
-
-def tunnel_devices(node: Node) -> dict[str, str]:
-    """The node's route-based tunnel devices: name -> kind (xfrm or vti)."""
-    found = {}
-    for line in node.run("ip -d -o link show").splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        kind = next((mode for mode in INTERFACE_MODES if f" {mode} " in line), None)  # `ip -d` names it so
-        if name.startswith("ipsec") and kind:
-            found[name] = kind
-    return found
 
 
 def test_each_site_runs_its_interface_mode(lab: Lab) -> None:
@@ -266,6 +138,8 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     lab_stack = stacks.load(STACK)
     planned = {(site, name) for site in lab_stack.node_info for name, _ in checks.site_checks(lab_stack, site)}
     assert {(c["node"], c["check"]) for c in report["checks"]} == planned, "verify skipped a check"
+    # The certificate sites (the hub and spoke2) have their certificate checked; spoke1 has a pre-shared key.
+    assert {site for site, name in planned if name == "certificate"} == {"hub", "spoke2"}
     lab.figures["verify_seconds"] = seconds
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
@@ -296,12 +170,6 @@ def test_the_readme_examples_run_as_written(lab: Lab) -> None:
         labctl("impair", "spoke1", "--stack", STACK, "--clear")
 
 
-def ping_replies(stdout: str) -> dict[str, tuple[str, dict[str, object]]]:
-    """`ansible all -m ping`'s default output, `NAME | STATUS => {json}` per host: name -> (status, json)."""
-    parts = re.split(r"^(\S+) \| (\S+)(?: \| rc=-?\d+)? => ", stdout, flags=re.MULTILINE)
-    return {name: (status, json.loads(reply)) for name, status, reply in zip(parts[1::3], parts[2::3], parts[3::3])}
-
-
 def test_ansible_pings_every_node_through_the_inventory(lab: Lab, tmp_path: Path) -> None:
     """The `inventory` output, as a user saves it, takes `ansible all -m ping` to every node with no
     warning: its groups, the lab's SSH key and the VMs' Python interpreter are in it."""
@@ -317,22 +185,6 @@ def test_ansible_pings_every_node_through_the_inventory(lab: Lab, tmp_path: Path
         name: ("SUCCESS", "pong") for name in lab.nodes}
     assert not result.stderr.strip(), result.stderr
     lab.figures["ansible_ping_seconds"] = round(time.monotonic() - start, 1)
-
-
-def drill(name: str, site: str) -> Callable[[], DrillReport]:
-    """The drill as `labctl drill NAME --site SITE` runs it, on a LabStack of its own (own SSH)."""
-    def run() -> DrillReport:
-        lab_stack = stacks.load(STACK)
-        start = time.monotonic()
-        if name == "fragments":
-            report = fragments.run(lab_stack, site, drop_pct=30, count=200, size=1400, echo=print)
-        elif name == "drift":
-            report = drift.run(lab_stack, site, echo=print)
-        else:
-            report = getattr(recovery, name)(lab_stack, site, echo=print)
-        report.figures["seconds"] = round(time.monotonic() - start)
-        return report
-    return run
 
 
 @pytest.mark.timeout(3600)  # five drills; two boots of the reboot drill alone took 15 min on a slow machine
@@ -354,31 +206,30 @@ def test_every_drill_recovers_by_itself(lab: Lab) -> None:
         node.close()  # a drill may have rebooted or recreated the VM behind this connection
 
 
-def pki_secrets() -> list[str]:
-    """The lab PKI's private keys (a line of each PEM) and PKCS#12 bundles, from the decrypted state."""
-    def plain(value: object) -> str:
-        """A value of the decrypted export: a secret is {<sig>: ..., "plaintext": JSON}."""
-        return json.loads(value["plaintext"]) if isinstance(value, dict) else str(value or "")
-    state = json.loads(pulumi("stack", "export", "--show-secrets", echo=False).stdout)
-    found = []
-    for resource in state["deployment"]["resources"]:
-        outputs = {key: plain(value) for key, value in (resource.get("outputs") or {}).items()
-                   if key in ("keyPem", "caKeyPem", "p12")}
-        found += [outputs[key].splitlines()[1] for key in ("keyPem", "caKeyPem") if outputs.get(key)]
-        found += [outputs["p12"][:64]] if outputs.get("p12") else []
-    return found
-
-
 def test_no_key_in_plain_text_in_state_or_outputs(lab: Lab) -> None:
     """Pre-shared keys, the master secret, the SSH key, and every key and bundle of the lab PKI."""
     master = pulumi("config", "get", "lab:masterSecret", echo=False).stdout.strip()
     keys = [derive_psk(master, "@hub", f"@{name}") for name in lab.nodes if name != "hub"]
     private_key_line = names.SSH_KEY_FILE.read_text().splitlines()[1]
     pki = pki_secrets()
+    assert len(pki) >= 2 * 3, "expected the CA's, the hub's and spoke2's keys (and bundles) in the state"
     exposed = pulumi("stack", "export", echo=False).stdout + pulumi("stack", "output", "--json", echo=False).stdout
     exposed += "".join(p.read_text(errors="replace") for p in (names.STATE_DIR / "state").rglob("*.json"))
     leaked = [i for i, secret in enumerate((*keys, master, private_key_line, *pki)) if secret in exposed]
     assert not leaked, f"secrets number {leaked} appear in plain text"  # never print a secret itself
+
+
+def test_a_revoked_certificate_is_refused_and_a_new_one_brings_the_spoke_back(lab: Lab) -> None:
+    """`labctl drill revoke ci --site spoke2` (RSA-2048, RSA-PSS): revokedSpokes + labctl up; the hub
+    drops spoke2's SAs and refuses its re-dials (its log says why), verify passes with spoke2 refused,
+    spoke1's traffic never stops; then a new certificate (spoke2's VM rebuilt with it) brings it back."""
+    start = time.monotonic()
+    report = revoke.run(stacks.load(STACK), "spoke2", echo=lambda line: print(line, flush=True))
+    lab.figures["drill_revoke"] = {**report.figures, "seconds": round(time.monotonic() - start), "lines": report.lines}
+    print("\n".join(report.lines), flush=True)
+    assert report.passed, f"{report.lines}\n{explain(nodes())}"
+    for node in lab.nodes.values():
+        node.close()  # spoke2's VM was made anew behind its connection
 
 
 def test_second_preview_shows_no_changes(lab: Lab) -> None:
@@ -409,13 +260,6 @@ def test_replacing_a_hub_side_keeps_the_spoke(lab: Lab) -> None:
     assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
 
 
-def hub_side_state(spoke: str) -> dict[str, object]:
-    """The outputs of spoke's hub side in the stack's state (upScript is plain; files stay secret)."""
-    resources = stacks.open_stack(STACK).export_stack().deployment["resources"]
-    (side,) = [r for r in resources if r["urn"].endswith(f"::{names.PROGRAM_ROOT}-{spoke}-tunnel-hub-side")]
-    return side["outputs"]
-
-
 def test_refresh_sees_a_gre_port_deleted_on_the_hub_and_labctl_up_heals_it(lab: Lab) -> None:
     """The hub's GRE port for spoke1 deleted by hand (issue 17, finding 2): `pulumi refresh` reads
     spoke1's hub side back (its check script fails) and marks it drifted, spoke2's not; `labctl up`
@@ -438,15 +282,6 @@ def test_refresh_sees_a_gre_port_deleted_on_the_hub_and_labctl_up_heals_it(lab: 
     assert not str(hub_side_state("spoke1")["upScript"]).startswith(DRIFT_MARK)
     verified = labctl("verify", STACK, "--node", "spoke1")
     assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
-
-
-def boot_ids(lab_nodes: dict[str, Node]) -> dict[str, str]:
-    return {name: node.run("cat /proc/sys/kernel/random/boot_id").strip() for name, node in lab_nodes.items()}
-
-
-def domain_uuids() -> dict[str, str]:
-    domains = [n for n in host.virsh("list", "--all", "--name").split() if n.startswith(PREFIX)]
-    return {domain: host.virsh("domuuid", domain).strip() for domain in domains}
 
 
 def test_a_spoke_added_through_killed_runs_rebuilt_and_removed_touches_nothing_else(lab: Lab) -> None:
@@ -489,9 +324,14 @@ def test_a_spoke_added_through_killed_runs_rebuilt_and_removed_touches_nothing_e
     verified = labctl("verify", STACK, "--node", "spoke3")
     assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
 
+    # Removing a spoke revokes its certificate: the hub's CRL (pushed with the removal) lists it.
+    spoke3_serial = stacks.load(STACK).certificate("spoke3")["serial"]  # type: ignore[index]
     configure(spokes=2)
     pulumi("up", "--yes", "--skip-preview")
+    assert spoke3_serial in stacks.load(STACK).revoked_serials, "the CRL does not list spoke3's certificate"
     hub = grown["hub"]
+    applied = x509.load_der_x509_crl(base64.b64decode(hub.run(f"cat {names.PKI_CRL_APPLIED}")))
+    assert int(spoke3_serial, 16) in {entry.serial_number for entry in applied}, "the hub's CRL lacks spoke3"
     assert "gre-spoke3" not in hub.run("ovs-vsctl list-ports br0")
     assert hub.run("ls /etc/ipsec.d/").count("hub-spoke3") == 0
 
@@ -500,29 +340,6 @@ def test_a_spoke_added_through_killed_runs_rebuilt_and_removed_touches_nothing_e
     assert boot_ids(lab.nodes) == before_boot
     for name in ("spoke1", "spoke2"):
         assert checks.spoke_conn(name) in established_conns(lab.nodes[name]), explain(lab.nodes)
-
-
-def pool_dir() -> Path:
-    return Path(names.pool_dir(str(stacks.plain_config(STACK)["poolPath"]), STACK))
-
-
-def clear_leftovers() -> None:
-    """Volume files of a run killed before its teardown (labns.sh stop keeps files) would make
-    `pulumi up` fail with "volume exists": the ci stack is this test's own, so remove them."""
-    in_state = pulumi("stack", "export", echo=False).stdout.count('"urn:')
-    if not in_state and pool_dir().exists():
-        print(f"removing leftovers of an earlier run: {sorted(p.name for p in pool_dir().iterdir())}")
-        shutil.rmtree(pool_dir())
-
-
-def disk_usage() -> dict[str, float]:
-    """MiB actually used by the base image and each VM's linked clone."""
-    pool = pool_dir()
-    usage = {}
-    for path in sorted(pool.glob("*.qcow2")):
-        kib = subprocess.run(["du", "-k", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
-        usage[path.name] = round(int(kib) / 1024, 1)
-    return usage
 
 
 def test_destroy_leaves_nothing_in_libvirt(lab: Lab) -> None:
