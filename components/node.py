@@ -86,7 +86,7 @@ class LabNode(pulumi.ComponentResource):
             **direct_boot,
             # libvirt does not apply NIC or boot changes to a defined domain: replace it. A spoke's
             # domain is made anew with its seed and disk: the provider would update it in place (the
-            # new disk has the old one's path, so its id), and the running VM keep the deleted disk
+            # new disk has the old one's path, so its id), and the running VM keeps the deleted disk
             # open. The provider reads addresses back from DHCP leases only: that field never matches.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines"],
