@@ -59,10 +59,11 @@ class LabNode(pulumi.ComponentResource):
         # A spoke reads its cloud-init (its key or certificate) at first boot only, and cloud-init
         # does not run again on a disk it has booted: a new seed gets a new disk (and so a new domain).
         # Not the hub: its spokes' conns, pushed over SSH, would not follow it.
+        made_with_seed = [] if site.is_hub else [cloudinit]
         disk = libvirt.Volume(f"{name}-disk", name=names.disk_volume_name(args.stack, site.name), pool=args.pool_name,
                               base_volume_id=args.volumes.base_volume_id, format="qcow2",
                               opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                                  replace_with=[] if site.is_hub else [cloudinit])))
+                                  replace_with=made_with_seed)))
         direct_boot = {}
         if boot.direct:
             direct_boot = {"kernel": args.volumes.kernel_path, "initrd": args.volumes.initrd_path,
@@ -90,7 +91,7 @@ class LabNode(pulumi.ComponentResource):
             # open. The provider reads addresses back from DHCP leases only: that field never matches.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 replace_on_changes=["networkInterfaces", "kernel", "initrd", "cmdlines"],
-                replace_with=[] if site.is_hub else [cloudinit],
+                replace_with=made_with_seed,
                 ignore_changes=["networkInterfaces[1].addresses"])),
         )
         self.ssh_command = report.ssh_command(site)
