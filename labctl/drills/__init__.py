@@ -57,9 +57,10 @@ def settle_seconds(lab: LabStack) -> int:
     return 2 * int(lab.config["dpdDelay"])  # type: ignore[arg-type]
 
 
-def boot_bound(lab: LabStack) -> int:
-    """Seconds a rebooted VM may need until its tunnels carry traffic again."""
-    return waits.boot_seconds(str(lab.config["domainType"])) + liveness_bound(lab)
+def boot_bound(lab: LabStack, vms: int = 1) -> int:
+    """Seconds `vms` VMs rebooted at once may need until their tunnels carry traffic again."""
+    boot = waits.shared_boot_seconds(waits.boot_seconds(str(lab.config["domainType"])), vms, waits.machine_cores())
+    return round(boot) + liveness_bound(lab)
 
 
 def first_nat_spoke(lab: LabStack) -> str:

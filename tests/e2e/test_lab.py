@@ -86,8 +86,9 @@ def lab() -> Iterator[Lab]:
     finally:
         stop_stray_pulumi()
         pulumi("destroy", "--yes", "--skip-preview", check=False)
-        FIGURES.parent.mkdir(exist_ok=True)
-        FIGURES.write_text(json.dumps(figures, indent=2))
+        FIGURES.parent.mkdir(exist_ok=True)  # merged: the two-host lab writes its figures there too
+        FIGURES.write_text(json.dumps({**(json.loads(FIGURES.read_text()) if FIGURES.exists() else {}), **figures},
+                                      indent=2))
         print("figures:", json.dumps(figures), flush=True)
 
 
