@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tools.bench import main as bench_main
-from tools.bench import ratios
+from tools.bench import ratios, table
 from tools.bench_lab import create_times
 from tools.bench_plot import plot_scale
 from tools.bench_scale import (floor_seconds, hub_pushes, parse_hub_probe, parse_sizes, scale_rows, scale_series,
@@ -143,3 +143,13 @@ def test_the_scale_plot_is_a_png(tmp_path: Path) -> None:
                                      "floor": [40.0, 100.0, 340.0], "verify": [20.0, 25.0, 50.0]}
     without_t1 = plot_scale({**figures, "lab": {}}, tmp_path / "no-t1.png")
     assert without_t1.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plan_under_mocks_against_the_machines_python_speed() -> None:
+    """Issue 16's goal 4: min of 250-spoke plans over min of the reference loop, and its table row."""
+    figures = {"plan": {"250": {"median_seconds": 8.0, "min_seconds": 7.5, "runs": [7.5, 8.0, 9.0]},
+                        "reference": {"min_seconds": 2.5, "runs": [2.5, 2.6, 3.0]}}}
+    figures["ratios"] = ratios(figures)
+    assert figures["ratios"]["plan_250_over_reference"] == 3.0
+    assert "x3.0 (goal x3)" in table(figures)
+    assert "plan under mocks, reference" not in table(figures)

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,12 +42,20 @@ SCALE_STACK = "scale"  # planned and previewed only: 100 and 250 spokes
 STEPS = ("plan", "preview", "lab")
 
 
+# The machine's pure-Python speed: plan under mocks is measured against it (issue 16: 250 spokes
+# within PLAN_GOAL x this, min of 3 each), so that a twice slower machine gives the same ratio.
+REFERENCE = "sum(i*i for i in range(2*10**7))"
+PLAN_GOAL = 3
+
+
 def bench_plan(repeat: int = 3) -> dict[str, Any]:
-    """Median seconds to run the program under mocks, per spoke count."""
+    """Median and min seconds to run the program under mocks, per spoke count, and the reference."""
     figures: dict[str, Any] = {}
     for spokes in (100, 250):
         runs = [timed(lambda: run_program(stack_values({"spokes": spokes}))) for _ in range(repeat)]
-        figures[str(spokes)] = {"median_seconds": statistics.median(runs), "runs": runs}
+        figures[str(spokes)] = {"median_seconds": statistics.median(runs), "min_seconds": min(runs), "runs": runs}
+    reference = [timed(lambda: subprocess.run([sys.executable, "-c", REFERENCE], check=True)) for _ in range(repeat)]
+    figures["reference"] = {"code": REFERENCE, "min_seconds": min(reference), "runs": reference}
     return figures
 
 
@@ -104,6 +113,9 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
     """The issue's goals as ratios of figures measured in this run."""
     lab = figures.get("lab") or {}
     out: dict[str, float] = {}
+    plan = figures.get("plan") or {}
+    if "reference" in plan and "250" in plan:
+        out["plan_250_over_reference"] = round(plan["250"]["min_seconds"] / plan["reference"]["min_seconds"], 2)
     if "t1_seconds" in lab:
         cores = (figures.get("machine") or {}).get("cores") or os.cpu_count() or 1
         floor = floor_seconds(lab["t1_seconds"], 3, cores)  # the ci lab: a hub and two spokes, one vCPU each
@@ -124,7 +136,11 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
 def table(figures: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     for spokes, plan in (figures.get("plan") or {}).items():
-        rows.append((f"plan under mocks, {spokes} spokes", f"{plan['median_seconds']} s"))
+        if spokes != "reference":
+            rows.append((f"plan under mocks, {spokes} spokes", f"{plan['median_seconds']} s"))
+    if "plan_250_over_reference" in (figures.get("ratios") or {}):
+        rows.append((f"  250 spokes (min) / python -c '{REFERENCE}' (min)",
+                     f"x{figures['ratios']['plan_250_over_reference']} (goal x{PLAN_GOAL})"))
     for spokes, preview in (figures.get("preview") or {}).items():
         rows.append((f"pulumi preview, {spokes} spokes", f"{preview['seconds']} s"))
     lab = figures.get("lab") or {}
