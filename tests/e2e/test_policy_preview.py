@@ -2,12 +2,16 @@
 
 Every committed stack passes; a deliberately bad stack and stricter pack
 config fail with the expected policy names. Runs inside the lab namespace
-(the libvirt provider connects to the daemon even to preview).
+(the libvirt provider connects to the daemon even to preview). Each committed
+stack is previewed as a stack of its own, `policy-NAME`, removed afterwards:
+`make test` runs the one-host lab on the `ci` stack at the same time, and its
+config and state are that test's alone.
 """
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -21,6 +25,22 @@ def stack_config(stack: str, *extra: str) -> None:
                     stack, *extra], check=True, capture_output=True, text=True, cwd=ROOT)
 
 
+@pytest.fixture
+def committed() -> Iterator[Callable[[str], str]]:
+    """committed(NAME): the run project's stack `policy-NAME`, configured from stacks/Pulumi.NAME.yaml."""
+    made: list[str] = []
+
+    def configure(name: str) -> str:
+        stack = f"policy-{name}"
+        stack_config(stack, "--from", str(ROOT / "stacks" / f"Pulumi.{name}.yaml"))
+        made.append(stack)
+        return stack
+    yield configure
+    for stack in made:
+        subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), stack, "stack", "rm", "--yes"], check=True,
+                       capture_output=True)
+
+
 def preview(stack: str, *extra: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), stack, "preview",
                              "--policy-pack", str(ROOT / "policy"), *extra],
@@ -30,9 +50,8 @@ def preview(stack: str, *extra: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_committed_stack_passes_the_pack(stack: str) -> None:
-    stack_config(stack)
-    result = preview(stack)
+def test_committed_stack_passes_the_pack(stack: str, committed: Callable[[str], str]) -> None:
+    result = preview(committed(stack))
     assert result.returncode == 0, f"{stack} failed the policy pack"
     assert "mandatory" not in result.stdout
 
@@ -44,9 +63,8 @@ def test_production_stack_on_qemu_fails_with_the_kvm_policy() -> None:
     assert "production-needs-kvm" in result.stdout and "mandatory" in result.stdout
 
 
-def test_stricter_pack_config_fails_keys_and_mtu() -> None:
-    stack_config("ci")
-    result = preview("ci", "--policy-pack-config", str(BAD / "strict.json"))
+def test_stricter_pack_config_fails_keys_and_mtu(committed: Callable[[str], str]) -> None:
+    result = preview(committed("ci"), "--policy-pack-config", str(BAD / "strict.json"))
     assert result.returncode != 0
     assert "ipsec-keys-secret-and-long" in result.stdout
     assert "mtu-esp-never-fragments" in result.stdout
