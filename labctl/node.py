@@ -6,6 +6,7 @@ host of lab:hosts is reached through that host (SSH jump host).
 """
 from __future__ import annotations
 
+import math
 import re
 import shlex
 import time
@@ -118,13 +119,22 @@ def peer_addresses(node: Node, conn: str) -> set[str]:
     return set(re.findall(rf'"{re.escape(conn)}"(?:\[\d+\])? ([0-9.]+),\s*type=ESP', out))
 
 
+# Reachability pings (pings(), verify's ping checks) resend a lost or late ping until `count` are
+# answered, within their schedule plus this: under emulation, on a machine running two labs, a reply
+# has come after ping's own linger (two round trips) and a healthy path failed verify.
+REACH_WAIT = 5
+
+
 def ping_loss(node: Node, address: str, count: int, size: int | None = None, dont_fragment: bool = True,
-              interval: float = 0.2, wait: float = 2) -> tuple[int, int]:
-    """(received, sent) of `count` pings of `size` bytes (IP packet), DF set or explicitly cleared."""
+              interval: float = 0.2, wait: float = 2, resend: bool = False) -> tuple[int, int]:
+    """(received, sent) of `count` pings of `size` bytes (IP packet), DF set or explicitly cleared.
+    resend: ping on until `count` are answered or the deadline (ping -w) passes; for a loss figure
+    leave it off, so that exactly `count` are sent."""
     options = f"-s {size - 28}" if size else ""
     options += " -M do" if dont_fragment else " -M dont"
+    options += f" -w {math.ceil(count * interval + REACH_WAIT)}" if resend else ""
     out = node.run(f"ping -q -n -c {count} -i {interval} -W {wait} {options} {address}",
-                   timeout=count * interval + wait + 30, check=False)
+                   timeout=count * interval + wait + REACH_WAIT + 30, check=False)
     found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     if not found:
         return 0, count  # "message too long" and friends: nothing left the node
@@ -132,9 +142,8 @@ def ping_loss(node: Node, address: str, count: int, size: int | None = None, don
 
 
 def pings(node: Node, address: str, count: int = 3, size: int | None = None) -> bool:
-    """All of `count` don't-fragment pings answered."""
-    received, sent = ping_loss(node, address, count, size)
-    return received == sent == count
+    """`count` don't-fragment pings answered (a lost one sent again, within the deadline)."""
+    return ping_loss(node, address, count, size, resend=True)[0] >= count
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, interval: float = 5,

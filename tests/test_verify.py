@@ -1,7 +1,8 @@
 """verify's checks run site by site at once: the order of its report, the bound on threads, and
-one LabStack (so one set of SSH connections) per thread."""
+one LabStack (so one set of SSH connections) per thread; its pings resend within a deadline."""
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -9,7 +10,7 @@ import click
 import pytest
 
 from labctl import checks
-from labctl.node import Node
+from labctl.node import REACH_WAIT, Node, ping_loss, pings
 from labctl.stack import LabStack
 
 SITES = ("hub", "spoke1", "spoke2", "spoke3")
@@ -110,3 +111,26 @@ def test_an_error_a_check_does_not_report_still_stops_verify(monkeypatch: pytest
         for result in checks.run_checks(lab()):
             seen.append(result.node)
     assert seen == ["spoke1"]
+
+
+class PingNode:
+    """A node whose `ping` answers `answered` of what it sends, and that records the command."""
+
+    def __init__(self, sent: int, answered: int) -> None:
+        self.sent, self.answered, self.commands = sent, answered, []
+
+    def run(self, command: str, timeout: float = 0, check: bool = True) -> str:
+        self.commands.append(command)
+        return f"{self.sent} packets transmitted, {self.answered} received"
+
+
+def test_reachability_pings_resend_within_a_deadline_and_loss_figures_send_exactly_count() -> None:
+    """pings() (verify) resends a lost ping until `count` are answered (ping -w: checked against Debian's
+    iputils, 6 sent for 3 answered when every second echo is dropped); a loss figure sends exactly count."""
+    late = PingNode(sent=4, answered=3)
+    assert pings(late, "10.0.0.1", count=3)  # type: ignore[arg-type]
+    assert f" -w {math.ceil(3 * 0.2 + REACH_WAIT)} " in late.commands[0]
+    assert not pings(PingNode(sent=30, answered=2), "10.0.0.1", count=3)  # type: ignore[arg-type]
+    exact = PingNode(sent=200, answered=104)
+    assert ping_loss(exact, "10.0.0.1", 200, interval=0.1) == (104, 200)  # type: ignore[arg-type]
+    assert " -w " not in exact.commands[0]

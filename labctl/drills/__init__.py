@@ -16,7 +16,7 @@ import click
 
 from lablib import names, waits
 from labctl.fanout import each_spoke
-from labctl.node import TRANSIENT, holds, pings, wait_until
+from labctl.node import TRANSIENT, holds, ping_loss, wait_until
 from labctl.stack import LabStack
 
 # libreswan's default retransmit-timeout: how long IKE retransmits before giving a peer up.
@@ -77,9 +77,10 @@ def pick_spoke(lab: LabStack, site: str | None) -> str:
 
 
 def overlay_flows(lab: LabStack, spoke: str) -> bool:
-    """One don't-fragment ping from spoke to the hub's br0 address is answered."""
+    """One don't-fragment ping from spoke to the hub's br0 address is answered (one only, not resent:
+    the drills time a recovery to the poll)."""
     try:
-        return pings(lab.node(spoke), lab.bridge_ip(names.HUB), count=1)
+        return ping_loss(lab.node(spoke), lab.bridge_ip(names.HUB), count=1)[0] == 1
     except TRANSIENT:
         return False
 
