@@ -85,7 +85,7 @@ def up_changes(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
 
 
 def record(figures: dict[str, object]) -> None:
-    """Beside the one-host figures of the same run (tests/e2e/test_lab.py writes the file first)."""
+    """Beside the one-host figures of the same run (each module merges its own into the file)."""
     everything = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
     everything["two_hosts"] = figures
     FIGURES.parent.mkdir(exist_ok=True)
