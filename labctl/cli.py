@@ -257,9 +257,15 @@ def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, 
     click.echo(f"{site}: {impair.current(lab, site).describe()}")
 
 
+def progress(as_json: bool) -> Callable[[str], None]:
+    """Where a drill's progress lines go: stderr when stdout carries the JSON document."""
+    return lambda line: click.echo(line, err=as_json)
+
+
 def print_report(report: DrillReport, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"drill": report.drill, "passed": report.passed, "figures": report.figures}, indent=2))
+        click.echo(json.dumps({"drill": report.drill, "passed": report.passed, "figures": report.figures,
+                               "lines": report.lines}, indent=2))
     else:
         for line in report.lines:
             click.echo(line)
@@ -288,7 +294,7 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Figures as JSON.")
 def drill_fragments(stack: str, site: str | None, drop: float, count: int, size: int, as_json: bool) -> None:
     """The original failure (wrong tunnel MTU + WAN fragment loss), then the computed MTU."""
     host.enter_lab_namespace(stack)
-    print_report(fragments.run(stacks.load(stack), site, drop, count, size, click.echo), as_json)
+    print_report(fragments.run(stacks.load(stack), site, drop, count, size, progress(as_json)), as_json)
 
 
 @drill.command("interrupt")
@@ -297,7 +303,7 @@ def drill_fragments(stack: str, site: str | None, drop: float, count: int, size:
 def drill_interrupt(stack: str, as_json: bool) -> None:
     """labctl up killed while it adds a spoke; the next up recovers."""
     host.enter_lab_namespace(stack)
-    print_report(interrupt.run(stacks.load(stack), click.echo), as_json)
+    print_report(interrupt.run(stacks.load(stack), progress(as_json)), as_json)
 
 
 @drill.command("revoke")
@@ -309,7 +315,7 @@ def drill_revoke(stack: str, site: str | None, as_json: bool) -> None:
 
     The other spokes must keep their traffic throughout."""
     host.enter_lab_namespace(stack)
-    print_report(revoke.run(stacks.load(stack), site, click.echo), as_json)
+    print_report(revoke.run(stacks.load(stack), site, progress(as_json)), as_json)
 
 
 def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str | None, Callable], DrillReport]
@@ -321,7 +327,7 @@ def _recovery_drill(name: str, summary: str, run: Callable[[stacks.LabStack, str
     @JSON
     def command(stack: str, site: str | None, as_json: bool) -> None:
         host.enter_lab_namespace(stack)
-        print_report(run(stacks.load(stack), site, click.echo), as_json)
+        print_report(run(stacks.load(stack), site, progress(as_json)), as_json)
 
 
 for _name, _summary, _run in (

@@ -295,3 +295,24 @@ def test_plain_config_reads_an_array_as_a_list_whichever_way_it_was_written(
         {"config": {"lab:spokes": "3", "lab:revokedSpokes": written, "lab:vtiSpokes": []}}))
     config = stacks.plain_config("ci")
     assert (config["spokes"], config["revokedSpokes"], config["vtiSpokes"]) == (3, [2, 1], [])
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_drill_with_json_prints_the_document_alone_on_stdout(monkeypatch: pytest.MonkeyPatch,
+                                                              as_json: bool) -> None:
+    """Progress lines go to stderr with --json, so that stdout parses (the two-host test reads it)."""
+    def run(lab: LabStack, echo: Callable[[str], None]) -> DrillReport:
+        echo("adding spoke3 to stack ci")
+        return DrillReport("interrupt", figures={"total_seconds": 3}, lines=["run 1: ended by itself"])
+    monkeypatch.setattr(host, "enter_lab_namespace", lambda stack: None)
+    monkeypatch.setattr(stacks, "load", lambda stack: lab_with())
+    monkeypatch.setattr(labctl_cli.interrupt, "run", run)
+    result = CliRunner().invoke(cli, ["drill", "interrupt", "ci", *(["--json"] if as_json else [])])
+    assert result.exit_code == 0, result.output
+    if as_json:
+        assert yaml.safe_load(result.stdout) == {"drill": "interrupt", "passed": True, "figures": {"total_seconds": 3},
+                                                 "lines": ["run 1: ended by itself"]}
+        assert result.stderr == "adding spoke3 to stack ci\n"
+    else:
+        assert result.stdout.splitlines() == ["adding spoke3 to stack ci", "run 1: ended by itself",
+                                              "drill interrupt: passed"]
