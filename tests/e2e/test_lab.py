@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -177,8 +178,18 @@ def test_ansible_pings_every_node_through_the_inventory(lab: Lab, tmp_path: Path
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(str(stacks.load(STACK).outputs["inventory"]))
     start = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible"), "all", "-i", str(inventory), "-m", "ping"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=LABCTL_TIMEOUT)
+    # In a session of its own, so that a hang ends with every worker killed and what ansible printed
+    # shown (CI once left its workers running to the end of the run, and the test said nothing).
+    process = subprocess.Popen([str(Path(sys.executable).parent / "ansible"), "all", "-i", str(inventory), "-m",
+                                "ping"], cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=LABCTL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"ansible did not end in {LABCTL_TIMEOUT} s:\n{out[-3000:]}{err[-3000:]}\n{explain(lab.nodes)}")
+    result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     print(result.stdout[-3000:], result.stderr[-3000:], flush=True)
     replies = ping_replies(result.stdout)
     assert result.returncode == 0, f"ansible exited {result.returncode}\n{explain(lab.nodes)}"
