@@ -76,8 +76,11 @@ def domain_name(stack: str, site: str) -> str:
     return f"{stack_prefix(stack)}-{site}"
 
 
+QEMU_LOG_DIR = "/var/log/libvirt/qemu"  # libvirt's log of each domain's qemu, on the host that runs it
+
+
 def console_log_path(domain: str) -> str:
-    return f"/var/log/libvirt/qemu/{domain}-console.log"
+    return f"{QEMU_LOG_DIR}/{domain}-console.log"
 
 
 def mgmt_network_name(stack: str) -> str:

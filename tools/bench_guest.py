@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from lablib import names
 from tools.bench_lab import Node
 
 # Units whose start the breakdown shows, in boot order.
@@ -59,9 +60,10 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-def domain_started(domain: str) -> float:
-    """Epoch seconds at which libvirt last started the domain (its qemu log says so)."""
-    log = Path(f"/var/log/libvirt/qemu/{domain}.log").read_text(errors="replace")
+def domain_started(domain: str, log_dir: Path = Path(names.QEMU_LOG_DIR)) -> float:
+    """Epoch seconds at which libvirt last started the domain (its qemu log says so); log_dir is where
+    this machine sees the log of the host that runs it."""
+    log = (log_dir / f"{domain}.log").read_text(errors="replace")
     stamps = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\+0000: starting up", log, re.M)
     if not stamps:
         raise RuntimeError(f"no 'starting up' line in the qemu log of {domain}")

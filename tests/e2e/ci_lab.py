@@ -21,7 +21,7 @@ import yaml
 
 from lablib import names
 from lablib.config import INTERFACE_MODES
-from labctl import checks, host
+from labctl import checks
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, recovery
 from labctl.node import Node, diagnostics, tunnel_up, wait_until
@@ -29,7 +29,6 @@ from labctl.node import Node, diagnostics, tunnel_up, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 STACK = "ci"
 PREFIX = names.stack_prefix(STACK)
-FIGURES = names.E2E_FIGURES
 # Bounds on every wait, so that a hang fails with diagnostics instead of running into CI's limit.
 TUNNEL_TIMEOUT = 900
 PULUMI_TIMEOUT = 900
@@ -39,8 +38,7 @@ LABCTL_TIMEOUT = 600
 # the stack's interfaceMode (xfrm).
 HUB_SUITE = "trixie"
 LIBRESWAN = {"bookworm": "4.10", "trixie": "5.2"}
-MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "vti"}
-figures: dict[str, object] = {}
+MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti"}
 
 
 def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.CompletedProcess[str]:
@@ -201,15 +199,6 @@ def hub_side_state(spoke: str) -> dict[str, object]:
     resources = stacks.open_stack(STACK).export_stack().deployment["resources"]
     (side,) = [r for r in resources if r["urn"].endswith(f"::{names.PROGRAM_ROOT}-{spoke}-tunnel-hub-side")]
     return side["outputs"]
-
-
-def boot_ids(lab_nodes: dict[str, Node]) -> dict[str, str]:
-    return {name: node.run("cat /proc/sys/kernel/random/boot_id").strip() for name, node in lab_nodes.items()}
-
-
-def domain_uuids() -> dict[str, str]:
-    domains = [n for n in host.virsh("list", "--all", "--name").split() if n.startswith(PREFIX)]
-    return {domain: host.virsh("domuuid", domain).strip() for domain in domains}
 
 
 def pool_dir() -> Path:

@@ -4,24 +4,23 @@ daemon (inside this run's network namespace) and the lab's own commands prove it
 One lab carries what two did before (one per interface mode): a mixed fleet
 whose hub runs the Debian 13 image (libreswan 5.x) with an XFRM interface and
 serves spoke1 (behind NAT, XFRM interface, Debian 12: 4.10, pre-shared key)
-and spoke2 (routed, VTI, a certificate of the lab CA) at once; the spoke
-added and removed later is a VTI spoke behind NAT with a certificate. (The hub
+and spoke2 (routed, VTI, a certificate of the lab CA) at once. (The hub
 serves every spoke through its own interface: a hub cannot hold a shared VTI
-and an XFRM interface on one WAN address.) The libreswan 4.10 hub is proven by
-the two-host lab (tests/e2e/test_two_host_lab.py). The helpers are in
-tests/e2e/ci_lab.py. The tests
+and an XFRM interface on one WAN address.) The libreswan 4.10 hub, a spoke
+added through killed runs, rebuilt and removed (its certificate revoked) are
+proven by the two-host lab (tests/e2e/test_two_host_lab.py), which runs beside
+this one. The helpers are in tests/e2e/ci_lab.py. The tests
 run in order on this lab; the module fixture destroys it at the end whatever
 happened. They run `labctl verify` (the same checks a user runs) and every
 fault drill (the same code as `labctl drill`), two at a time where they break
 different spokes; the rest is what only a test of the Pulumi program can
-check: secrets, a second preview, adding and removing a spoke, destroy. On
+check: secrets, a second preview, replace, refresh, destroy. On
 failure the VMs' console tails and IPsec/OVS state are printed. Needs `make
 deps` (toolchain, images) and must run inside the namespace (`make test` does
 both); it fails loudly otherwise, never skips.
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -32,23 +31,21 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from cryptography import x509
 
 from lablib import names
 from lablib.keys import derive_psk
 from labctl import checks, host
 from labctl import cli as labctl_cli
 from labctl import stack as stacks
-from labctl.drills import interrupt, revoke, together
+from labctl.drills import revoke, together
 from labctl.node import established_conns, wait_until
 from providers.remote_config import DRIFT_MARK
-from tests.e2e.ci_lab import (FIGURES, HUB_SUITE, LABCTL_TIMEOUT, LIBRESWAN, MODES, PREFIX, PULUMI_TIMEOUT, ROOT,
-                                STACK, TUNNEL_TIMEOUT, Lab, boot_ids, boot_to_final_seconds, clear_leftovers, configure,
-                                disk_usage, domain_uuids, drill, explain, figures, hub_side_state, labctl, nodes,
-                                ping_replies, pki_secrets, pool_dir, pulumi, stop_stray_pulumi, tunnel_devices,
-                                wait_for_tunnels)
+from tests.e2e.ci_lab import (HUB_SUITE, LABCTL_TIMEOUT, LIBRESWAN, MODES, PREFIX, ROOT, STACK, TUNNEL_TIMEOUT, Lab,
+                                boot_to_final_seconds, clear_leftovers, configure, disk_usage, drill, explain,
+                                hub_side_state, labctl, nodes, ping_replies, pki_secrets, pool_dir, pulumi,
+                                stop_stray_pulumi, tunnel_devices, wait_for_tunnels)
+from tests.e2e.figures import record
 from tests.test_docs_commands import command_lines, labctl_args
-from tools.bench_guest import domain_started
 
 pytestmark = pytest.mark.timeout(1800)  # one test, the module fixture's setup included
 # Every drill, in stages; the drills of one stage run at once, each on its own spoke (the fragments
@@ -75,7 +72,7 @@ def lab() -> Iterator[Lab]:
         "no libvirt daemon: run inside `scripts/labns.sh exec` (make test does)"
     configure(spokes=2)
     clear_leftovers()
-    lab_figures: dict[str, object] = figures.setdefault("one_host", {})
+    lab_figures: dict[str, object] = {}
     start = time.monotonic()
     try:
         pulumi("up", "--yes", "--skip-preview")
@@ -83,14 +80,12 @@ def lab() -> Iterator[Lab]:
         lab_nodes = nodes()
         lab_figures["tunnels_up_after_up_seconds"] = round(wait_for_tunnels(lab_nodes))
         lab_figures["up_to_all_tunnels_seconds"] = round(time.monotonic() - start)
+        lab_figures["disk_mib"] = disk_usage()
         yield Lab(lab_nodes, lab_figures)
     finally:
         stop_stray_pulumi()
         pulumi("destroy", "--yes", "--skip-preview", check=False)
-        FIGURES.parent.mkdir(exist_ok=True)  # merged: the two-host lab writes its figures there too
-        FIGURES.write_text(json.dumps({**(json.loads(FIGURES.read_text()) if FIGURES.exists() else {}), **figures},
-                                      indent=2))
-        print("figures:", json.dumps(figures), flush=True)
+        record("one_host", lab_figures)
 
 
 def test_every_vm_ran_cloud_init(lab: Lab) -> None:
@@ -149,7 +144,7 @@ def test_verify_passes_every_check(lab: Lab) -> None:
 
 
 # The README's examples that are quick and leave the lab as found, run here as written (stack local -> ci).
-# The others run in their own tests: up (drill interrupt's runs), rebuild, the drills (same code).
+# The others run in their own tests: up and rebuild (the two-host lab's), the drills (same code).
 README_RUN = ("wait", "verify", "diagnose", "impair")
 
 
@@ -296,64 +291,6 @@ def test_refresh_sees_a_gre_port_deleted_on_the_hub_and_labctl_up_heals_it(lab: 
     assert not str(hub_side_state("spoke1")["upScript"]).startswith(DRIFT_MARK)
     verified = labctl("verify", STACK, "--node", "spoke1")
     assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
-
-
-def test_a_spoke_added_through_killed_runs_rebuilt_and_removed_touches_nothing_else(lab: Lab) -> None:
-    """spoke3 (a VTI spoke behind NAT, served by the hub's XFRM interface) is added by `labctl up` runs
-    killed, whole process group, at its seed upload, its domain create and the hub push; the next run
-    recovers each time and the last one ends with every tunnel up (`drill interrupt`'s own checks:
-    nothing pending, libvirt and the state alike, the hub's conns and ports, verify). Then `labctl rebuild`
-    makes it anew, and removing it cleans the hub."""
-    before_boot, before_uuid = boot_ids(lab.nodes), domain_uuids()
-    configure(spokes=3)
-    report = interrupt.grow(STACK, "spoke3", lambda line: print(line, flush=True))
-    lab.figures["interrupt"] = report.figures
-    assert report.passed, "\n".join(report.lines)
-    grown = nodes()
-    lab.figures["add_spoke_to_tunnel_seconds"] = report.figures["total_seconds"]
-    # T1 as `make bench` takes it: the added VM, booting alone, from its domain's start to its tunnel.
-    lab.figures["t1_seconds"] = round(float(report.figures["tunnels_up_at"])  # type: ignore[arg-type]
-                                      - domain_started(names.domain_name(STACK, "spoke3")), 1)
-    assert boot_ids({k: grown[k] for k in before_boot}) == before_boot, "an existing VM rebooted"
-    assert {k: v for k, v in domain_uuids().items() if k in before_uuid} == before_uuid, "a domain was replaced"
-    grown_stack = stacks.load(STACK)
-    assert checks.gre_ports(grown_stack, names.HUB)[0], checks.gre_ports(grown_stack, names.HUB)[1]
-    for name in ("spoke1", "spoke2", "spoke3"):
-        assert checks.spoke_conn(name) in established_conns(grown[name]), explain(grown)
-    lab.figures["disk_mib"] = disk_usage()
-
-    # `labctl rebuild`, the one command for drift inside a spoke: spoke3 boots from a new disk, seed
-    # and domain (each deleted before it is made anew); no other domain changes.
-    spoke3 = names.domain_name(STACK, "spoke3")
-    before = domain_uuids()
-    start = time.monotonic()
-    print(f"$ labctl rebuild {STACK} spoke3", flush=True)
-    rebuilt = subprocess.run([sys.executable, "-m", "labctl", "rebuild", STACK, "spoke3"], cwd=ROOT,
-                             capture_output=True, text=True, check=False, timeout=PULUMI_TIMEOUT + TUNNEL_TIMEOUT)
-    assert rebuilt.returncode == 0, f"{rebuilt.stdout[-3000:]}{rebuilt.stderr[-2000:]}\n{explain(nodes())}"
-    lab.figures["rebuild_spoke_to_tunnel_seconds"] = round(time.monotonic() - start)
-    after = domain_uuids()
-    assert after[spoke3] != before[spoke3], "spoke3's domain was not made anew"
-    assert {k: v for k, v in after.items() if k != spoke3} == {k: v for k, v in before.items() if k != spoke3}
-    verified = labctl("verify", STACK, "--node", "spoke3")
-    assert verified.returncode == 0, f"{verified.stdout}{verified.stderr[-2000:]}\n{explain(nodes())}"
-
-    # Removing a spoke revokes its certificate: the hub's CRL (pushed with the removal) lists it.
-    spoke3_serial = stacks.load(STACK).certificate("spoke3")["serial"]  # type: ignore[index]
-    configure(spokes=2)
-    pulumi("up", "--yes", "--skip-preview")
-    assert spoke3_serial in stacks.load(STACK).revoked_serials, "the CRL does not list spoke3's certificate"
-    hub = grown["hub"]
-    applied = x509.load_der_x509_crl(base64.b64decode(hub.run(f"cat {names.PKI_CRL_APPLIED}")))
-    assert int(spoke3_serial, 16) in {entry.serial_number for entry in applied}, "the hub's CRL lacks spoke3"
-    assert "gre-spoke3" not in hub.run("ovs-vsctl list-ports br0")
-    assert hub.run("ls /etc/ipsec.d/").count("hub-spoke3") == 0
-
-    assert "hub-spoke3" not in hub.run("ipsec status", check=False)
-    assert f"{PREFIX}-spoke3" not in host.virsh("list", "--all", "--name")
-    assert boot_ids(lab.nodes) == before_boot
-    for name in ("spoke1", "spoke2"):
-        assert checks.spoke_conn(name) in established_conns(lab.nodes[name]), explain(lab.nodes)
 
 
 def test_destroy_leaves_nothing_in_libvirt(lab: Lab) -> None:

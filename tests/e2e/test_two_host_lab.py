@@ -2,12 +2,19 @@
 
 Hub and spoke2 (routed) on host a, spoke1 (behind NAT) on host b; Pulumi and the
 lab's commands run in the controller's namespace and reach both hosts over
-qemu+ssh and SSH only (the hosts see nothing of the controller's cache). The
-lab is proven with `labctl verify`, grown to spoke3 on b with nothing replaced,
-and destroyed with nothing left on either host. Needs root; nothing is skipped.
+qemu+ssh and SSH only (the hosts see nothing of the controller's cache). Made a
+certificate lab here (the example's sites with `auth: cert`, spoke1 keeping a
+pre-shared key): its hub is the libreswan 4.10 one with certificates, which the
+one-host lab (5.x hub) does not prove. The lab is proven with `labctl verify`,
+grown to spoke3 on b with nothing replaced, spoke3 rebuilt (`labctl rebuild`),
+spoke4 added through killed runs and removed (`labctl drill interrupt`, whose
+last run gives this run's T1), spoke3 removed with its certificate revoked, and
+destroyed with nothing left on either host. It runs beside the one-host lab
+(make test). Needs root; nothing is skipped.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -17,36 +24,53 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 
 from lablib import names
 from lablib.config import parse_config
 from lablib.hosts import routes
 from labctl import stack as stacks
+from tests.e2e.figures import record
 from tests.e2e.simhosts import hosts, running_hosts
+from tools.bench_guest import domain_started
 from tools.mockrun import mock_secrets, stack_values
 
 ROOT = names.PROJECT_DIR
+PYTHON = str(ROOT / "venv" / "bin" / "python")
 STACK = "twohosts"
 EXAMPLE = ROOT / "stacks" / "two-hosts.example.yaml"
-FIGURES = names.E2E_FIGURES
 LABCTL_TIMEOUT = 1200
+DRILL_TIMEOUT = 2400  # drill interrupt: four `labctl up` runs, spoke4's boot, verify, its removal
 pytestmark = pytest.mark.timeout(1800)
+Lab = tuple[dict[str, str], dict[str, object], Path]
 
 
-def labctl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def labctl(env: dict[str, str], *args: str, timeout: int = LABCTL_TIMEOUT) -> subprocess.CompletedProcess[str]:
     """The lab's command-line program, run where Pulumi runs: the controller's namespace."""
     print(f"$ labctl {' '.join(args)}", flush=True)
-    result = subprocess.run(["ip", "netns", "exec", env["HOSTS_CONTROLLER_NS"], str(ROOT / "venv" / "bin" / "python"),
-                             "-m", "labctl", *args], cwd=ROOT, capture_output=True, text=True, timeout=LABCTL_TIMEOUT)
+    result = subprocess.run(["ip", "netns", "exec", env["HOSTS_CONTROLLER_NS"], PYTHON, "-m", "labctl", *args],
+                            cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     print(result.stdout[-5000:], result.stderr[-3000:], sep="\n", flush=True)
     return result
 
 
+def on_node(env: dict[str, str], site: str, command: str) -> str:
+    """A command on a lab node over the lab's own SSH, from the controller's namespace (the only one that
+    reaches the hosts' management networks)."""
+    code = f"from labctl import stack; print(stack.load({STACK!r}).node({site!r}).run({command!r}), end='')"
+    result = subprocess.run(["ip", "netns", "exec", env["HOSTS_CONTROLLER_NS"], PYTHON, "-c", code], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{site}: {command}: {result.stderr[-2000:]}"
+    return result.stdout
+
+
 def stack_file(env: dict[str, str], directory: Path) -> tuple[Path, dict[str, object]]:
     """The example stack (domainType qemu: it runs anywhere) with the simulated hosts' URIs (their keys
-    and known_hosts in .lab/hosts)."""
+    and known_hosts in .lab/hosts), made a certificate lab (ECDSA P-256, the default key) whose spoke1
+    keeps a pre-shared key: a mixed-auth lab on libreswan 4.10."""
     document = yaml.safe_load(EXAMPLE.read_text())
     config = document["config"]
+    config.update({"lab:auth": "cert", "lab:pskSpokes": [1]})
     for host in config["lab:hosts"]:
         host["uri"] = env[f"HOST_{host['name'].upper()}_URI"]
         assert host["uplink"] == env[f"HOST_{host['name'].upper()}_UPLINK"]
@@ -84,15 +108,6 @@ def up_changes(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
     return yaml.safe_load(found.group(1))
 
 
-def record(figures: dict[str, object]) -> None:
-    """Beside the one-host figures of the same run (each module merges its own into the file)."""
-    everything = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
-    everything["two_hosts"] = figures
-    FIGURES.parent.mkdir(exist_ok=True)
-    FIGURES.write_text(json.dumps(everything, indent=2))
-    print("two-host figures:", json.dumps(figures), flush=True)
-
-
 def leftovers() -> list[str]:
     """Whatever the stack left on either host: domains, networks, pools, volume files."""
     found = []
@@ -113,12 +128,12 @@ def forget_stale_stack() -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], dict[str, object], Path]]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     figures: dict[str, object] = {}
     forget_stale_stack()
     with running_hosts() as env:
         path, config = stack_file(env, tmp_path_factory.mktemp("twohosts"))
-        figures["routes"] = route_between_hosts(config, spokes=3)
+        figures["routes"] = route_between_hosts(config, spokes=4)
         assert labctl(env, "stack-config", STACK, "--from", str(path)).returncode == 0
         failed = True
         try:
@@ -130,14 +145,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, st
             yield env, figures, path
         finally:
             down = labctl(env, "down", STACK)
-            record(figures)
+            record("two_hosts", figures)
             left = leftovers()
             if not failed:  # after a failed up, its own error is the one to read
                 assert down.returncode == 0 and left == [], left or down.stderr[-3000:]
             forget_stale_stack()
 
 
-def test_each_site_runs_on_its_host(lab: tuple[dict[str, str], dict[str, object], Path]) -> None:
+def test_each_site_runs_on_its_host(lab: Lab) -> None:
     env, _, _ = lab
     assert sorted(domains("a")) == [names.domain_name(STACK, "hub"), names.domain_name(STACK, "spoke2")]
     assert sorted(domains("b")) == [names.domain_name(STACK, "spoke1")]
@@ -147,7 +162,7 @@ def test_each_site_runs_on_its_host(lab: tuple[dict[str, str], dict[str, object]
     assert names.base_volume_name(STACK) in volumes and names.kernel_volume_name(STACK) in volumes
 
 
-def test_verify_passes_on_two_hosts(lab: tuple[dict[str, str], dict[str, object], Path]) -> None:
+def test_verify_passes_on_two_hosts(lab: Lab) -> None:
     """Every check of the one-host lab; the hub sees spoke1 from host b's uplink."""
     env, figures, _ = lab
     start = time.monotonic()
@@ -159,11 +174,12 @@ def test_verify_passes_on_two_hosts(lab: tuple[dict[str, str], dict[str, object]
     seen = {c["node"]: c["evidence"] for c in report["checks"] if c["check"] == "hub-sees"}
     assert seen["spoke1"].startswith(f"hub sees {env['HOST_B_UPLINK']},"), seen
     assert {c["node"] for c in report["checks"] if c["check"] == "esp-on-wire"} == {"spoke1", "spoke2"}
+    # The 4.10 hub authenticates spoke2 by its certificate and spoke1 by its pre-shared key.
+    assert {c["node"] for c in report["checks"] if c["check"] == "certificate"} == {"hub", "spoke2"}
     figures["verify_seconds"] = seconds
 
 
-def test_growing_to_three_spokes_puts_spoke3_on_b_and_replaces_nothing(
-        lab: tuple[dict[str, str], dict[str, object], Path]) -> None:
+def test_growing_to_three_spokes_puts_spoke3_on_b_and_replaces_nothing(lab: Lab) -> None:
     env, figures, path = lab
     before = {host: domains(host) for host in ("a", "b")}
     assert labctl(env, "stack-config", STACK, "--from", str(path), "--set", "spokes=3").returncode == 0
@@ -173,17 +189,94 @@ def test_growing_to_three_spokes_puts_spoke3_on_b_and_replaces_nothing(
     figures["add_spoke_to_tunnel_seconds"] = round(time.monotonic() - start)
     changes = up_changes(result)
     assert not set(changes) - {"create", "same", "update"}, changes  # nothing replaced or deleted
-    # Only what spoke3 adds, and the two components whose props list the spokes (their props change);
-    # the engine also steps the dynamic resources' default provider, which is no resource of the lab.
+    # Only what spoke3 adds (its certificate too), the two components whose props list the spokes (their
+    # props change) and the CRL, whose list of issued certificates grows (it keeps its signed list, so
+    # nothing is pushed to the hub); the engine also steps the dynamic resources' default provider,
+    # which is no resource of the lab.
     changed = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  changed: ")
                and not line.endswith(" default")]
-    assert sorted(step[0] for step in changed if step[0] != "create") == ["update", "update"], changed
-    assert {tuple(step[1:]) for step in changed if step[0] == "update"} == {
-        ("lab:index:Lab", "lab"), ("lab:index:LabNetworks", "lab-networks")}, changed
-    assert all(step[2].startswith(("lab-spoke3", "lab-networks-wan-spoke3")) for step in changed
-               if step[0] == "create"), changed
+    assert sorted(tuple(step[1:]) for step in changed if step[0] != "create") == [
+        ("update", "lab:index:Lab", "lab"), ("update", "lab:index:LabNetworks", "lab-networks"),
+        ("update", "pulumi-python:dynamic:Resource", "lab-pki-crl")], changed
+    assert all(step[2].startswith(("lab-spoke3", "lab-networks-wan-spoke3", "lab-pki-spoke3-cert"))
+               for step in changed if step[0] == "create"), changed
     after = {host: domains(host) for host in ("a", "b")}
     assert after["a"] == before["a"]
     spoke3 = names.domain_name(STACK, "spoke3")
     assert spoke3 in after["b"] and after["b"] == {**before["b"], spoke3: after["b"][spoke3]}
     assert "spoke3: tunnel to hub established" in result.stdout
+
+
+def started(host: str) -> dict[str, float]:
+    """Domain name -> when libvirt last started it, from the host's qemu logs as this machine sees them."""
+    return {name: domain_started(name, qemu_logs(host)) for name in domains(host)}
+
+
+def qemu_logs(host: str) -> Path:
+    """A simulated host's /var/log/libvirt/qemu, where scripts/hosts.sh keeps it on this machine."""
+    return names.STATE_DIR / "hosts" / host / "var-log-libvirt" / Path(names.QEMU_LOG_DIR).name
+
+
+def test_rebuilding_spoke3_makes_only_its_domain_anew(lab: Lab) -> None:
+    """`labctl rebuild`, the one command for drift inside a spoke: spoke3 boots from a new disk, seed and
+    domain on host b (each deleted before it is made anew); no other domain changes or restarts."""
+    env, figures, _ = lab
+    spoke3 = names.domain_name(STACK, "spoke3")
+    before = {host: (domains(host), started(host)) for host in ("a", "b")}
+    start = time.monotonic()
+    result = labctl(env, "rebuild", STACK, "spoke3")
+    assert result.returncode == 0, "labctl rebuild failed"
+    figures["rebuild_spoke_to_tunnel_seconds"] = round(time.monotonic() - start)
+    after = {host: (domains(host), started(host)) for host in ("a", "b")}
+    assert after["a"] == before["a"]
+    assert after["b"][0][spoke3] != before["b"][0][spoke3], "spoke3's domain was not made anew"
+    assert {k: v for k, v in after["b"][0].items() if k != spoke3} == {
+        k: v for k, v in before["b"][0].items() if k != spoke3}
+    assert {k: v for k, v in after["b"][1].items() if k != spoke3} == {
+        k: v for k, v in before["b"][1].items() if k != spoke3}, "another domain on b restarted"
+    assert labctl(env, "verify", STACK, "--node", "spoke3").returncode == 0
+
+
+@pytest.mark.timeout(DRILL_TIMEOUT + 300)
+def test_drill_interrupt_adds_spoke4_through_killed_runs_and_removes_it(lab: Lab) -> None:
+    """`labctl drill interrupt`: spoke4 added by `labctl up` runs killed, whole process group, at its
+    seed upload, its domain create and the hub push, on a remote host; each next run recovers by
+    itself and the last one ends with every tunnel up (the drill's own checks: nothing pending, libvirt
+    on both hosts and the state alike, the hub's conns and ports, verify), then spoke4 is removed.
+    No other domain is made anew or restarted. spoke4's last boot, alone beside the running lab,
+    gives this run's T1 as `make bench` takes it: from its domain's start to its tunnel."""
+    env, figures, _ = lab
+    before = {host: (domains(host), started(host)) for host in ("a", "b")}
+    result = labctl(env, "drill", "interrupt", STACK, "--json", timeout=DRILL_TIMEOUT)
+    report = json.loads(result.stdout)
+    figures["interrupt"] = report["figures"]
+    assert result.returncode == 0 and report["passed"], "\n".join(report["lines"])
+    spoke4 = names.domain_name(STACK, "spoke4")
+    (logs,) = [qemu_logs(host) for host in ("a", "b") if (qemu_logs(host) / f"{spoke4}.log").exists()]
+    figures["t1_seconds"] = round(float(report["figures"]["tunnels_up_at"]) - domain_started(spoke4, logs), 1)
+    figures["add_spoke_through_killed_runs_seconds"] = report["figures"]["total_seconds"]
+    assert {host: (domains(host), started(host)) for host in ("a", "b")} == before, \
+        "a domain was made anew or restarted, or spoke4 is left"
+
+
+def test_removing_spoke3_revokes_its_certificate_and_cleans_the_hub(lab: Lab) -> None:
+    """Back to two spokes: the CRL lists spoke3's certificate and the hub imported it (pushed with
+    the removal); the hub has no conn, secrets or GRE port of spoke3 left; spoke1 and spoke2 keep
+    their domains and tunnels."""
+    env, figures, path = lab
+    serial = stacks.load(STACK).certificate("spoke3")["serial"]  # type: ignore[index]
+    before = {host: domains(host) for host in ("a", "b")}
+    assert labctl(env, "stack-config", STACK, "--from", str(path), "--set", "spokes=2").returncode == 0
+    start = time.monotonic()
+    assert labctl(env, "up", STACK).returncode == 0, "removing spoke3 failed"
+    figures["remove_spoke_seconds"] = round(time.monotonic() - start)
+    assert serial in stacks.load(STACK).revoked_serials, "the CRL does not list spoke3's certificate"
+    applied = x509.load_der_x509_crl(base64.b64decode(on_node(env, names.HUB, f"cat {names.PKI_CRL_APPLIED}")))
+    assert int(serial, 16) in {entry.serial_number for entry in applied}, "the hub's CRL lacks spoke3"
+    conn = names.conn_name(names.HUB, "spoke3")
+    assert names.gre_port("spoke3") not in on_node(env, names.HUB, f"ovs-vsctl list-ports {names.BRIDGE}").split()
+    assert conn not in on_node(env, names.HUB, f"ls {names.IPSEC_DIR}")
+    assert conn not in on_node(env, names.HUB, "ipsec status")
+    spoke3 = names.domain_name(STACK, "spoke3")
+    assert domains("a") == before["a"] and domains("b") == {k: v for k, v in before["b"].items() if k != spoke3}
+    assert labctl(env, "verify", STACK).returncode == 0
