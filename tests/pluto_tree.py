@@ -70,9 +70,10 @@ done
 """
 
 
-# No systemd runs in a tree: these stand in for the two calls the hub's scripts make of it, as
-# systemd would do them. `systemd-run [--options] --unit=U CMD...` starts CMD detached (its output
-# to $out/unit-U.log) and returns; `systemctl stop U` ends it; any other systemctl call fails.
+# No systemd runs in a tree: these stand in for the calls the hub's scripts make of it, as systemd
+# would do them. `systemd-run [--options] --unit=U CMD...` starts CMD detached (its output to
+# $out/unit-U.log) and returns; `systemctl stop U` ends it; `systemctl restart ipsec` starts pluto
+# anew (lab-pki-import on 4.x, for a new CA); any other systemctl call fails.
 SYSTEMD_RUN = """#!/bin/sh
 unit=
 while [ $# -gt 0 ]; do
@@ -83,7 +84,19 @@ setsid "$@" > "OUT/unit-$unit.log" 2>&1 < /dev/null &
 echo $! > /run/unit-$unit.pid
 """
 SYSTEMCTL = """#!/bin/sh
-[ "$1" = stop ] && [ $# -eq 2 ] || { echo "systemctl: only 'stop UNIT' here" >&2; exit 1; }
+if [ "$*" = "restart ipsec" ]; then  # as the unit does: pluto anew on the config, then its conns
+	ipsec whack --shutdown > /dev/null 2>&1 || true
+	i=0
+	while ipsec whack --status > /dev/null 2>&1 && [ $i -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+	ipsec pluto --config OUT/startup.conf --nofork --logfile OUT/pluto.log > /dev/null 2>&1 < /dev/null &
+	i=0
+	until ipsec whack --status > /dev/null 2>&1; do
+		i=$((i + 1)); [ $i -lt 100 ] || { echo "pluto did not start again" >&2; exit 1; }
+		sleep 0.1
+	done
+	exec ipsec addconn --config IPSEC_CONF --autoall > /dev/null
+fi
+[ "$1" = stop ] && [ $# -eq 2 ] || { echo "systemctl: only 'stop UNIT' or 'restart ipsec' here" >&2; exit 1; }
 [ -e /run/unit-$2.pid ] || exit 5
 kill "$(cat /run/unit-$2.pid)" 2> /dev/null || true
 rm -f /run/unit-$2.pid
@@ -164,7 +177,8 @@ class PlutoTree:
 
     def shim_systemd(self) -> Step:
         """SYSTEMD_RUN and SYSTEMCTL ahead of the tree's own in PATH."""
-        files = [{"path": f"/usr/local/sbin/{name}", "mode": "0755", "content": text.replace("OUT", str(self.work))}
+        files = [{"path": f"/usr/local/sbin/{name}", "mode": "0755",
+                  "content": text.replace("OUT", str(self.work)).replace("IPSEC_CONF", names.IPSEC_CONF)}
                  for name, text in (("systemd-run", SYSTEMD_RUN), ("systemctl", SYSTEMCTL))]
         return self.install("systemd-shims", files)
 
