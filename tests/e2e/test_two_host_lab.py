@@ -195,7 +195,7 @@ def test_growing_to_three_spokes_puts_spoke3_on_b_and_replaces_nothing(lab: Lab)
     # which is no resource of the lab.
     changed = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("  changed: ")
                and not line.endswith(" default")]
-    assert sorted(tuple(step[1:]) for step in changed if step[0] != "create") == [
+    assert sorted(tuple(step) for step in changed if step[0] != "create") == [
         ("update", "lab:index:Lab", "lab"), ("update", "lab:index:LabNetworks", "lab-networks"),
         ("update", "pulumi-python:dynamic:Resource", "lab-pki-crl")], changed
     assert all(step[2].startswith(("lab-spoke3", "lab-networks-wan-spoke3", "lab-pki-spoke3-cert"))
