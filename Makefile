@@ -38,8 +38,9 @@ test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e
 
 # Every test runs inside the lab's network namespace, where libvirtd runs. The
-# last line says how long it all took, deps included, as a multiple of T1.
-test: venv
+# last line says how long it all took, the venvs and deps included (deps makes
+# the venvs after the clock starts), as a multiple of T1.
+test:
 	start=$$(date +%s)
 	$(MAKE) --no-print-directory deps
 	scripts/labns.sh start
