@@ -243,8 +243,9 @@ def test_drill_interrupt_adds_spoke4_through_killed_runs_and_removes_it(lab: Lab
     seed upload, its domain create and the hub push, on a remote host; each next run recovers by
     itself and the last one ends with every tunnel up (the drill's own checks: nothing pending, libvirt
     on both hosts and the state alike, the hub's conns and ports, verify), then spoke4 is removed.
-    No other domain is made anew or restarted. spoke4's last boot, alone beside the running lab,
-    gives this run's T1 as `make bench` takes it: from its domain's start to its tunnel."""
+    No other domain is made anew or restarted (libvirt's start times; a reboot inside a guest would
+    not show). spoke4's last boot, the only one in this lab then (the one-host lab's run goes on
+    beside it), gives this run's T1 as `make bench` takes it: from its domain's start to its tunnel."""
     env, figures, _ = lab
     before = {host: (domains(host), started(host)) for host in ("a", "b")}
     result = labctl(env, "drill", "interrupt", STACK, "--json", timeout=DRILL_TIMEOUT)
