@@ -37,6 +37,7 @@ STATE_DIR = PROJECT_DIR / _ENV["LAB_STATE_DIR"]  # per checkout, git-ignored
 RUN_PROJECT_DIR = STATE_DIR / "project"  # the CLI's copy of Pulumi.yaml and stack files
 SSH_KEY_FILE = STATE_DIR / "ssh" / "id_ed25519"
 E2E_FIGURES = STATE_DIR / "e2e-figures.json"  # what the end-to-end tests measured (tools/test_ratio.py)
+BENCH_FIGURES = STATE_DIR / "bench.json"  # what the last `make bench` measured (tools/bench.py)
 
 
 DEFAULT_SUITE = _ENV["LAB_DEFAULT_SUITE"]  # Debian 12: the lab image and test tree by default

@@ -59,8 +59,11 @@ def test_a_second_image_gets_its_t1_beside_the_first() -> None:
 
 
 def test_make_test_closes_with_its_time_as_a_multiple_of_t1() -> None:
-    assert line(1830, 90.0) == "make test: 30 min 30 s = 20.3 x T1 (T1 90 s, measured in this run; goal at most 15 x T1)"
+    assert line(1830, 90.0) == ("make test: 30 min 30 s = 20.3 x T1 (T1 90 s, measured in this run beside the "
+                                "other run's load; goal at most 15 x T1)")
     assert "no T1 measured" in line(60, None)
+    assert line(1830, 90.0, 61.0).endswith("; 30.0 x the T1 of the last `make bench` here (61.0 s)")
+    assert line(60, None, 61.0).startswith("make test: 1 min 0 s; no T1 measured")
 
 
 def scale_figures() -> dict[str, object]:

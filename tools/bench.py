@@ -37,7 +37,7 @@ from tools.bench_lab import (LAB_STACK, config_int, configure, create_times, dom
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
-OUT = names.STATE_DIR / "bench.json"
+OUT = names.BENCH_FIGURES
 SCALE_STACK = "scale"  # planned and previewed only: 100 and 250 spokes
 STEPS = ("plan", "preview", "lab")
 

@@ -57,7 +57,7 @@ def plot_scale(figures: dict[str, Any], path: Path) -> Path:
 
 @click.command()
 @click.argument("figures", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                default=names.STATE_DIR / "bench.json")
+                default=names.BENCH_FIGURES)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
 def main(figures: Path, out: Path) -> None:
     """Redraw the scale plot from a bench run's JSON."""
