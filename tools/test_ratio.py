@@ -21,17 +21,20 @@ from lablib import names  # noqa: E402
 GOAL = 15  # a cold `make test` at most 15 x T1 (it fits CI's 90 minutes on a slow machine)
 
 
+def figures(path: Path, key: str) -> dict[str, object]:
+    """One part of a figures file (e2e or bench); empty when the file or the part is missing."""
+    return (json.loads(path.read_text()) if path.exists() else {}).get(key) or {}
+
+
 def t1_of_run(since: float) -> float | None:
     """T1 from this run's end-to-end figures; None if the run recorded none (or an older run did)."""
-    path = names.E2E_FIGURES
-    figures = (json.loads(path.read_text()) if path.exists() else {}).get("two_hosts") or {}
-    return figures.get("t1_seconds") if figures.get("recorded_at", 0) >= since else None
+    found = figures(names.E2E_FIGURES, "two_hosts")
+    return found.get("t1_seconds") if found.get("recorded_at", 0) >= since else None  # type: ignore[return-value]
 
 
 def bench_t1() -> float | None:
     """T1 of the last `make bench` in this checkout, if any: the reference, taken with the machine idle."""
-    path = names.BENCH_FIGURES
-    return ((json.loads(path.read_text()) if path.exists() else {}).get("lab") or {}).get("t1_seconds")
+    return figures(names.BENCH_FIGURES, "lab").get("t1_seconds")  # type: ignore[return-value]
 
 
 def line(seconds: float, t1: float | None, bench: float | None = None) -> str:
