@@ -50,7 +50,7 @@ class LabStorage(pulumi.ComponentResource):
                                 opts=child)
             self.pool_names[host] = pool.name
             self.volumes[host] = self._upload(f"{name}{suffix}", args.stack, args.boot, "", pool.name, child)
-            own = args.hub_boot != args.boot
+            own = args.hub_boot.files() != args.boot.files()
             self.hub_volumes[host] = (self._upload(f"{name}{suffix}-hub", args.stack, args.hub_boot, "hub",
                                                    pool.name, child) if own else self.volumes[host])
         self.register_outputs({"poolNames": self.pool_names,

@@ -86,9 +86,14 @@ class Node:
             return False
 
 
-def cloud_init_done(node: Node) -> bool:
-    """cloud-init's final stage has run (so has the payload's one-time ipsec restart)."""
-    return "status: done" in node.run("cloud-init status", check=False)
+# What says the first-boot payload has run: lab-seed's status on a VM booted with it
+# (names.CLOUD_INIT_OFF), else cloud-init's (its final stage).
+PAYLOAD_STATUS = f"cat {names.SEED_STATUS} 2>/dev/null || cloud-init status"
+
+
+def payload_done(node: Node) -> bool:
+    """The first-boot payload has run (so has its one-time ipsec start)."""
+    return "status: done" in node.run(PAYLOAD_STATUS, check=False)
 
 
 def established_conns(node: Node) -> set[str]:
@@ -98,8 +103,8 @@ def established_conns(node: Node) -> set[str]:
 
 
 def tunnel_up(node: Node, conn: str) -> bool:
-    """Reachable, cloud-init finished and conn's child SA established."""
-    return node.reachable() and cloud_init_done(node) and conn in established_conns(node)
+    """Reachable, the payload applied and conn's child SA established."""
+    return node.reachable() and payload_done(node) and conn in established_conns(node)
 
 
 def esp_bytes(node: Node, conn: str) -> tuple[int, int]:
@@ -185,7 +190,7 @@ def diagnostics(node: Node, domain: str) -> str:
     parts = [f"===== {node.name} ({node.host}) console tail =====", console_tail(domain)]
     if not node.reachable():
         return "\n".join(parts + [f"(SSH to {node.host} fails)"])
-    for command in ("cloud-init status --long", "ipsec trafficstatus", "ipsec status | tail -n 20",
+    for command in (f"cat {names.SEED_STATUS} 2>/dev/null || cloud-init status --long", "ipsec trafficstatus", "ipsec status | tail -n 20",
                     "ip xfrm state", "ip -d link show type xfrm; ip -d link show type vti",
                     "ovs-vsctl show", "ip -br addr", "journalctl -u ipsec -n 30 --no-pager"):
         parts += [f"----- {node.name}: {command}", node.run(command, check=False)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from lablib import inputs
+from lablib import inputs, names
 from lablib.cmdline import kernel_cmdlines
 from lablib.errors import ConfigError
 
@@ -27,6 +27,10 @@ class BootFiles:
     @property
     def direct(self) -> bool:
         return bool(self.kernel)
+
+    def files(self) -> tuple[str, str, str]:
+        """What is uploaded as volumes: two sets that differ only in the command line share them."""
+        return self.image, self.kernel, self.initrd
 
 
 def parse_boot(raw: Mapping[str, str | None]) -> tuple[BootFiles, BootFiles]:
@@ -58,3 +62,13 @@ def _boot_set(raw: Mapping[str, str | None], keys: tuple[str, ...]) -> BootFiles
         initrd=inputs.boot_file(initrd_key, initrd) if initrd else "",
         kernel_cmdline=cmdline,
     )
+
+
+def check_seed_reader(boot: BootFiles, hub_boot: BootFiles, install_packages: bool) -> None:
+    """cloud-init=disabled on a kernel command line boots the lab image's own seed reader
+    (guest/lab-seed), which installs no packages: refuse it beside installPackages."""
+    for key, files in ((KEYS[3], boot), (HUB_KEYS[3], hub_boot)):
+        if install_packages and names.CLOUD_INIT_OFF in files.kernel_cmdline.split():
+            raise ConfigError(key, files.kernel_cmdline,
+                              f"has {names.CLOUD_INIT_OFF}, so the lab image's lab-seed applies the seed, and it "
+                              "installs no packages: drop it or set lab:installPackages to false")

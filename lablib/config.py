@@ -14,7 +14,7 @@ from typing import Mapping
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, build_plan
 from lablib.auth import AUTH_KEYS, parse_auth
-from lablib.boot import HUB_KEYS, BootFiles, parse_boot
+from lablib.boot import HUB_KEYS, BootFiles, check_seed_reader, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals, proposal_line
 from lablib.errors import ConfigError
 from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
@@ -177,6 +177,8 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     wan_mtu = _integer(raw, "wanMtu", 1280, 9000)
     gre_key = _boolean(raw, "greKey")
     boot, hub_boot = parse_boot(raw)
+    install_packages = _boolean(raw, "installPackages")
+    check_seed_reader(boot, hub_boot, install_packages)
     ssh_key = _required(raw, "sshPublicKey").strip()
     check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
     pool_path = inputs.directory_path("poolPath", _required(raw, "poolPath").strip())
@@ -207,7 +209,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         domain_type=_choice(raw, "domainType", DOMAIN_TYPES),
         memory_mib=_integer(raw, "memoryMib", 256, 65536),
         vcpus=_integer(raw, "vcpus", 1, 16),
-        install_packages=_boolean(raw, "installPackages"),
+        install_packages=install_packages,
         pool_path=pool_path,
         ssh_public_key=ssh_key,
         spoke_modes=inputs.spoke_exceptions(raw, MODE_SPOKE_KEYS, spokes, interface_mode, "interface mode"),

@@ -135,7 +135,7 @@ def mac_address(stack: str, site_index: int, nic: int) -> str:
 # --- inside the VMs ----------------------------------------------------------------
 BRIDGE = "br0"  # the OVS bridge every site shares over GRE
 VTI_INTERFACE = "ipsec0"  # the original deployment's shared VTI
-WAN_INTERFACE = "wan0"  # cloud-init renames the WAN NIC (matched by MAC) to this
+WAN_INTERFACE = "wan0"  # the seed's network-config renames the WAN NIC (matched by MAC) to this
 MGMT_INTERFACE = "mgmt0"
 IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.conf and *.secrets here
 LAB_NETWORK_SERVICE = "lab-network.service"
@@ -143,6 +143,10 @@ LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
+# With this on the kernel command line the lab image applies its seed with guest/lab-seed, not cloud-init.
+CLOUD_INIT_OFF = "cloud-init=disabled"
+SEED_STATUS = f"{_ENV['LAB_SEED_STATE']}/status"  # "status: done" once lab-seed applied the payload
+SEED_UNITS = ("lab-seed-local.service", "lab-seed-final.service")
 VM_PYTHON = "/usr/bin/python3"  # Debian's, on every lab image (cloud-init runs on it): Ansible's interpreter
 
 

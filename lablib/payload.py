@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass
 
 from lablib import names, render
@@ -122,6 +123,14 @@ def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | No
         ssh_public_key=config.ssh_public_key,
         install_packages=config.install_packages,
     )
+
+
+def payload_wait_command(seconds: float) -> str:
+    """A command (run as root) that waits at most seconds for the VM's first-boot payload: lab-seed's
+    final unit on a VM booted with names.CLOUD_INIT_OFF (guest/lab-seed), else cloud-init's final stage."""
+    seed = f"systemctl start {names.SEED_UNITS[1]} && grep -q 'status: done' {names.SEED_STATUS}"
+    script = f"if grep -qw {names.CLOUD_INIT_OFF} /proc/cmdline; then {seed}; else cloud-init status --wait >/dev/null; fi"
+    return f"timeout {seconds:.0f} sh -c {shlex.quote(script)}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from lablib.hostssh import HostLogin, channel_to
-from lablib.payload import installed_forms
+from lablib.payload import installed_forms, payload_wait_command
 from lablib.sshkeys import load_private_key
 
 CONNECT_RETRY_SECONDS = 5
@@ -75,8 +75,8 @@ def _connect(props: dict[str, Any], timeout: float) -> _Session:
             client.get_transport().set_keepalive(5)  # type: ignore[union-attr]
             return _Session(client, jump)
         except paramiko.AuthenticationException as error:
-            # sshd answers only once cloud-init has installed the key (cloud-init.service runs
-            # before sshd.service), so a refusal now will not turn into an acceptance later.
+            # sshd answers only once cloud-init (cloud-init.service) or lab-seed (its local step) has
+            # installed the key: both run before sshd.service, so a refusal now stays a refusal.
             _Session(client, jump).close()
             raise RemoteError(f"{props['user']}@{props['host']} refused the SSH key ({error}): "
                               "lab:sshPrivateKey must be the private half of lab:sshPublicKey") from error
@@ -126,7 +126,7 @@ def _apply(props: dict[str, Any]) -> None:
     try:
         # The base payload (ipsec, OVS bridge, tunnel interface) must be in place first.
         ready = float(props["readyTimeout"])
-        _run(client, f"sudo timeout {ready:.0f} cloud-init status --wait >/dev/null", timeout=ready + 30)
+        _run(client, f"sudo {payload_wait_command(ready)}", timeout=ready + 30)
         for file in props["files"]:
             # Content goes over stdin: secrets never appear on a command line or in /tmp. -D: the
             # PKI's files go to a directory of their own (lablib.names.PKI_DIR).

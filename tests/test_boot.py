@@ -57,6 +57,17 @@ def test_hub_with_its_own_direct_boot_files(hub_files: Path) -> None:
     assert run.named("lab-hub").inputs["image"] == str(hub_files / "hub.qcow2")
 
 
+def test_a_hub_differing_only_in_its_command_line_shares_the_volumes() -> None:
+    """The two-host lab's hub boots the spokes' files with cloud-init: nothing is uploaded twice."""
+    same = dict(zip(HUB_KEYS, (str(boot_files() / "test.qcow2"), BOOT["kernel"], BOOT["initrd"],
+                               BOOT["kernelCmdline"] + " " + names.CLOUD_INIT_OFF)))
+    run = run_program(stack_values({**BOOT, **same, "installPackages": False}))
+    assert not [v.name for v in run.of_type("libvirt:index/volume:Volume") if "-hub-" in v.name and "storage" in v.name]
+    hub, spoke = run.named("lab-hub-domain").inputs, run.named("lab-spoke1-domain").inputs
+    assert hub["kernel"] == spoke["kernel"] and names.CLOUD_INIT_OFF.split("=")[0] in str(hub["cmdlines"])
+    assert names.CLOUD_INIT_OFF.split("=")[0] not in str(spoke["cmdlines"])
+
+
 def test_hub_image_alone_boots_the_hub_from_its_disk(hub_files: Path) -> None:
     """A cloud image for the hub (its own bootloader) beside direct-booted spokes."""
     run = run_program(stack_values({**BOOT, HUB_KEYS[0]: str(hub_files / "hub.qcow2")}))

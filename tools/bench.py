@@ -31,9 +31,9 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.bench_guest import boot_breakdown, domain_started, goodput_mbps, qemu_rss_mib  # noqa: E402
-from tools.bench_lab import (LAB_STACK, config_int, configure, create_times, domain_type, lab_nodes,  # noqa: E402
+from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times, domain_type, lab_nodes,  # noqa: E402
                              names, pulumi, run_program, stack_nodes, stack_values, timed, up_with_events,
-                             wait_tunnels, wait_until)
+                             payload_done, wait_tunnels, wait_until)
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
@@ -68,10 +68,10 @@ def bench_preview() -> dict[str, Any]:
     return figures
 
 
-def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, Any]:
+def bench_lab(sets: tuple[str, ...], timeout: float, suite: str, label: str = "") -> dict[str, Any]:
     """The ci lab from nothing to every tunnel, its memory and goodput, one spoke added; then destroyed.
-    Every VM boots the lab image of `suite`."""
-    figures: dict[str, Any] = {"suite": suite}
+    Every VM boots the lab image of `suite`; label names the variant when it is not the suite."""
+    figures: dict[str, Any] = {"suite": suite, "label": label or suite}
     events = names.STATE_DIR / "bench-events.json"
     configure(LAB_STACK, sets, suite, spokes=2, domainType=domain_type())
     try:
@@ -98,8 +98,7 @@ def bench_lab(sets: tuple[str, ...], timeout: float, suite: str) -> dict[str, An
         figures["add_spoke_seconds"] = added
         domain = names.domain_name(LAB_STACK, "spoke3")
         node = lab_nodes(LAB_STACK)["spoke3"]
-        wait_until("spoke3 cloud-init", lambda: "status: done" in node.run("cloud-init status", check=False),
-                   300, interval=2)
+        wait_until("spoke3's payload", lambda: payload_done(node), 300, interval=2)
         # T1 on the host's clock: the added spoke's domain start to its tunnel (seen by the poll).
         domain_start = (time.monotonic() - start) - (time.time() - domain_started(domain))
         figures["t1_seconds"] = round(added - domain_start, 1)
@@ -129,8 +128,13 @@ def ratios(figures: dict[str, Any]) -> dict[str, float]:
         out["overlay_over_wan"] = round(lab["goodput_mbps"]["overlay"] / lab["goodput_mbps"]["wan"], 2)
     for key, other in figures.items():
         if key.startswith("lab-") and "t1_seconds" in lab:
-            out[f"t1_{other['suite']}_over_t1_{lab['suite']}"] = round(other["t1_seconds"] / lab["t1_seconds"], 2)
+            out[f"t1_{_label(other)}_over_t1_{_label(lab)}"] = round(other["t1_seconds"] / lab["t1_seconds"], 2)
     return {**out, **scale_ratios(figures)}
+
+
+def _label(lab: dict[str, Any]) -> str:
+    """A lab step's variant: its suite, or what else it changed (older figures have no label)."""
+    return lab.get("label") or lab.get("suite", "")
 
 
 def table(figures: dict[str, Any]) -> str:
@@ -164,11 +168,11 @@ def table(figures: dict[str, Any]) -> str:
                  for t, c in lab["creates"].items()]
     for key, other in figures.items():
         if key.startswith("lab-"):
-            b, versus = other["t1_breakdown"], f"t1_{other['suite']}_over_t1_{lab.get('suite')}"
-            rows += [(f"T1 on the {other['suite']} image", f"{other['t1_seconds']} s (x{ratio.get(versus)})"),
+            b, versus = other["t1_breakdown"], f"t1_{_label(other)}_over_t1_{_label(lab)}"
+            rows += [(f"T1, {_label(other)}", f"{other['t1_seconds']} s (x{ratio.get(versus)})"),
                      ("  kernel / userspace (systemd-analyze)",
                       f"{b.get('kernel_seconds')} / {b.get('userspace_seconds')} s"),
-                     (f"  ci lab on {other['suite']}: pulumi up -> all tunnels",
+                     (f"  ci lab, {_label(other)}: pulumi up -> all tunnels",
                       f"{other['up_to_all_tunnels_seconds']} s")]
     rows += scale_rows(figures)
     width = max(len(name) for name, _ in rows) if rows else 0
@@ -192,11 +196,14 @@ def machine() -> dict[str, Any]:
 @click.option("--suite", "suites", multiple=True, default=(names.DEFAULT_SUITE,), show_default=True,
               help="Debian suite whose lab image every VM of the lab step boots; repeat to compare "
                    "(the first gives the lab figures and T1, each other one its own T1 beside it).")
+@click.option("--compare-cloud-init", is_flag=True,
+              help="Run the lab step once more with every VM booting cloud-init instead of the image's "
+                   "lab-seed (the kernel command line without cloud-init=disabled); its T1 goes beside.")
 @click.option("--scale", metavar="N,N,...", help="After the other steps, real labs of these spoke counts "
               "one after another (e.g. 1,4,8,16), each against its floor from the lab step's T1.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
-def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], scale: str | None,
-         out: Path) -> None:
+def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], compare_cloud_init: bool,
+         scale: str | None, out: Path) -> None:
     """Run the benchmark steps; write JSON to OUT and print a table (and with --scale, its plot)."""
     sizes = parse_sizes(scale) if scale else []
     steps = [s.strip() for s in only.split(",") if s.strip()]
@@ -214,6 +221,9 @@ def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...]
             for suite in suites[1:]:
                 click.echo(f"bench: lab on the {suite} image ...", err=True)
                 figures[f"lab-{suite}"] = bench_lab(sets, timeout, suite)
+            if compare_cloud_init:
+                click.echo("bench: lab booting cloud-init ...", err=True)
+                figures["lab-cloud-init"] = bench_lab((*sets, *cloud_init_boot()), timeout, suites[0], "cloud-init")
     if sizes:
         figures["scale"] = bench_scale(sizes, sets, timeout, suites[0])
     figures["ratios"] = ratios(figures)

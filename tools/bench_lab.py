@@ -11,20 +11,21 @@ from pathlib import Path
 from typing import Callable
 
 import click
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from labctl.cli import stack_config  # noqa: E402
-from labctl.node import Node, cloud_init_done, established_conns, wait_until  # noqa: E402
+from labctl.node import Node, established_conns, payload_done, wait_until  # noqa: E402
 from labctl.stack import ssh_key  # noqa: E402
 from lablib import names  # noqa: E402
 from tools.mockrun import run_program, stack_values  # noqa: E402
 
 __all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
-           "stack_nodes", "Node", "cloud_init_done", "established_conns", "wait_until", "configure", "timed",
-           "up_with_events", "create_spans", "create_times", "wait_tunnels", "domain_type", "config_int"]
+           "stack_nodes", "Node", "payload_done", "established_conns", "wait_until", "configure", "timed",
+           "up_with_events", "cloud_init_boot", "create_spans", "create_times", "wait_tunnels", "domain_type", "config_int"]
 
 LAB_STACK = "ci"  # the stack the lab and scale steps bring up and destroy
 
@@ -54,6 +55,14 @@ def image_overrides(suite: str) -> list[str]:
     if not disks:
         raise click.ClickException(f"no lab image in {image}: run `scripts/build-image.sh --suite {suite}`")
     return [f"image={disks[0]}", f"kernel={image / 'vmlinuz'}", f"initrd={image / 'initrd.img'}"]
+
+
+def cloud_init_boot() -> list[str]:
+    """--set values that boot every VM of the ci stack with cloud-init: its committed kernel command
+    line without names.CLOUD_INIT_OFF."""
+    committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{LAB_STACK}.yaml").read_text())["config"]
+    words = [word for word in committed["lab:kernelCmdline"].split() if word != names.CLOUD_INIT_OFF]
+    return [f"kernelCmdline={' '.join(words)}"]
 
 
 def configure(stack: str, sets: tuple[str, ...] = (), suite: str = names.DEFAULT_SUITE, **values: object) -> None:

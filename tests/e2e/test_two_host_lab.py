@@ -5,7 +5,9 @@ lab's commands run in the controller's namespace and reach both hosts over
 qemu+ssh and SSH only (the hosts see nothing of the controller's cache). Made a
 certificate lab here (the example's sites with `auth: cert`, spoke1 keeping a
 pre-shared key): its hub is the libreswan 4.10 one with certificates, which the
-one-host lab (5.x hub) does not prove. The lab is proven with `labctl verify`,
+one-host lab (5.x hub) does not prove. Its hub boots with cloud-init (Debian 12's 22.4), its
+spokes with the image's lab-seed: the stock path, which any image without lab-seed takes, stays
+proven end to end (the hub push waits for cloud-init's final stage). The lab is proven with `labctl verify`,
 grown to spoke3 on b with nothing replaced, spoke3 rebuilt (`labctl rebuild`),
 spoke4 added through killed runs and removed (`labctl drill interrupt`, whose
 last run gives this run's T1), spoke3 removed with its certificate revoked, and
@@ -67,10 +69,14 @@ def on_node(env: dict[str, str], site: str, command: str) -> str:
 def stack_file(env: dict[str, str], directory: Path) -> tuple[Path, dict[str, object]]:
     """The example stack (domainType qemu: it runs anywhere) with the simulated hosts' URIs (their keys
     and known_hosts in .lab/hosts), made a certificate lab (ECDSA P-256, the default key) whose spoke1
-    keeps a pre-shared key: a mixed-auth lab on libreswan 4.10."""
+    keeps a pre-shared key: a mixed-auth lab on libreswan 4.10. The hub boots the same files with
+    cloud-init (its command line without names.CLOUD_INIT_OFF)."""
     document = yaml.safe_load(EXAMPLE.read_text())
     config = document["config"]
     config.update({"lab:auth": "cert", "lab:pskSpokes": [1]})
+    cmdline = [word for word in config["lab:kernelCmdline"].split() if word != names.CLOUD_INIT_OFF]
+    config.update({"lab:hubImage": config["lab:image"], "lab:hubKernel": config["lab:kernel"],
+                   "lab:hubInitrd": config["lab:initrd"], "lab:hubKernelCmdline": " ".join(cmdline)})
     for host in config["lab:hosts"]:
         host["uri"] = env[f"HOST_{host['name'].upper()}_URI"]
         assert host["uplink"] == env[f"HOST_{host['name'].upper()}_UPLINK"]
@@ -160,6 +166,15 @@ def test_each_site_runs_on_its_host(lab: Lab) -> None:
     assert on_host("b", "ls", "-A", str(names.CACHE_DIR)).split() == []
     volumes = on_host("b", "virsh", "-q", "vol-list", names.stack_prefix(STACK))
     assert names.base_volume_name(STACK) in volumes and names.kernel_volume_name(STACK) in volumes
+
+
+def test_the_hub_ran_cloud_init_and_the_spokes_lab_seed(lab: Lab) -> None:
+    env, _, _ = lab
+    for site in (names.HUB, "spoke1", "spoke2"):
+        cloud_init = on_node(env, site, "cloud-init status")
+        seed = on_node(env, site, f"cat {names.SEED_STATUS} 2>/dev/null || echo none")
+        assert (cloud_init.strip(), seed.strip()) == (
+            ("status: done", "none") if site == names.HUB else ("status: disabled", "status: done")), site
 
 
 def test_verify_passes_on_two_hosts(lab: Lab) -> None:
