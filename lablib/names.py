@@ -146,7 +146,7 @@ IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 # With this on the kernel command line the lab image applies its seed with guest/lab-seed, not cloud-init.
 CLOUD_INIT_OFF = "cloud-init=disabled"
 SEED_STATUS = f"{_ENV['LAB_SEED_STATE']}/status"  # "status: done" once lab-seed applied the payload
-SEED_UNITS = ("lab-seed-local.service", "lab-seed-final.service")
+SEED_UNIT = "lab-seed.service"
 VM_PYTHON = "/usr/bin/python3"  # Debian's, on every lab image (cloud-init runs on it): Ansible's interpreter
 
 

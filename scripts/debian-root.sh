@@ -60,7 +60,7 @@ SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 # The lab's own seed reader, used instead of cloud-init when the kernel command line says
 # cloud-init=disabled (guest/lab-seed says why).
 GUEST=$LAB_ROOT/guest
-SEED_FILES=("$GUEST/lab-seed" "$GUEST/lab-seed-local.service" "$GUEST/lab-seed-final.service")
+SEED_FILES=("$GUEST/lab-seed" "$GUEST/lab-seed.service")
 # Everything that decides the tree's content goes into the recipe hash.
 recipe_hash=$( { cat "$SCRIPT_PATH" "${SEED_FILES[@]}"; echo "$LAB_SEED_STATE"; echo "$MIRROR $SECURITY_MIRROR $SUITE"; } | sha256sum | cut -d' ' -f1)
 
@@ -246,9 +246,9 @@ mmdebstrap --variant=apt --mode=root --arch=amd64 \
 lab_log "mmdebstrap done ($((SECONDS - t))s)"
 
 install -m 0755 "$GUEST/lab-seed" "$work/root/usr/local/sbin/lab-seed"
-install -m 0644 "$GUEST"/lab-seed-*.service "$work/root/etc/systemd/system/"
+install -m 0644 "$GUEST/lab-seed.service" "$work/root/etc/systemd/system/"
 echo "LAB_SEED_STATE=$LAB_SEED_STATE" > "$work/root/etc/default/lab-seed"
-chroot "$work/root" systemctl enable lab-seed-local.service lab-seed-final.service
+chroot "$work/root" systemctl enable lab-seed.service
 
 chroot "$work/root" dpkg-query -W -f='${Package} ${Version}\n' > "$work/manifest"
 # Swap in the new tree only once it is complete.

@@ -96,26 +96,39 @@ def test_a_file_is_never_readable_beyond_its_mode_while_written(tmp_path: Path) 
     assert [p.name for p in target.parent.iterdir()] == ["secret"]
 
 
-def test_a_step_runs_once_per_instance_and_an_error_stops_the_next(tmp_path: Path, monkeypatch) -> None:
+def test_the_seed_is_applied_once_per_instance_and_systemd_hears_ready(tmp_path: Path, monkeypatch) -> None:
     node, user_data = seeds({})[1]
-    monkeypatch.setenv("LAB_SEED_STATE", str(tmp_path))
+    monkeypatch.setenv("LAB_SEED_STATE", str(tmp_path / "state"))
     monkeypatch.setattr(SEED, "read_seed", lambda: (user_data, node.meta_data, node.network_config))
-    applied: list[str] = []
-    monkeypatch.setattr(SEED, "local_step", lambda seed: applied.append("local"))
-    monkeypatch.setattr(SEED, "final_step", lambda seed: applied.append("final"))
-    assert SEED.main("local") == 0 and SEED.main("final") == 0
-    assert (tmp_path / "status").read_text() == "status: done\n"
-    assert SEED.main("local") == 0 and SEED.main("final") == 0
-    assert applied == ["local", "final"]  # a reboot applies nothing again
+    events: list[str] = []
+    monkeypatch.setattr(SEED, "local_part", lambda seed: events.append("local"))
+    monkeypatch.setattr(SEED, "final_part", lambda seed: events.append("final"))
+    monkeypatch.setattr(SEED, "_ready", lambda: events.append("READY"))
+    assert SEED.main() == 0
+    assert (tmp_path / "state" / "status").read_text() == "status: done\n"
+    assert events == ["local", "READY", "final"]  # the boot goes on while the final part runs
+    assert SEED.main() == 0 and events[3:] == ["READY"]  # a reboot applies nothing again
 
-    (tmp_path / "status").unlink()
+    (tmp_path / "state" / "status").unlink()
+    events.clear()
 
     def fail(seed: dict) -> None:
         raise SEED.SeedError("network-config: broken")
-    monkeypatch.setattr(SEED, "local_step", fail)
-    assert SEED.main("local") == 1 and SEED.main("final") == 1
-    assert (tmp_path / "status").read_text() == "status: error\nlocal: network-config: broken\n"
-    assert applied == ["local", "final"]
+    monkeypatch.setattr(SEED, "local_part", fail)
+    assert SEED.main() == 1 and SEED.main() == 1  # the second boot does not try again
+    assert (tmp_path / "state" / "status").read_text() == "status: error\nlocal: network-config: broken\n"
+    assert events == ["READY", "READY"]
+
+
+def test_ready_reaches_the_notify_socket(tmp_path: Path, monkeypatch) -> None:
+    """What systemd's Type=notify waits for: READY=1 as a datagram on $NOTIFY_SOCKET."""
+    import socket
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        SEED._ready()
+        assert server.recv(64) == b"READY=1"
 
 
 def test_the_seed_reader_with_install_packages_is_refused() -> None:

@@ -114,8 +114,9 @@ def wait_for_tunnels(lab_nodes: dict[str, Node]) -> float:
 
 def boot_to_final_seconds(node: Node) -> float:
     """Seconds from kernel start to the first-boot payload's end, read in the guest: lab-seed's
-    payload unit or cloud-init's final one, whichever ran (systemd's monotonic clock)."""
-    out = node.run(f"systemctl show -p ActiveEnterTimestampMonotonic --value {names.SEED_UNITS[1]} cloud-final.service")
+    process exit or cloud-init's final unit, whichever ran (systemd's monotonic clock)."""
+    out = node.run(f"systemctl show -p ExecMainExitTimestampMonotonic --value {names.SEED_UNIT};"
+                   " systemctl show -p ActiveEnterTimestampMonotonic --value cloud-final.service")
     return max(int(value) for value in out.split()) / 1e6
 
 
