@@ -248,6 +248,10 @@ lab_log "mmdebstrap done ($((SECONDS - t))s)"
 install -m 0755 "$GUEST/lab-seed" "$work/root/usr/local/sbin/lab-seed"
 install -m 0644 "$GUEST/lab-seed.service" "$work/root/etc/systemd/system/"
 echo "LAB_SEED_STATE=$LAB_SEED_STATE" > "$work/root/etc/default/lab-seed"
+# Once applied (or failed), later boots skip it without starting Python: networkd and sshd wait for it.
+mkdir -p "$work/root/etc/systemd/system/lab-seed.service.d"
+printf '[Unit]\nConditionPathExists=!%s/status\n' "$LAB_SEED_STATE" \
+  > "$work/root/etc/systemd/system/lab-seed.service.d/once.conf"
 chroot "$work/root" systemctl enable lab-seed.service
 
 chroot "$work/root" dpkg-query -W -f='${Package} ${Version}\n' > "$work/manifest"
