@@ -1,8 +1,9 @@
 """`labctl rebuild STACK SPOKE`: one spoke from scratch, as a broken or drifted spoke is repaired.
 
-A spoke's payload is its cloud-init's, applied once at first boot: a spoke whose VM no longer holds
-it gets a new disk, a new cloud-init disk and a new domain (`pulumi up --replace` of those three,
-each deleted before its replacement: their libvirt names are fixed) and boots as a new instance.
+A spoke's payload is its seed's, applied once at first boot (by lab-seed or cloud-init): a spoke
+whose VM no longer holds it gets a new disk, a new cloud-init disk and a new domain (`pulumi up
+--replace` of those three, each deleted before its replacement: their libvirt names are fixed) and
+boots as a new instance.
 Nothing else changes: the hub keeps the spoke's side, which the new spoke dials as before.
 """
 from __future__ import annotations

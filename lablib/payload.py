@@ -129,7 +129,8 @@ def payload_wait_command(seconds: float) -> str:
     """A command (run as root) that waits at most seconds for the VM's first-boot payload: lab-seed's
     status on a VM booted with names.CLOUD_INIT_OFF (guest/lab-seed), else cloud-init's final stage."""
     seed = f"until [ -s {names.SEED_STATUS} ]; do sleep 1; done; grep -q 'status: done' {names.SEED_STATUS}"
-    script = f"if grep -qw {names.CLOUD_INIT_OFF} /proc/cmdline; then {seed}; else cloud-init status --wait >/dev/null; fi"
+    script = (f"if grep -qw {names.CLOUD_INIT_OFF} /proc/cmdline; then {seed}; "
+              "else cloud-init status --wait >/dev/null; fi")
     return f"timeout {seconds:.0f} sh -c {shlex.quote(script)}"
 
 

@@ -15,7 +15,7 @@ BOOT_SECONDS = {"qemu": 240, "kvm": 60}
 # Machines of the same kind have run twice as slow as one another (issue 16): a wait that is too long
 # only reports a failure late, one too short fails a healthy lab.
 MARGIN = 2
-HUB_READY_SECONDS = 900  # the hub push (RemoteConfig): the hub's SSH, then its cloud-init
+HUB_READY_SECONDS = 900  # the hub push (RemoteConfig): the hub's SSH, then its payload (lab-seed or cloud-init)
 TUNNELS_SECONDS = 1200  # labctl up, wait, rebuild: every spoke's tunnel and a GRE ping through it
 
 

@@ -31,9 +31,9 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.bench_guest import boot_breakdown, domain_started, goodput_mbps, qemu_rss_mib  # noqa: E402
-from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times, domain_type, lab_nodes,  # noqa: E402
-                             names, pulumi, run_program, stack_nodes, stack_values, timed, up_with_events,
-                             payload_done, wait_tunnels, wait_until)
+from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
+                             domain_type, lab_nodes, names, payload_done, pulumi, run_program, stack_nodes,
+                             stack_values, timed, up_with_events, wait_tunnels, wait_until)
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
