@@ -190,7 +190,7 @@ def diagnostics(node: Node, domain: str) -> str:
     parts = [f"===== {node.name} ({node.host}) console tail =====", console_tail(domain)]
     if not node.reachable():
         return "\n".join(parts + [f"(SSH to {node.host} fails)"])
-    for command in (f"cat {names.SEED_STATUS} 2>/dev/null || cloud-init status --long", "ipsec trafficstatus",
+    for command in (f"{PAYLOAD_STATUS} --long", "ipsec trafficstatus",
                     "ipsec status | tail -n 20", "ip xfrm state", "ip -d link show type xfrm; ip -d link show type vti",
                     "ovs-vsctl show", "ip -br addr", "journalctl -u ipsec -n 30 --no-pager"):
         parts += [f"----- {node.name}: {command}", node.run(command, check=False)]
