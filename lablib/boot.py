@@ -64,6 +64,11 @@ def _boot_set(raw: Mapping[str, str | None], keys: tuple[str, ...]) -> BootFiles
     )
 
 
+def with_cloud_init(cmdline: str) -> str:
+    """cmdline without names.CLOUD_INIT_OFF: the same lab image booting cloud-init instead of lab-seed."""
+    return " ".join(word for word in cmdline.split() if word != names.CLOUD_INIT_OFF)
+
+
 def check_seed_reader(boot: BootFiles, hub_boot: BootFiles, install_packages: bool) -> None:
     """cloud-init=disabled on a kernel command line boots the lab image's own seed reader
     (guest/lab-seed), which installs no packages: refuse it beside installPackages."""

@@ -9,7 +9,7 @@ import pytest
 
 from harness import boot_files, mock_secrets, run_program, stack_values
 from lablib import names
-from lablib.boot import HUB_KEYS
+from lablib.boot import HUB_KEYS, with_cloud_init
 from lablib.config import ConfigError, parse_config
 
 BOOT = {"kernel": str(boot_files() / "vmlinuz"), "initrd": str(boot_files() / "initrd.img"),
@@ -109,3 +109,9 @@ def test_suite_directories_are_where_the_scripts_put_them(kind: str, suite: str)
     script = f'. "{names.PROJECT_DIR}/scripts/env.sh" && lab_suite_dir {kind} {suite}'
     placed = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.strip()
     assert placed == str(names.suite_dir(kind, suite))
+
+
+def test_with_cloud_init_drops_only_the_seed_reader_word() -> None:
+    line = f"root=/dev/vda rw {names.CLOUD_INIT_OFF} console=ttyS0"
+    assert with_cloud_init(line) == "root=/dev/vda rw console=ttyS0"
+    assert with_cloud_init("root=/dev/vda cloud-init=enabled") == "root=/dev/vda cloud-init=enabled"

@@ -21,6 +21,7 @@ from labctl.cli import stack_config  # noqa: E402
 from labctl.node import Node, established_conns, payload_done, wait_until  # noqa: E402
 from labctl.stack import ssh_key  # noqa: E402
 from lablib import names  # noqa: E402
+from lablib.boot import with_cloud_init  # noqa: E402
 from tools.mockrun import run_program, stack_values  # noqa: E402
 
 __all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
@@ -62,8 +63,7 @@ def cloud_init_boot() -> list[str]:
     """--set values that boot every VM of the ci stack with cloud-init: its committed kernel command
     line without names.CLOUD_INIT_OFF."""
     committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{LAB_STACK}.yaml").read_text())["config"]
-    words = [word for word in committed["lab:kernelCmdline"].split() if word != names.CLOUD_INIT_OFF]
-    return [f"kernelCmdline={' '.join(words)}"]
+    return [f"kernelCmdline={with_cloud_init(committed['lab:kernelCmdline'])}"]
 
 
 def configure(stack: str, sets: tuple[str, ...] = (), suite: str = names.DEFAULT_SUITE, **values: object) -> None:

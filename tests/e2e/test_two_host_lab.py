@@ -29,6 +29,7 @@ import yaml
 from cryptography import x509
 
 from lablib import names
+from lablib.boot import with_cloud_init
 from lablib.config import parse_config
 from lablib.hosts import routes
 from labctl import stack as stacks
@@ -74,9 +75,9 @@ def stack_file(env: dict[str, str], directory: Path) -> tuple[Path, dict[str, ob
     document = yaml.safe_load(EXAMPLE.read_text())
     config = document["config"]
     config.update({"lab:auth": "cert", "lab:pskSpokes": [1]})
-    cmdline = [word for word in config["lab:kernelCmdline"].split() if word != names.CLOUD_INIT_OFF]
     config.update({"lab:hubImage": config["lab:image"], "lab:hubKernel": config["lab:kernel"],
-                   "lab:hubInitrd": config["lab:initrd"], "lab:hubKernelCmdline": " ".join(cmdline)})
+                   "lab:hubInitrd": config["lab:initrd"],
+                   "lab:hubKernelCmdline": with_cloud_init(config["lab:kernelCmdline"])})
     for host in config["lab:hosts"]:
         host["uri"] = env[f"HOST_{host['name'].upper()}_URI"]
         assert host["uplink"] == env[f"HOST_{host['name'].upper()}_UPLINK"]
