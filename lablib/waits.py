@@ -17,6 +17,7 @@ BOOT_SECONDS = {"qemu": 240, "kvm": 60}
 MARGIN = 2
 HUB_READY_SECONDS = 900  # the hub push (RemoteConfig): the hub's SSH, then its payload (lab-seed or cloud-init)
 TUNNELS_SECONDS = 1200  # labctl up, wait, rebuild: every spoke's tunnel and a GRE ping through it
+ENGINE_STEP_SECONDS = 600  # a drill's own `pulumi refresh` or `pulumi up` of one VM (drill drift: 20-60 s)
 
 
 def boot_seconds(domain_type: str) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import click
@@ -143,11 +142,26 @@ def together(lab: LabStack, drills: Sequence[Callable[[], DrillReport]]) -> list
     """Drills on different spokes at once (each a call of a drill on its own LabStack): the lab is
     checked healthy once, before any starts, since each one breaks its own spoke at once and would
     make the others' own check fail. Two drills that change the same part (the hub itself, the
-    NAT in front of a spoke, Pulumi's state) must not run together."""
-    require_healthy(lab)
+    NAT in front of a spoke, Pulumi's state) must not run together.
 
-    def run(drill: Callable[[], DrillReport]) -> DrillReport:
+    Each runs in a daemon thread, joined one by one: an exception in the caller's thread (a test's
+    timeout) ends the wait at once, where a thread pool's exit would join a hung drill for ever."""
+    require_healthy(lab)
+    reports: dict[int, DrillReport] = {}
+    errors: dict[int, BaseException] = {}
+
+    def run(index: int, drill: Callable[[], DrillReport]) -> None:
         _CHECKED.done = True
-        return drill()
-    with ThreadPoolExecutor(max_workers=len(drills)) as pool:
-        return list(pool.map(run, drills))
+        try:
+            reports[index] = drill()
+        except BaseException as error:  # raised in the caller's thread below
+            errors[index] = error
+    threads = [threading.Thread(target=run, args=(index, drill), daemon=True, name=f"drill-{index}")
+               for index, drill in enumerate(drills)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[min(errors)]
+    return [reports[index] for index in range(len(drills))]

@@ -12,7 +12,9 @@ from typing import TypeVar
 
 from pulumi import automation as auto
 
+from lablib import waits
 from labctl import host
+from labctl.bounded import within
 from labctl.drills import (DrillReport, Echo, boot_bound, overlay_flows, pick_spoke, require_healthy, settle_seconds,
                            time_recovery)
 from labctl.stack import LabStack, open_stack
@@ -55,14 +57,18 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
 
 def _engine(operation: Callable[[Callable[[auto.EngineEvent], None]], T], what: str,
             report: DrillReport) -> T | None:
-    """operation(on_event), a Pulumi operation; None if it failed, and the report fails naming
-    each resource's error (a CommandError's own text is cut short in a test's output)."""
+    """operation(on_event), a Pulumi operation bounded by waits.ENGINE_STEP_SECONDS; None if it failed
+    or hung, and the report fails naming each resource's error (a CommandError's own text is cut
+    short in a test's output)."""
     found: list[str] = []
     try:
-        return operation(lambda event: found.extend(_errors_of(event)))
+        return within(waits.ENGINE_STEP_SECONDS, f"pulumi {what}",
+                      lambda: operation(lambda event: found.extend(_errors_of(event))))
     except auto.errors.CommandError as error:
         report.fail(f"pulumi {what} failed: " + "; ".join(found or [str(error).strip().splitlines()[-1]]))
-        return None
+    except TimeoutError as error:
+        report.fail(f"{error}; resources in error: {'; '.join(found) or 'none'}")
+    return None
 
 
 def _errors_of(event: auto.EngineEvent) -> list[str]:

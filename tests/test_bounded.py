@@ -1,0 +1,85 @@
+"""No wait of a drill is endless: a hung Pulumi operation ends with its pulumi process stopped, and a
+caller interrupted (a test's timeout) is not held by a drill thread that never ends."""
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from labctl import bounded, drills
+from labctl.drills import DrillReport
+from tests.test_labctl import lab_with
+
+
+@pytest.fixture
+def fake_pulumi(tmp_path: Path) -> Path:
+    """A process named pulumi that never ends by itself (a copy of sleep)."""
+    program = tmp_path / "pulumi"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    return program
+
+
+def test_a_hung_operation_ends_in_its_bound_with_its_pulumi_stopped(fake_pulumi: Path) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def hang() -> None:
+        started.append(subprocess.Popen([str(fake_pulumi), "600"]))
+        started[0].wait()
+    begin = time.monotonic()
+    with pytest.raises(TimeoutError, match="pulumi up: not done within 1 s"):
+        bounded.within(1, "pulumi up", hang)
+    assert time.monotonic() - begin < 15
+    assert started[0].poll() == -signal.SIGINT
+
+
+def test_an_operation_gives_its_value_or_its_own_error() -> None:
+    assert bounded.within(5, "pulumi up", lambda: 42) == 42
+    with pytest.raises(ValueError, match="bad"):
+        bounded.within(5, "pulumi up", lambda: (_ for _ in ()).throw(ValueError("bad")))
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture
+def alarm_in() -> Iterator[None]:
+    """SIGALRM after 0.5 s raises Interrupted in the main thread: what pytest-timeout does (its own
+    alarm is off meanwhile)."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_caller_interrupted_is_not_held_by_a_hung_drill(monkeypatch: pytest.MonkeyPatch, alarm_in: None) -> None:
+    monkeypatch.setattr(drills, "overlay_flows", lambda lab, spoke: True)
+    never = threading.Event()
+
+    def hung() -> DrillReport:
+        never.wait()
+        return DrillReport("drift")
+    begin = time.monotonic()
+    with pytest.raises(Interrupted):
+        drills.together(lab_with(), [lambda: DrillReport("redial"), hung])
+    assert time.monotonic() - begin < 5
+    never.set()
+
+
+def test_a_drill_that_raises_raises_in_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(drills, "overlay_flows", lambda lab, spoke: True)
+
+    def broken() -> DrillReport:
+        raise RuntimeError("spoke2: `true` exited 1")
+    with pytest.raises(RuntimeError, match="spoke2"):
+        drills.together(lab_with(), [lambda: DrillReport("redial"), broken])
