@@ -1,53 +1,90 @@
 """Pulumi operations with a time bound, and stopping the pulumi processes this process started.
 
-The Automation API waits on its pulumi process for ever; a drill that hangs there hangs its whole
-run (a CI run once spent its last 70 minutes in a drill that never ended, and printed nothing).
+The Automation API waits on its pulumi process for ever, and serves the engine's events from a gRPC
+server in the caller's process. A drill that ran it in a thread beside other drills' threads (SSH,
+subprocesses) once hung a CI run for its last 70 minutes, printing nothing. So a drill runs its
+Pulumi operation in a process of its own (spawned, in its own session), and ends that whole session
+when the bound has passed.
 """
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
-T = TypeVar("T")
-# How long each signal of stop_pulumi_children gets to end them.
+# How long each signal gets to end the processes it was sent to.
 STOP_GRACE_SECONDS = 20
+# SIGINT twice (the second Ctrl-C does not wait for the providers), then SIGKILL.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGINT, signal.SIGKILL)
 
 
-def within(seconds: float, what: str, operation: Callable[[], T]) -> T:
-    """operation() (a Pulumi operation), or TimeoutError naming `what` once `seconds` have passed;
-    the pulumi processes it started are stopped then, so that the stack's lock is free again."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
+def isolated(seconds: float, what: str, function: Callable[..., Any], *args: Any) -> Any:
+    """function(*args) in a spawned process (function and its value picklable); TimeoutError naming
+    `what` once `seconds` have passed, after that process's whole session (its pulumi and providers
+    too) was stopped; RuntimeError with the child's error if it raised."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_serve, args=(send, function, args), name=what, daemon=True)
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(seconds):
+            _stop_session(child)
+            raise TimeoutError(f"{what}: not done within {seconds:.0f} s (its processes were stopped)")
         try:
-            outcome["value"] = operation()
-        except BaseException as error:  # handed to the caller's thread below
-            outcome["error"] = error
-    worker = threading.Thread(target=run, name=what, daemon=True)
-    worker.start()
-    worker.join(seconds)
-    if worker.is_alive():
-        stop_pulumi_children(print)
-        worker.join(STOP_GRACE_SECONDS)
-        raise TimeoutError(f"{what}: not done within {seconds:.0f} s (its pulumi process was stopped)")
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+            failed, value = receive.recv()
+        except EOFError:
+            child.join(STOP_GRACE_SECONDS)
+            raise RuntimeError(f"{what}: its process ended without an answer (exit {child.exitcode})") from None
+    finally:
+        receive.close()
+    child.join(STOP_GRACE_SECONDS)
+    if failed:
+        raise RuntimeError(f"{what}: {value}")
+    return value
+
+
+def _serve(send: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """The child's side: a session of its own (so the parent can end it whole), then the answer."""
+    os.setsid()
+    try:
+        answer = (False, function(*args))
+    except Exception as error:  # the parent raises it, as text: not every error pickles
+        answer = (True, f"{type(error).__name__}: {error}")
+    send.send(answer)
+    send.close()
+
+
+def _stop_session(child: BaseProcess) -> None:
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid or 0, sig)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while time.monotonic() < deadline and _session_alive(child):
+            time.sleep(0.5)
+        if not _session_alive(child):
+            return
+
+
+def _session_alive(child: BaseProcess) -> bool:
+    """The child, or anything left in its session (a pulumi it started outlives it until killed)."""
+    child.join(0)  # reaps it once it has ended
+    return child.is_alive() or subprocess.run(["pgrep", "-s", str(child.pid)], capture_output=True).returncode == 0
 
 
 def stop_pulumi_children(echo: Callable[[str], None]) -> None:
-    """Interrupt every pulumi process this process started (twice: the second Ctrl-C does not wait
-    for the providers), then kill what is left: one left running holds the stack's lock, and every
-    later operation on the stack would fail on it."""
+    """Interrupt every pulumi process this process started, then kill what is left: one left running
+    holds the stack's lock, and every later operation on the stack would fail on it."""
     strays = {int(pid) for pid in subprocess.run(["pgrep", "-x", "-P", str(os.getpid()), "pulumi"],
                                                  capture_output=True, text=True).stdout.split()}
-    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+    for sig in STOP_SIGNALS:
         for pid in strays:
             echo(f"stopping pulumi (pid {pid}) with {sig.name}")
             with contextlib.suppress(ProcessLookupError):

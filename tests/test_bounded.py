@@ -26,23 +26,31 @@ def fake_pulumi(tmp_path: Path) -> Path:
     return program
 
 
-def test_a_hung_operation_ends_in_its_bound_with_its_pulumi_stopped(fake_pulumi: Path) -> None:
-    started: list[subprocess.Popen[bytes]] = []
+def hang_with_pulumi(program: str, pid_file: str) -> None:
+    """In the spawned process: start a pulumi that never ends, say its pid, wait for it."""
+    process = subprocess.Popen([program, "600"])
+    Path(pid_file).write_text(str(process.pid))
+    process.wait()
 
-    def hang() -> None:
-        started.append(subprocess.Popen([str(fake_pulumi), "600"]))
-        started[0].wait()
+
+def fail(why: str) -> None:
+    raise ValueError(why)
+
+
+def test_a_hung_operation_ends_in_its_bound_with_its_whole_session_stopped(fake_pulumi: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
     begin = time.monotonic()
-    with pytest.raises(TimeoutError, match="pulumi up: not done within 1 s"):
-        bounded.within(1, "pulumi up", hang)
-    assert time.monotonic() - begin < 15
-    assert started[0].poll() == -signal.SIGINT
+    with pytest.raises(TimeoutError, match="pulumi up: not done within 3 s"):
+        bounded.isolated(3, "pulumi up", hang_with_pulumi, str(fake_pulumi), str(pid_file))
+    assert time.monotonic() - begin < 30
+    pulumi = int(pid_file.read_text())
+    assert not Path(f"/proc/{pulumi}").exists() or "Z" in Path(f"/proc/{pulumi}/stat").read_text().split()[2]
 
 
 def test_an_operation_gives_its_value_or_its_own_error() -> None:
-    assert bounded.within(5, "pulumi up", lambda: 42) == 42
-    with pytest.raises(ValueError, match="bad"):
-        bounded.within(5, "pulumi up", lambda: (_ for _ in ()).throw(ValueError("bad")))
+    assert bounded.isolated(60, "pulumi up", divmod, 7, 2) == (3, 1)
+    with pytest.raises(RuntimeError, match="pulumi up: ValueError: bad"):
+        bounded.isolated(60, "pulumi up", fail, "bad")
 
 
 class Interrupted(Exception):

@@ -158,13 +158,19 @@ def failing_refresh(on_event: Callable[[auto.EngineEvent], None]) -> None:
     raise auto.errors.CommandError(auto.CommandResult(stdout="", stderr="", code=1))
 
 
-def test_a_failed_pulumi_operation_names_each_resource_error() -> None:
+def test_a_failed_pulumi_operation_names_each_resource_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen in CI: the drift drill's refresh ended with two resources errored, and the test output
     cut the CommandError short before saying which."""
+    class Stack:
+        def refresh(self, on_output: object, on_event: Callable[[auto.EngineEvent], None]) -> None:
+            failing_refresh(on_event)
+    monkeypatch.setattr(drift, "open_stack", lambda name: Stack())
+    errors = ["lab-spoke1-seed: error: while retrieving remote ISO"]
+    assert drift.engine_step("ci", "refresh") == ({}, errors)
+    monkeypatch.setattr(drift, "isolated", lambda seconds, what, function, *args: function(*args))
     report = DrillReport("drift")
-    assert drift._engine(failing_refresh, "refresh", report) is None and not report.passed
-    assert report.lines == ["FAIL: pulumi refresh failed: lab-spoke1-seed: error: while retrieving remote ISO"]
-    assert drift._engine(lambda on_event: "done", "up", report) == "done"
+    assert drift._engine("ci", "refresh", report) is None and not report.passed
+    assert report.lines == [f"FAIL: pulumi refresh failed: {errors[0]}"]
 
 
 def test_unknown_site_is_refused_with_the_known_ones() -> None:

@@ -7,19 +7,15 @@ a power cut); then its tunnel must come back by itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from pulumi import automation as auto
 
 from lablib import waits
 from labctl import host
-from labctl.bounded import within
+from labctl.bounded import isolated
 from labctl.drills import (DrillReport, Echo, boot_bound, overlay_flows, pick_spoke, require_healthy, settle_seconds,
                            time_recovery)
 from labctl.stack import LabStack, open_stack
-
-T = TypeVar("T")
 
 
 def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
@@ -33,16 +29,13 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     host.virsh("undefine", domain, check=True, on=on)
     lab.node(spoke).close()  # its SSH connection died without a goodbye
     start = time.monotonic()
-    stack = open_stack(lab.name)
-    refreshed = _engine(lambda on_event: stack.refresh(on_output=lambda line: None, on_event=on_event),
-                        "refresh", report)
+    refreshed = _engine(lab.name, "refresh", report)
     if refreshed is None:
         return report
-    report.figures["refresh_changes"] = dict(refreshed.summary.resource_changes or {})
-    up = _engine(lambda on_event: stack.up(on_output=lambda line: None, on_event=on_event), "up", report)
-    if up is None:
+    report.figures["refresh_changes"] = refreshed
+    changes = _engine(lab.name, "up", report)
+    if changes is None:
         return report
-    changes = dict(up.summary.resource_changes or {})
     report.figures["up_changes"] = changes
     report.lines.append(f"refresh: {report.figures['refresh_changes']}; up: {changes}")
     if {k: v for k, v in changes.items() if k != "same"} != {"create": 1}:
@@ -55,20 +48,32 @@ def run(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     return report
 
 
-def _engine(operation: Callable[[Callable[[auto.EngineEvent], None]], T], what: str,
-            report: DrillReport) -> T | None:
-    """operation(on_event), a Pulumi operation bounded by waits.ENGINE_STEP_SECONDS; None if it failed
-    or hung, and the report fails naming each resource's error (a CommandError's own text is cut
-    short in a test's output)."""
-    found: list[str] = []
+def _engine(stack: str, operation: str, report: DrillReport) -> dict[str, int] | None:
+    """`pulumi refresh` or `pulumi up` of the stack: its resource changes by kind; None if it failed
+    or hung (bounded by waits.ENGINE_STEP_SECONDS, in a process of its own: labctl.bounded), and
+    the report fails naming each resource's error."""
     try:
-        return within(waits.ENGINE_STEP_SECONDS, f"pulumi {what}",
-                      lambda: operation(lambda event: found.extend(_errors_of(event))))
+        changes, errors = isolated(waits.ENGINE_STEP_SECONDS, f"pulumi {operation}", engine_step, stack, operation)
+    except (TimeoutError, RuntimeError) as error:
+        report.fail(str(error))
+        return None
+    if errors:
+        report.fail(f"pulumi {operation} failed: " + "; ".join(errors))
+        return None
+    return changes
+
+
+def engine_step(stack: str, operation: str) -> tuple[dict[str, int], list[str]]:
+    """In the spawned process: the operation's resource changes, and its errors (one line per
+    resource in error; a CommandError's own text is cut short in a test's output)."""
+    found: list[str] = []
+    selected = open_stack(stack)
+    step = selected.refresh if operation == "refresh" else selected.up
+    try:
+        result = step(on_output=lambda line: None, on_event=lambda event: found.extend(_errors_of(event)))
     except auto.errors.CommandError as error:
-        report.fail(f"pulumi {what} failed: " + "; ".join(found or [str(error).strip().splitlines()[-1]]))
-    except TimeoutError as error:
-        report.fail(f"{error}; resources in error: {'; '.join(found) or 'none'}")
-    return None
+        return {}, found or [str(error).strip().splitlines()[-1]]
+    return dict(result.summary.resource_changes or {}), []
 
 
 def _errors_of(event: auto.EngineEvent) -> list[str]:
