@@ -12,6 +12,7 @@
 #           wait until `virsh -c qemu:///system version` answers.  Already
 #           running: says so.  Creates no network, pool or domain: the Pulumi
 #           program declares its own storage pool (there is no "default").
+#           What a fresh daemon finds defined was left by a killed run: removed.
 #   stop    destroy and undefine every domain, network and storage pool
 #           libvirt has (volume files are left on disk; Debian's packaged,
 #           inactive "default" network is left defined), stop the daemons,
@@ -37,6 +38,34 @@ answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
 ns_of() { ip netns identify "$1" 2>/dev/null || true; }
 
 need_root() { [ "$(id -u)" -eq 0 ] || { lab_log "must run as root"; exit 1; }; }
+
+# Destroy and undefine every domain, network and storage pool of the lab's libvirtd (volume files
+# stay on disk; Debian's packaged, never started "default" network stays defined).
+forget_all() {
+  local v=(virsh -q -c "$URI") d n p
+  for d in $("${v[@]}" list --name); do
+    "${v[@]}" destroy "$d" >/dev/null && lab_log "destroyed domain $d"
+  done
+  for d in $("${v[@]}" list --all --name); do
+    # --nvram/--managed-save would fail on domains without them; try both.
+    "${v[@]}" undefine "$d" --managed-save --snapshots-metadata >/dev/null 2>&1 \
+      || "${v[@]}" undefine "$d" >/dev/null
+    lab_log "undefined domain $d"
+  done
+  for n in $("${v[@]}" net-list --name); do
+    "${v[@]}" net-destroy "$n" >/dev/null && lab_log "destroyed network $n"
+  done
+  for n in $("${v[@]}" net-list --all --name); do
+    [ "$n" = default ] && continue   # Debian's packaged network, never started here
+    "${v[@]}" net-undefine "$n" >/dev/null && lab_log "undefined network $n"
+  done
+  for p in $("${v[@]}" pool-list --name); do
+    "${v[@]}" pool-destroy "$p" >/dev/null && lab_log "stopped pool $p"
+  done
+  for p in $("${v[@]}" pool-list --all --name); do
+    "${v[@]}" pool-undefine "$p" >/dev/null && lab_log "undefined pool $p (files kept)"
+  done
+}
 
 start() {
   need_root
@@ -86,6 +115,13 @@ start() {
     sleep 0.5
   done
   answers || { lab_log "libvirtd did not answer on $URI within 30s"; exit 1; }
+  # `stop` leaves nothing defined: what a fresh daemon finds is a killed run's (CI's hard limit once
+  # cut a `stop` short, and the next run's `pulumi up` failed on "network ... already exists").
+  if [ -n "$(virsh -q -c "$URI" list --all --name)$(virsh -q -c "$URI" pool-list --all --name)$(
+        virsh -q -c "$URI" net-list --all --name | grep -vx default)" ]; then
+    lab_log "removing what a run stopped before '$0 stop' ended left defined"
+    forget_all
+  fi
   lab_log "libvirtd $(cat "$LIBVIRTD_PID") and virtlogd $(cat "$VIRTLOGD_PID" 2>/dev/null || echo '?') up in namespace $NS ($((SECONDS - t))s)"
 
   local pools nets
@@ -101,29 +137,7 @@ stop() {
     lab_log "libvirtd runs outside namespace $NS: not touching it"; exit 1
   fi
   if alive "$LIBVIRTD_PID" && answers; then
-    local v=(virsh -q -c "$URI") d n p
-    for d in $("${v[@]}" list --name); do
-      "${v[@]}" destroy "$d" >/dev/null && lab_log "destroyed domain $d"
-    done
-    for d in $("${v[@]}" list --all --name); do
-      # --nvram/--managed-save would fail on domains without them; try both.
-      "${v[@]}" undefine "$d" --managed-save --snapshots-metadata >/dev/null 2>&1 \
-        || "${v[@]}" undefine "$d" >/dev/null
-      lab_log "undefined domain $d"
-    done
-    for n in $("${v[@]}" net-list --name); do
-      "${v[@]}" net-destroy "$n" >/dev/null && lab_log "destroyed network $n"
-    done
-    for n in $("${v[@]}" net-list --all --name); do
-      [ "$n" = default ] && continue   # Debian's packaged network, never started here
-      "${v[@]}" net-undefine "$n" >/dev/null && lab_log "undefined network $n"
-    done
-    for p in $("${v[@]}" pool-list --name); do
-      "${v[@]}" pool-destroy "$p" >/dev/null && lab_log "stopped pool $p"
-    done
-    for p in $("${v[@]}" pool-list --all --name); do
-      "${v[@]}" pool-undefine "$p" >/dev/null && lab_log "undefined pool $p (files kept)"
-    done
+    forget_all
   fi
   local f pid
   for f in "$LIBVIRTD_PID" "$VIRTLOGD_PID"; do
