@@ -148,6 +148,14 @@ def test_the_scale_plot_is_a_png(tmp_path: Path) -> None:
     assert without_t1.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_readme_plot_is_an_svg_that_redraws_the_same(tmp_path: Path) -> None:
+    """docs/bench-scale.svg is text (no binary in the repository), and carries no date."""
+    figures = scale_figures()
+    first = plot_scale(figures, tmp_path / "a.svg").read_text()
+    assert first.lstrip().startswith("<?xml") and "<svg" in first and "dc:date" not in first
+    assert plot_scale(figures, tmp_path / "b.svg").read_text() == first
+
+
 def test_plan_under_mocks_against_the_machines_python_speed() -> None:
     """Issue 16's goal 4: min of 250-spoke plans over min of the reference loop, and its table row."""
     figures = {"plan": {"250": {"median_seconds": 8.0, "min_seconds": 7.5, "runs": [7.5, 8.0, 9.0]},

@@ -1,8 +1,9 @@
-"""The scale step's plot: time against spokes, with the floor and the goal above it (a PNG for the README).
+"""The scale step's plot: time against spokes, with the floor and the goal above it.
 
     venv/bin/python tools/bench_plot.py [.lab/bench.json] [--out .lab/bench-scale.png]
 
-`tools/bench.py --scale` writes it after its run; this redraws it from the JSON alone.
+`tools/bench.py --scale` writes it after its run; this redraws it from the JSON alone. The README
+shows docs/bench-scale.svg, drawn this way (SVG: text, so the repository holds no binary).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import click
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on the lab machine
+matplotlib.rcParams["svg.hashsalt"] = "bench-scale"  # an SVG's element ids the same on every redraw
 import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -50,7 +52,8 @@ def plot_scale(figures: dict[str, Any], path: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    # The format follows the file's suffix; an SVG gets no date, so redrawing it changes nothing.
+    fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
     plt.close(fig)
     return path
 
