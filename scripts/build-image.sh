@@ -6,7 +6,7 @@
 #   debianN-lab.qcow2  whole-disk ext4 (no partition table, label rootfs),
 #                      base for linked clones (N: the tree's Debian release)
 #   vmlinuz            kernel
-#   initrd.img         initramfs (checked: virtio_blk, ext4)
+#   initrd.img         initramfs (checked: virtio_blk, ext4, the seed CD-ROM's ata_piix and sr_mod)
 #   cmdline            kernel command line
 # and print the kernel command line on stdout.
 #
@@ -51,10 +51,11 @@ kver=${kernels[0]##*/vmlinuz-}
 [ -f "$ROOT/boot/initrd.img-$kver" ] || { lab_log "no initrd for $kver"; exit 1; }
 
 # The initramfs must be able to mount /dev/vda as ext4: virtio_blk (+ PCI
-# transport) as a module in the initrd or built in; same for ext4.
+# transport) as a module in the initrd or built in; same for ext4. And the
+# seed's IDE CD-ROM drivers (debian-root.sh says why).
 t=$SECONDS
 initrd_list=$("$HERE/in-root.sh" --suite "$SUITE" lsinitramfs "/boot/initrd.img-$kver")
-for m in virtio_blk:VIRTIO_BLK virtio_pci:VIRTIO_PCI ext4:EXT4_FS; do
+for m in virtio_blk:VIRTIO_BLK virtio_pci:VIRTIO_PCI ext4:EXT4_FS ata_piix:ATA_PIIX sr_mod:BLK_DEV_SR; do
   mod=${m%%:*} cfg=${m##*:}
   if grep -q "^CONFIG_$cfg=y" "$ROOT/boot/config-$kver"; then
     lab_log "initrd check: $mod built into the kernel"

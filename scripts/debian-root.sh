@@ -126,6 +126,16 @@ inr systemctl enable systemd-networkd.service systemd-resolved.service
 # starts it; started earlier it would hold multi-user.target, and so
 # cloud-final, for nothing but a restart.
 inr systemctl enable openvswitch-switch.service ssh.service ipsec.service
+# Open vSwitch's database, made once here: at first boot ovs-ctl made it, and
+# with 17 VMs booting on 2 cores ovsdb-server's start then outlasted systemd's
+# 90 s; ovs-vswitchd's start job failed with it, was never retried, and
+# lab-network's ovs-vsctl waited for that daemon for ever (make bench-scale, 16
+# spokes). A start under emulation gets 15 minutes, like the lab's waits.
+[ -e "$R/etc/openvswitch/conf.db" ] || inr ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
+for unit in ovsdb-server ovs-vswitchd; do
+  mkdir -p "$R/etc/systemd/system/$unit.service.d"
+  printf '[Service]\nTimeoutStartSec=15min\n' > "$R/etc/systemd/system/$unit.service.d/lab.conf"
+done
 mkdir -p "$R/etc/systemd/system/ipsec.service.d"
 # _stackmanager modprobes every IPsec and crypto module there is (~25 s of
 # self-tests without KVM); the kernel loads the algorithms a SA uses itself.
@@ -177,10 +187,14 @@ ExecStartPre=/usr/sbin/sshd -t
 EOF
 
 # The initramfs only has to find /dev/vda (ext4 is built into the cloud
-# kernel): two modules instead of MODULES=most, a few MB less to unpack and
-# fewer modules for udev to load in the initramfs on every boot.
+# kernel): a list instead of MODULES=most, a few MB less to unpack and fewer
+# modules for udev to load in the initramfs on every boot. It also loads the
+# seed's CD-ROM drivers (libvirt's cloud-init ISO is an IDE CD-ROM): left to
+# udev's coldplug they come 18-30 s into a boot under emulation, and lab-seed
+# waited for them; loaded here, the CD-ROM is probed (in the background) while
+# the boot goes on, and is there by the time lab-seed starts.
 echo MODULES=list > "$R/etc/initramfs-tools/conf.d/lab.conf"
-printf '%s\n' virtio_pci virtio_blk >> "$R/etc/initramfs-tools/modules"
+printf '%s\n' virtio_pci virtio_blk ata_piix sr_mod >> "$R/etc/initramfs-tools/modules"
 inr update-initramfs -u -k all
 
 # Empty machine-id: systemd generates one on first boot (cloud image style).
