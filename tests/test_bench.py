@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tools.bench import main as bench_main
 from tools.bench import ratios, table
-from tools.bench_lab import create_times
+from tools.bench_lab import create_times, json_errors
 from tools.bench_plot import plot_scale
 from tools.bench_scale import (floor_seconds, hub_pushes, parse_hub_probe, parse_sizes, scale_rows, scale_series,
                                spoke_mix)
@@ -164,3 +164,16 @@ def test_plan_under_mocks_against_the_machines_python_speed() -> None:
     assert figures["ratios"]["plan_250_over_reference"] == 3.0
     assert "x3.0 (goal x3)" in table(figures)
     assert "plan under mocks, reference" not in table(figures)
+
+
+def test_a_failed_json_run_names_each_resource_error() -> None:
+    """`pulumi up --json` streams its events on stdout and leaves stderr empty when it fails."""
+    urn = "urn:pulumi:ci::lab::lab:index:LabNode$pulumi-python:dynamic:Resource::lab-spoke1-tunnel-hub-side"
+    stream = "\n".join(json.dumps(event) for event in (
+        {"sequence": 1, "timestamp": 1, "resourcePreEvent": {"metadata": {"op": "create", "urn": urn}}},
+        {"sequence": 2, "timestamp": 2, "diagnosticEvent": {"urn": urn, "severity": "error",
+                                                            "message": "hub not ready\n within 1800 s"}},
+        {"sequence": 3, "timestamp": 3, "diagnosticEvent": {"severity": "info", "message": "noise"}},
+    ))
+    assert json_errors(stream + "\nnot json") == "lab-spoke1-tunnel-hub-side: hub not ready within 1800 s"
+    assert json_errors("") == ""

@@ -37,8 +37,25 @@ def pulumi(stack: str, *args: str) -> str:
     result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), stack, *args], text=True,
                             capture_output=True, check=False)
     if result.returncode != 0:
-        raise click.ClickException(f"pulumi {' '.join(args)} failed: {result.stderr.strip()}")
+        why = result.stderr.strip() or json_errors(result.stdout) or result.stdout.strip()[-2000:]
+        raise click.ClickException(f"pulumi {' '.join(args)} failed: {why}")
     return result.stdout
+
+
+def json_errors(output: str) -> str:
+    """The error diagnostics of a `--json` run's event stream (one JSON event per line; its stderr
+    is empty then), one per resource: a 16-spoke run failed and said only "failed:"."""
+    errors = []
+    for line in output.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        diagnostic = event.get("diagnosticEvent") if isinstance(event, dict) else None
+        if isinstance(diagnostic, dict) and diagnostic.get("severity") == "error":
+            resource = str(diagnostic.get("urn") or "stack").rsplit("::", 1)[-1]
+            errors.append(f"{resource}: {' '.join(str(diagnostic.get('message', '')).split())}")
+    return "; ".join(errors)
 
 
 def stack_nodes(stack: str) -> dict[str, dict[str, object]]:
