@@ -1,10 +1,10 @@
-"""Pulumi operations with a time bound, and stopping the pulumi processes this process started.
+"""A drill's Pulumi operation with a time bound, in a process of its own.
 
 The Automation API waits on its pulumi process for ever, and serves the engine's events from a gRPC
-server in the caller's process. A drill that ran it in a thread beside other drills' threads (SSH,
-subprocesses) once hung a CI run for its last 70 minutes, printing nothing. So a drill runs its
-Pulumi operation in a process of its own (spawned, in its own session), and ends that whole session
-when the bound has passed.
+server in the caller's process. A CI run once hung for its last 70 minutes, printing nothing, in the
+drill stage that ran it in a thread beside another drill's (the cause was not found). So a drill
+runs its Pulumi operation in a spawned process, in a session of its own, and ends that whole session
+when the bound has passed: nothing of it is left in the drill's process, or holding the stack's lock.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-# How long each signal gets to end the processes it was sent to.
+# How long each signal gets to end the session it was sent to.
 STOP_GRACE_SECONDS = 20
 # SIGINT twice (the second Ctrl-C does not wait for the providers), then SIGKILL.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGINT, signal.SIGKILL)
@@ -63,9 +63,11 @@ def _serve(send: Connection, function: Callable[..., Any], args: tuple[Any, ...]
 
 
 def _stop_session(child: BaseProcess) -> None:
+    session = child.pid
+    assert session is not None, "stopping a process that never started"
     for sig in STOP_SIGNALS:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid or 0, sig)
+            os.killpg(session, sig)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while time.monotonic() < deadline and _session_alive(child):
             time.sleep(0.5)
@@ -77,26 +79,3 @@ def _session_alive(child: BaseProcess) -> bool:
     """The child, or anything left in its session (a pulumi it started outlives it until killed)."""
     child.join(0)  # reaps it once it has ended
     return child.is_alive() or subprocess.run(["pgrep", "-s", str(child.pid)], capture_output=True).returncode == 0
-
-
-def stop_pulumi_children(echo: Callable[[str], None]) -> None:
-    """Interrupt every pulumi process this process started, then kill what is left: one left running
-    holds the stack's lock, and every later operation on the stack would fail on it."""
-    strays = {int(pid) for pid in subprocess.run(["pgrep", "-x", "-P", str(os.getpid()), "pulumi"],
-                                                 capture_output=True, text=True).stdout.split()}
-    for sig in STOP_SIGNALS:
-        for pid in strays:
-            echo(f"stopping pulumi (pid {pid}) with {sig.name}")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while strays and time.monotonic() < deadline:
-            strays = {pid for pid in strays if not _exited(pid)}
-            time.sleep(1)
-
-
-def _exited(pid: int) -> bool:
-    try:
-        return os.waitpid(pid, os.WNOHANG) != (0, 0)
-    except ChildProcessError:  # reaped already (by its Popen)
-        return True

@@ -3,9 +3,12 @@ labctl as a user runs them), its nodes and what the tests read from them, and th
 on failure. Kept apart so the test module holds the tests only."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +22,6 @@ import yaml
 from lablib import names
 from lablib.config import INTERFACE_MODES
 from labctl import checks
-from labctl.bounded import stop_pulumi_children
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, recovery
 from labctl.node import Node, diagnostics, tunnel_up, wait_until
@@ -120,8 +122,26 @@ def boot_to_final_seconds(node: Node) -> float:
 
 def stop_stray_pulumi() -> None:
     """A test stopped by its timeout leaves its pulumi child running and holding the stack's lock,
-    and every later test would fail on that lock."""
-    stop_pulumi_children(lambda line: print(line, flush=True))
+    and every later test would fail on that lock: interrupt it (twice: the second Ctrl-C does not
+    wait for the providers), then kill what is left."""
+    strays = {int(pid) for pid in subprocess.run(["pgrep", "-x", "-P", str(os.getpid()), "pulumi"],
+                                                 capture_output=True, text=True).stdout.split()}
+    for sig in (signal.SIGINT, signal.SIGINT, signal.SIGKILL):
+        for pid in strays:
+            print(f"stopping stray pulumi {pid} with {sig.name}", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 20
+        while strays and time.monotonic() < deadline:
+            strays = {pid for pid in strays if not exited(pid)}
+            time.sleep(1)
+
+
+def exited(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG) != (0, 0)
+    except ChildProcessError:  # reaped already
+        return True
 
 
 def tunnel_devices(node: Node) -> dict[str, str]:
