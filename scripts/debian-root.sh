@@ -139,6 +139,9 @@ done
 mkdir -p "$R/etc/systemd/system/ipsec.service.d"
 # _stackmanager modprobes every IPsec and crypto module there is (~25 s of
 # self-tests without KVM); the kernel loads the algorithms a SA uses itself.
+# No --checknss (the NSS database is made below, at build time) and no
+# --checknflog (a shell script and a second config parse for nflog, which the
+# lab never sets): each was a second of the tunnel's critical path.
 cat > "$R/etc/systemd/system/ipsec.service.d/lab.conf" <<'EOF'
 [Unit]
 ConditionPathExists=/usr/local/sbin/lab-network
@@ -146,8 +149,6 @@ ConditionPathExists=/usr/local/sbin/lab-network
 ExecStartPre=
 ExecStartPre=/usr/libexec/ipsec/addconn --config /etc/ipsec.conf --checkconfig
 ExecStartPre=/sbin/modprobe -a xfrm_user esp4
-ExecStartPre=/usr/sbin/ipsec --checknss
-ExecStartPre=/usr/sbin/ipsec --checknflog
 EOF
 inr systemctl enable serial-getty@ttyS0.service
 # Units the lab never uses, each a process or a wait in a 1-vCPU emulated boot:
@@ -157,6 +158,30 @@ for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service e2scrub
     fstrim.timer dpkg-db-backup.timer getty@tty1.service systemd-pstore.service; do
   inr systemctl disable "$unit" >/dev/null 2>&1 || true
 done
+# Static units the lab never uses, masked: each is a process or a mount that
+# competes with the tunnel's critical path for the one emulated vCPU (about a
+# second each at boot): modules and file systems for DRM, FUSE, device mapper,
+# loop devices, configfs, debugfs, tracing, hugepages, POSIX message queues and
+# binfmt_misc, the kernel command line's network config (lab-seed or
+# cloud-init writes the network's), utmp. No unit the lab starts requires one.
+for unit in modprobe@drm.service modprobe@fuse.service modprobe@dm_mod.service \
+    modprobe@loop.service modprobe@configfs.service \
+    sys-fs-fuse-connections.mount sys-kernel-config.mount sys-kernel-debug.mount \
+    sys-kernel-tracing.mount dev-hugepages.mount dev-mqueue.mount \
+    proc-sys-fs-binfmt_misc.automount systemd-binfmt.service systemd-network-generator.service \
+    systemd-update-utmp.service systemd-update-utmp-runlevel.service; do
+  inr systemctl mask "$unit" >/dev/null
+done
+# OVS's record of the hostname in its database (nothing reads it) cannot be
+# masked: openvswitch-switch requires it. A condition never met skips it.
+mkdir -p "$R/etc/systemd/system/ovs-record-hostname.service.d"
+printf '[Unit]\nConditionPathExists=/etc/openvswitch/record-hostname\n' \
+  > "$R/etc/systemd/system/ovs-record-hostname.service.d/lab.conf"
+# The journal in memory only: no flush of the boot's messages to the emulated
+# disk (systemd-journal-flush) and no journal writes on it. No lab tool reads
+# an earlier boot's journal (the host keeps each VM's serial console output).
+mkdir -p "$R/etc/systemd/journald.conf.d"
+printf '[Journal]\nStorage=volatile\n' > "$R/etc/systemd/journald.conf.d/lab.conf"
 # libreswan's NSS database, made once here instead of by `ipsec --checknss`
 # at every first boot (it holds no key: the lab authenticates with PSKs).
 inr ipsec initnss >/dev/null

@@ -86,6 +86,7 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
     assert "ip route replace 240.0.0.0/24 dev" in hub and "add-port" not in hub
     assert (f"add-port {names.BRIDGE} gre-hub -- set interface gre-hub type=gre options:local_ip=240.0.0.2 "
             "options:remote_ip=240.0.0.1\n") in spoke
+    assert spoke.count("ovs-vsctl") == 1  # bridge and port in one transaction: one wait for ovs-vswitchd
 
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
