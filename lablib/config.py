@@ -34,10 +34,12 @@ PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp",
     "greKey",
-    "dpdDelay", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
+    "dpdDelay", "retransmitTimeout", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
     "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
 MIN_MASTER_SECRET = 16
+# libreswan's own retransmit-timeout (4.x and 5.x): a conn that keeps it does not say it.
+LIBRESWAN_RETRANSMIT_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class LabConfig:
     pool_path: str
     ssh_public_key: str
     spoke_modes: tuple[tuple[int, str], ...] = ()  # (spoke number, mode) where it is not interface_mode
+    retransmit_timeout: int = LIBRESWAN_RETRANSMIT_TIMEOUT  # seconds (lab:retransmitTimeout)
     # Authentication (lablib/auth.py): the hub's and every spoke's not in spoke_auths; "psk" or "cert".
     auth: str = "psk"
     spoke_auths: tuple[tuple[int, str], ...] = ()  # (spoke number, auth) where it is not auth
@@ -204,6 +207,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         esp=esp,
         gre_key=gre_key,
         dpd_delay=_integer(raw, "dpdDelay", 1, 300),
+        retransmit_timeout=_integer(raw, "retransmitTimeout", 10, 600),
         boot=boot,
         hub_boot=hub_boot,
         domain_type=_choice(raw, "domainType", DOMAIN_TYPES),

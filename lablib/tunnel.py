@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lablib import names
 from lablib.addressing import Site
-from lablib.config import LabSpec
+from lablib.config import LIBRESWAN_RETRANSMIT_TIMEOUT, LabSpec
 from lablib.crypto import CERT_KEYS
 
 
@@ -30,6 +30,7 @@ class ConnEnd:
     auto: str  # the hub waits (add), spokes dial out (start)
     dpd_action: str
     dpd_delay: int
+    retransmit_timeout: int
     interface_mode: str
     tunnel_mark: int
     interface_name: str
@@ -40,6 +41,11 @@ class ConnEnd:
     @property
     def uses_cert(self) -> bool:
         return self.auth == "cert"
+
+    @property
+    def says_retransmit_timeout(self) -> bool:
+        """Only a timeout other than libreswan's own is written: existing stacks' conns stay as they were."""
+        return self.retransmit_timeout != LIBRESWAN_RETRANSMIT_TIMEOUT
 
     @property
     def conf_path(self) -> str:
@@ -57,6 +63,7 @@ class ConnEnd:
             "localOverlay": self.local_overlay, "remoteOverlay": self.remote_overlay,
             "ike": self.ike, "esp": self.esp, "interfaceMode": self.interface_mode,
             "tunnelMark": self.tunnel_mark, "interfaceName": self.interface_name,
+            **({"retransmitTimeout": self.retransmit_timeout} if self.says_retransmit_timeout else {}),
             # Only for a certificate's end: a pre-shared key's keeps the props it always had.
             **({"auth": self.auth, "authby": self.authby, "certNickname": self.cert_nickname}
                if self.uses_cert else {}),
@@ -105,6 +112,7 @@ def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_ad
         auto="add" if hub_side else "start",
         dpd_action="clear" if hub_side else "restart",
         dpd_delay=config.dpd_delay,
+        retransmit_timeout=config.retransmit_timeout,
         interface_mode=interface_mode,
         tunnel_mark=config.tunnel_mark,
         interface_name=names.tunnel_interface(interface_mode, config.tunnel_mark),

@@ -63,6 +63,8 @@ def test_proposal_lists_are_written_as_libreswan_reads_them() -> None:
     ("sshPublicKey", "hunter2", "OpenSSH public key"),
     ("poolPath", "relative/dir", "absolute"),
     ("tunnelMark", 0, "from 1 to 65535"),
+    ("retransmitTimeout", 9, "from 10 to 600"),
+    ("retransmitTimeout", "30s", "integer"),
 ])
 def test_bad_value_names_key_value_and_rule(key: str, value: object, allowed: str) -> None:
     with pytest.raises(ConfigError, match=allowed) as caught:

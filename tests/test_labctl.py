@@ -20,7 +20,7 @@ from labctl import checks, host, impair
 from labctl import stack as stacks
 from labctl.cli import cli
 from labctl import drills
-from labctl.drills import DrillReport, boot_bound, drift, liveness_bound, redial_bound, time_recovery
+from labctl.drills import DrillReport, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, time_recovery
 from labctl.drills.recovery import outage_seconds
 from labctl.node import established_conns, esp_bytes, peer_addresses
 from labctl.stack import LabStack, parse_overrides
@@ -114,7 +114,8 @@ def test_unknown_config_key_names_the_allowed_ones() -> None:
 
 def lab_with(**config: object) -> LabStack:
     nodes = {"hub": {"behindNat": False}, "spoke1": {"behindNat": True}, "spoke2": {"behindNat": False}}
-    return LabStack("ci", {"nodes": nodes, "tunnelMtu": 1438, "innerMtu": 1396}, dict(config))
+    return LabStack("ci", {"nodes": nodes, "tunnelMtu": 1438, "innerMtu": 1396},
+                    {"retransmitTimeout": 60, **config})
 
 
 def test_drill_bounds_follow_the_liveness_delay_and_domain_type() -> None:
@@ -124,10 +125,24 @@ def test_drill_bounds_follow_the_liveness_delay_and_domain_type() -> None:
     assert boot_bound(lab_with(dpdDelay=10, domainType="qemu")) > boot_bound(lab_with(dpdDelay=10, domainType="kvm"))
 
 
-def test_outage_outlasts_both_ends_liveness_verdicts() -> None:
-    """Each end probes within 2 x dpdDelay and gives up 63.5 s later: the link comes back after both."""
+def test_drill_bounds_follow_the_retransmit_timeout() -> None:
+    assert liveness_bound(lab_with(dpdDelay=10, retransmitTimeout=30)) == 90
+    assert redial_bound(lab_with(dpdDelay=10, retransmitTimeout=30)) == 120
+
+
+@pytest.mark.parametrize(("timeout", "verdict"), [(10, 16), (16, 16), (17, 32), (30, 32), (60, 64), (600, 1024)])
+def test_a_peer_is_given_up_at_the_first_retransmit_event_past_the_timeout(timeout: int, verdict: float) -> None:
+    """pluto's retransmit events come 0.5, 1, 2, 4 ... s after the send (4.10's log: "will wait 0.5
+    seconds", then 1, 2, 4, 8, 16); it checks the timeout at each."""
+    assert give_up_seconds(lab_with(retransmitTimeout=timeout)) == verdict
+
+
+@pytest.mark.parametrize("timeout", [10, 30, 60])
+def test_outage_outlasts_both_ends_liveness_verdicts(timeout: int) -> None:
+    """Each end probes within 2 x dpdDelay and gives the peer up at its verdict: the link comes back after both."""
     for dpd in (1, 10, 30):
-        assert outage_seconds(lab_with(dpdDelay=dpd)) > 2 * dpd + 63.5
+        lab = lab_with(dpdDelay=dpd, retransmitTimeout=timeout)
+        assert outage_seconds(lab) > 2 * dpd + give_up_seconds(lab) >= 2 * dpd + timeout
 
 
 def answers(*verdicts: bool) -> Callable[[], bool]:

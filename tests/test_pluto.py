@@ -50,7 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "xfrm-defaults": {},
     "vti-defaults": {"interfaceMode": "vti"},
     "vti-three-spokes": {"interfaceMode": "vti", "spokes": 3, "routedSpokes": [2], "tunnelMark": 7,
-                         "dpdDelay": 30, "ike": "aes256-sha2_512;dh20", "esp": "aes_gcm256-null"},
+                         "dpdDelay": 30, "retransmitTimeout": 30, "ike": "aes256-sha2_512;dh20",
+                         "esp": "aes_gcm256-null"},
     "vti-cbc": {"interfaceMode": "vti", "ike": "aes_gcm256-sha2_384;dh21", "esp": "aes256-sha2_512"},
     "xfrm-chacha": {"tunnelMark": 5, "greKey": False, "ike": "aes128-sha2;dh19",
                     "esp": "chacha20_poly1305-null"},
@@ -255,6 +256,8 @@ def check_clean_load(load: Load, side: Side, major: int, where: str) -> None:
         liveness = re.search(rf'"{conn}":\s+liveness: active; (?:dpdaction:(\w+); )?dpddelay:(\d+)s', load.status)
         assert liveness, f"{where}: no liveness line for {conn} in\n{load.status}"
         assert liveness.groups() == (end.dpd_action if major < 5 else None, str(end.dpd_delay)), f"{where} {conn}"
+        timeout = re.search(rf'"{conn}":\s+.*retransmit-timeout: (\d+)s', load.status)
+        assert timeout and int(timeout.group(1)) == end.retransmit_timeout, f"{where} {conn}: {load.status}"
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -175,3 +175,14 @@ def test_the_hub_check_script_passes_on_what_the_up_script_does_and_names_each_d
         f"{port.name} is not a GRE port", f"{port.name} local_ip is not {port.local_ip}",
         f"{port.name} remote_ip is not {port.remote_ip}", f"{port.name} key is not {port.key}",
         f"{device} MTU is not {spec.mtu.tunnel_mtu}"]
+
+
+def test_retransmit_timeout_is_written_only_when_not_libreswans_own() -> None:
+    """A stack without lab:retransmitTimeout keeps the conns and props it had (libreswan's 60 s)."""
+    for timeout, line in ((60, None), (30, "\tretransmit-timeout=30s\n")):
+        spec = parse_lab(retransmitTimeout=timeout)
+        tunnel = spoke_tunnel(spec, spec.plan.spokes[0])
+        for end in (tunnel.hub_end, tunnel.spoke_end):
+            conf = render.render_conn(end)
+            assert (line in conf) if line else "retransmit-timeout" not in conf
+            assert end.as_props().get("retransmitTimeout") == (timeout if line else None)

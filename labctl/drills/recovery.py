@@ -16,7 +16,7 @@ import click
 
 from lablib import names
 from labctl import checks, host
-from labctl.drills import (GIVE_UP_SECONDS, DrillReport, Echo, all_flow, boot_bound, liveness_bound, overlay_flows,
+from labctl.drills import (DrillReport, Echo, all_flow, boot_bound, give_up_seconds, liveness_bound, overlay_flows,
                            pick_spoke, redial_bound, require_healthy, settle_seconds, time_recovery)
 from labctl.node import TRANSIENT, peer_addresses
 from labctl.stack import LabStack
@@ -46,12 +46,12 @@ def outage_seconds(lab: LabStack) -> int:
     """Long enough for both ends to give the other up before the link comes back.
 
     Each end probes within 2 x dpdDelay of the last packet it got, and its verdict comes
-    GIVE_UP_SECONDS after the first probe even if the link is back by then: the last retransmit
-    went out 31.5 s in, into the outage. A hub that gives up this way deletes its SA without telling
-    the spoke, which notices only a liveness cycle later (CI: traffic 1.2 s after an 80 s outage,
-    then none).
+    give_up_seconds after the first probe even if the link is back by then: the last retransmit
+    went out before, into the outage (at 32 s of 64 with libreswan's default timeout). A hub that
+    gives up this way deletes its SA without telling the spoke, which notices only a liveness cycle
+    later (CI: traffic 1.2 s after an 80 s outage, then none).
     """
-    return 3 * int(lab.config["dpdDelay"]) + GIVE_UP_SECONDS  # type: ignore[arg-type]
+    return 3 * int(lab.config["dpdDelay"]) + round(give_up_seconds(lab))  # type: ignore[arg-type]
 
 
 def redial(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
