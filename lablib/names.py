@@ -141,6 +141,7 @@ IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.co
 LAB_NETWORK_SERVICE = "lab-network.service"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
+UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 # With this on the kernel command line the lab image applies its seed with guest/lab-seed, not cloud-init.

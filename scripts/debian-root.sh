@@ -130,11 +130,11 @@ inr systemctl enable openvswitch-switch.service ssh.service ipsec.service
 # with 17 VMs booting on 2 cores ovsdb-server's start then outlasted systemd's
 # 90 s; ovs-vswitchd's start job failed with it, was never retried, and
 # lab-network's ovs-vsctl waited for that daemon for ever (make bench-scale, 16
-# spokes). A start under emulation gets 15 minutes, like the lab's waits.
+# spokes). A start under emulation gets LAB_UNIT_START_TIMEOUT (lab.env).
 [ -e "$R/etc/openvswitch/conf.db" ] || inr ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
 for unit in ovsdb-server ovs-vswitchd; do
   mkdir -p "$R/etc/systemd/system/$unit.service.d"
-  printf '[Service]\nTimeoutStartSec=15min\n' > "$R/etc/systemd/system/$unit.service.d/lab.conf"
+  printf '[Service]\nTimeoutStartSec=%s\n' "$LAB_UNIT_START_TIMEOUT" > "$R/etc/systemd/system/$unit.service.d/lab.conf"
 done
 mkdir -p "$R/etc/systemd/system/ipsec.service.d"
 # _stackmanager modprobes every IPsec and crypto module there is (~25 s of
