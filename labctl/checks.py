@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from lablib import names
 from labctl import certchecks, host
 from labctl.fanout import THREADS
-from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, pings
+from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, ping_loss_each, pings
 from labctl.stack import LabStack
 
 Outcome = tuple[bool, str]
@@ -118,8 +118,8 @@ def ping_spoke_to_spoke(lab: LabStack, spoke: str) -> Outcome:
     others = [other for other in lab.serving if other != spoke]
     if not others:
         return True, "only spoke: nothing to ping"
-    answers = {other: ping_loss(lab.node(spoke), lab.bridge_ip(other), count=CHECK_PINGS, resend=True)
-               for other in others}
+    each = ping_loss_each(lab.node(spoke), [lab.bridge_ip(other) for other in others], count=CHECK_PINGS)
+    answers = {other: each[lab.bridge_ip(other)] for other in others}
     ok = all(received >= CHECK_PINGS for received, _sent in answers.values())
     return ok, ", ".join(f"-> {other} {r}/{s}" for other, (r, s) in answers.items()) + " (via hub)"
 

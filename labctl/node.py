@@ -130,20 +130,42 @@ def peer_addresses(node: Node, conn: str) -> set[str]:
 REACH_WAIT = 5
 
 
+def _ping_command(address: str, count: int, size: int | None, dont_fragment: bool, interval: float,
+                  wait: float, resend: bool) -> str:
+    options = f"-s {size - 28}" if size else ""
+    options += " -M do" if dont_fragment else " -M dont"
+    options += f" -w {math.ceil(count * interval + REACH_WAIT)}" if resend else ""
+    return f"ping -q -n -c {count} -i {interval} -W {wait} {options} {shlex.quote(address)}"
+
+
+def _received_sent(out: str, count: int) -> tuple[int, int]:
+    found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    if not found:
+        return 0, count  # "message too long" and friends: nothing left the node
+    return int(found.group(2)), int(found.group(1))
+
+
 def ping_loss(node: Node, address: str, count: int, size: int | None = None, dont_fragment: bool = True,
               interval: float = 0.2, wait: float = 2, resend: bool = False) -> tuple[int, int]:
     """(received, sent) of `count` pings of `size` bytes (IP packet), DF set or explicitly cleared.
     resend: ping on until `count` are answered or the deadline (ping -w) passes; for a loss figure
     leave it off, so that exactly `count` are sent."""
-    options = f"-s {size - 28}" if size else ""
-    options += " -M do" if dont_fragment else " -M dont"
-    options += f" -w {math.ceil(count * interval + REACH_WAIT)}" if resend else ""
-    out = node.run(f"ping -q -n -c {count} -i {interval} -W {wait} {options} {address}",
+    out = node.run(_ping_command(address, count, size, dont_fragment, interval, wait, resend),
                    timeout=count * interval + wait + REACH_WAIT + 30, check=False)
-    found = re.search(r"(\d+) packets transmitted, (\d+) received", out)
-    if not found:
-        return 0, count  # "message too long" and friends: nothing left the node
-    return int(found.group(2)), int(found.group(1))
+    return _received_sent(out, count)
+
+
+def ping_loss_each(node: Node, addresses: list[str], count: int, interval: float = 0.2,
+                   wait: float = 2) -> dict[str, tuple[int, int]]:
+    """ping_loss(resend=True) from node to every address at once, in one command: one SSH exec and
+    one ping's time however many addresses (one after the other, each spoke's pings to the others
+    made `verify` grow with the square of the spokes). Each ping's lines are tagged with its address."""
+    tagged = " ".join(f"{{ {_ping_command(address, count, None, True, interval, wait, True)} 2>&1 | "
+                      f"sed 's/^/{address} /'; }} &" for address in addresses)
+    out = node.run(f"{tagged} wait", timeout=count * interval + wait + REACH_WAIT + 30, check=False)
+    lines = out.splitlines()
+    return {address: _received_sent("\n".join(line for line in lines if line.startswith(f"{address} ")), count)
+            for address in addresses}
 
 
 def pings(node: Node, address: str, count: int = 3, size: int | None = None) -> bool:
