@@ -34,8 +34,8 @@ PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp",
     "greKey",
-    "dpdDelay", "retransmitTimeout", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS, "domainType", "memoryMib", "vcpus",
-    "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
+    "dpdDelay", "retransmitTimeout", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS,
+    "domainType", "memoryMib", "vcpus", "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
 MIN_MASTER_SECRET = 16
 # libreswan's own retransmit-timeout (4.x and 5.x): a conn that keeps it does not say it.
