@@ -62,7 +62,7 @@ SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 GUEST=$LAB_ROOT/guest
 SEED_FILES=("$GUEST/lab-seed" "$GUEST/lab-seed.service")
 # Everything that decides the tree's content goes into the recipe hash.
-recipe_hash=$( { cat "$SCRIPT_PATH" "${SEED_FILES[@]}"; echo "$LAB_SEED_STATE"; echo "$MIRROR $SECURITY_MIRROR $SUITE"; } | sha256sum | cut -d' ' -f1)
+recipe_hash=$( { cat "$SCRIPT_PATH" "${SEED_FILES[@]}"; echo "$LAB_SEED_STATE $LAB_UNIT_START_TIMEOUT"; echo "$MIRROR $SECURITY_MIRROR $SUITE"; } | sha256sum | cut -d' ' -f1)
 
 if [ $force -eq 0 ] && [ -d "$ROOT" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$recipe_hash" ]; then
   lab_log "rootfs up to date at $ROOT ($((SECONDS - t0))s)"
@@ -130,12 +130,8 @@ inr systemctl enable openvswitch-switch.service ssh.service ipsec.service
 # with 17 VMs booting on 2 cores ovsdb-server's start then outlasted systemd's
 # 90 s; ovs-vswitchd's start job failed with it, was never retried, and
 # lab-network's ovs-vsctl waited for that daemon for ever (make bench-scale, 16
-# spokes). A start under emulation gets LAB_UNIT_START_TIMEOUT (lab.env).
+# spokes). Their start's bound is set after mmdebstrap (it comes from lab.env).
 [ -e "$R/etc/openvswitch/conf.db" ] || inr ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
-for unit in ovsdb-server ovs-vswitchd; do
-  mkdir -p "$R/etc/systemd/system/$unit.service.d"
-  printf '[Service]\nTimeoutStartSec=%s\n' "$LAB_UNIT_START_TIMEOUT" > "$R/etc/systemd/system/$unit.service.d/lab.conf"
-done
 mkdir -p "$R/etc/systemd/system/ipsec.service.d"
 # _stackmanager modprobes every IPsec and crypto module there is (~25 s of
 # self-tests without KVM); the kernel loads the algorithms a SA uses itself.
@@ -292,6 +288,12 @@ mkdir -p "$work/root/etc/systemd/system/lab-seed.service.d"
 printf '[Unit]\nConditionPathExists=!%s/status\n' "$LAB_SEED_STATE" \
   > "$work/root/etc/systemd/system/lab-seed.service.d/once.conf"
 chroot "$work/root" systemctl enable lab-seed.service
+# OVS's daemons start within LAB_UNIT_START_TIMEOUT, as lab-network does (the hook above says why).
+for unit in ovsdb-server ovs-vswitchd; do
+  mkdir -p "$work/root/etc/systemd/system/$unit.service.d"
+  printf '[Service]\nTimeoutStartSec=%s\n' "$LAB_UNIT_START_TIMEOUT" \
+    > "$work/root/etc/systemd/system/$unit.service.d/lab.conf"
+done
 
 chroot "$work/root" dpkg-query -W -f='${Package} ${Version}\n' > "$work/manifest"
 # Swap in the new tree only once it is complete.
