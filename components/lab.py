@@ -54,7 +54,8 @@ class Lab(pulumi.ComponentResource):
             stack=args.stack, pool_path=config.pool_path, boot=config.boot, hub_boot=config.hub_boot,
             providers={host: providers[host] for host in dict.fromkeys(placement.values())}), opts=child)
         networks = LabNetworks(f"{name}-networks", LabNetworksArgs(
-            stack=args.stack, plan=plan, wan_mtu=config.wan_mtu, providers=providers, placement=placement),
+            stack=args.stack, plan=plan, wan_mtu=config.wan_mtu, providers=providers, placement=placement,
+            spoke_wan_mtus={names.spoke_name(n): mtu for n, mtu in config.spoke_wan_mtus}),
             opts=child)
 
         def node(seed: payload.NodePayload, user_data: pulumi.Input[str], after: LabNode | None) -> LabNode:

@@ -15,6 +15,7 @@ class LabNetworksArgs:
     stack: str
     plan: AddressPlan
     wan_mtu: int
+    spoke_wan_mtus: dict[str, int] = field(default_factory=dict)  # by site name, where it is not wan_mtu
     # Several hosts: host name -> its provider, and site name -> host name. Empty: the default host.
     providers: dict[str, libvirt.Provider] = field(default_factory=dict)
     placement: dict[str, str] = field(default_factory=dict)
@@ -37,6 +38,8 @@ class LabNetworks(pulumi.ComponentResource):
         subnets = {"mgmt": str(plan.mgmt_subnet), **{f"wan-{s.name}": str(s.wan_subnet) for s in plan.sites}}
         props = {"subnets": subnets, "mgmtMode": "none", "wanMtu": args.wan_mtu,
                  "natSites": [s.name for s in plan.sites if s.behind_nat]}
+        if args.spoke_wan_mtus:  # a lab without spokeWans keeps the props it always had
+            props["spokeWanMtus"] = args.spoke_wan_mtus
         super().__init__("lab:index:LabNetworks", name, props, opts)
         mgmt = {host: self._mgmt(f"{name}-mgmt{suffix}", args, provider)
                 for host, suffix, provider in self._hosts(args)}
@@ -67,5 +70,5 @@ class LabNetworks(pulumi.ComponentResource):
         return libvirt.Network(
             f"{name}-wan-{site.name}", name=names.wan_network_name(args.stack, site.name),
             mode="nat" if site.behind_nat else "route", addresses=[str(site.wan_subnet)],
-            mtu=args.wan_mtu, dhcp=libvirt.NetworkDhcpArgs(enabled=False),
+            mtu=args.spoke_wan_mtus.get(site.name, args.wan_mtu), dhcp=libvirt.NetworkDhcpArgs(enabled=False),
             dns=libvirt.NetworkDnsArgs(enabled=False), autostart=True, opts=self._options(provider))

@@ -11,6 +11,7 @@ from lablib import names, report
 from lablib.cmdline import kernel_cmdlines
 from lablib.config import LabSpec
 from lablib.payload import NodePayload
+from lablib.remedies import COMPUTED_MTU
 
 
 @dataclass
@@ -34,16 +35,20 @@ class LabNode(pulumi.ComponentResource):
     ssh_command: str
 
     def __init__(self, name: str, args: LabNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        seed, config, mtu = args.payload, args.spec.config, args.spec.mtu
+        seed, config = args.payload, args.spec.config
         site = seed.site
+        mtu = args.spec.mtu_of(site)
         boot = config.boot_of(site.is_hub)
         props = {
             "role": "hub" if site.is_hub else "spoke", "site": site.name, "ikeId": site.ike_id,
             "wanAddress": str(site.wan_address), "mgmtAddress": str(site.mgmt_address),
             "overlayAddress": str(site.overlay_address), "bridgeAddress": str(site.bridge_address),
             "behindNat": site.behind_nat, "domainType": config.domain_type,
-            "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": config.wan_mtu,
+            "memoryMib": config.memory_mib, "vcpus": config.vcpus, "wanMtu": mtu.wan_mtu,
             "tunnelMtu": mtu.tunnel_mtu, "innerMtu": mtu.inner_mtu, "image": boot.image,
+            # Only where they differ from today's lab (lablib/remedies.py): earlier stacks keep their props.
+            **({"bridgeMtu": mtu.bridge_mtu} if mtu.bridge_mtu else {}),
+            **({"remedy": config.remedy_of(site.number)} if config.remedy_of(site.number) != COMPUTED_MTU else {}),
         }
         super().__init__("lab:index:LabNode", name, props, opts)
         # libvirt names are fixed (names.*): a replacement (`labctl rebuild`) cannot exist beside the old.

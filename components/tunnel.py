@@ -7,6 +7,7 @@ import pulumi
 
 from lablib import payload
 from lablib.config import LabSpec
+from lablib.remedies import COMPUTED_MTU
 from lablib.tunnel import SpokeTunnel
 from providers.remote_config import RemoteConfig
 
@@ -36,14 +37,15 @@ class Tunnel(pulumi.ComponentResource):
         props = {
             "spoke": tunnel.spoke.name, "hubEnd": tunnel.hub_end.as_props(), "spokeEnd": tunnel.spoke_end.as_props(),
             "behindNat": tunnel.spoke.behind_nat, "natT": spec.mtu.nat_t,
-            "wanMtu": spec.config.wan_mtu, "tunnelMtu": spec.mtu.tunnel_mtu, "innerMtu": spec.mtu.inner_mtu,
+            "wanMtu": tunnel.mtu.wan_mtu, "tunnelMtu": tunnel.mtu.tunnel_mtu, "innerMtu": tunnel.mtu.inner_mtu,
+            **({"remedy": tunnel.remedy} if tunnel.remedy != COMPUTED_MTU else {}),
             "overlayPool": str(spec.plan.overlay_pool), "greKey": spec.config.gre_key,
             "hubPort": tunnel.hub_port.as_props(), "spokePort": tunnel.spoke_port.as_props(),
             # A pre-shared key's tunnel carries its key (secret); a certificate's its key type.
             **({"psk": args.psk} if args.psk is not None else {"auth": "cert", "certKey": spec.config.cert_key}),
         }
         super().__init__("lab:index:Tunnel", name, props, opts)
-        hub_side = payload.hub_side(tunnel, spec.mtu)
+        hub_side = payload.hub_side(spec, tunnel)
         RemoteConfig(
             f"{name}-hub-side",
             host=args.hub_host,

@@ -29,7 +29,7 @@ from lablib import names, waits
 from labctl import checks, host, impair, pending
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery, revoke
+from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery, remedies, revoke
 from labctl.fanout import each_spoke
 from labctl.failures import LabGroup
 from labctl.locks import run_unlocked
@@ -295,6 +295,21 @@ def drill_fragments(stack: str, site: str | None, drop: float, count: int, size:
     """The original failure (wrong tunnel MTU + WAN fragment loss), then the computed MTU."""
     host.enter_lab_namespace(stack)
     print_report(fragments.run(stacks.load(stack), site, drop, count, size, progress(as_json)), as_json)
+
+
+@drill.command("remedies")
+@STACK
+@click.option("--drop", type=PCT, default=30, show_default=True, help="Share of every WAN's fragments dropped, %.")
+@click.option("--count", type=click.IntRange(20, 2000), default=200, show_default=True)
+@click.option("--size", type=click.IntRange(1280, 9000), default=1400, show_default=True,
+              help="Ping size (IP packet), bytes: the write-up's large packets.")
+@click.option("--light-loss", type=click.FloatRange(0.1, 20), default=1, show_default=True,
+              help="Random loss for the second goodput figure, %.")
+@JSON
+def drill_remedies(stack: str, drop: float, count: int, size: int, light_loss: float, as_json: bool) -> None:
+    """The write-up's table: every spoke's remedy, measured at once under WAN fragment loss."""
+    host.enter_lab_namespace(stack)
+    print_report(remedies.run(stacks.load(stack), drop, count, size, light_loss, progress(as_json)), as_json)
 
 
 @drill.command("interrupt")

@@ -6,6 +6,7 @@ host of lab:hosts is reached through that host (SSH jump host).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -217,3 +218,11 @@ def diagnostics(node: Node, domain: str) -> str:
                     "ovs-vsctl show", "ip -br addr", "journalctl -u ipsec -n 30 --no-pager"):
         parts += [f"----- {node.name}: {command}", node.run(command, check=False)]
     return "\n".join(parts)
+
+
+def goodput_mbps(client: Node, server: Node, address: str, seconds: int = 8, port: int = 5201) -> float:
+    """TCP goodput client -> server at address (iperf3, received side), Mbit/s; one server per port,
+    for one test (-1), so that several clients can measure at once."""
+    server.run(f"iperf3 -s -1 -D -p {port} && sleep 1")
+    report = json.loads(client.run(f"iperf3 -J -t {seconds} -p {port} -c {address}", timeout=seconds + 60))
+    return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)

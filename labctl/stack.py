@@ -220,14 +220,6 @@ class LabStack:
         """Every serial the lab CA's CRL lists."""
         return {entry["serial"] for entry in self.outputs.get("revoked") or []}  # type: ignore[union-attr]
 
-    @property
-    def tunnel_mtu(self) -> int:
-        return int(self.outputs["tunnelMtu"])  # type: ignore[arg-type]
-
-    @property
-    def inner_mtu(self) -> int:
-        return int(self.outputs["innerMtu"])  # type: ignore[arg-type]
-
     def info(self, site: str, key: str) -> str:
         return str(self.node_info[site][key])
 

@@ -6,20 +6,22 @@ tests do the same from that file.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 from dataclasses import dataclass
 from typing import Mapping
 
 from lablib import inputs, names
-from lablib.addressing import AddressPlan, AddressSettings, build_plan
+from lablib.addressing import AddressPlan, AddressSettings, Site, build_plan
 from lablib.auth import AUTH_KEYS, parse_auth
 from lablib.boot import HUB_KEYS, BootFiles, check_seed_reader, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals, proposal_line
 from lablib.errors import ConfigError
 from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
-from lablib.mtu import MtuPlan, plan_mtu
+from lablib.mtu import MtuPlan, plan_site_mtus
 from lablib.netcheck import check_special
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, REMEDY_KEYS, parse_remedies
 from lablib.sshkeys import check_key_pair
 
 __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
@@ -33,7 +35,7 @@ SECRET_KEYS = ("masterSecret", "sshPrivateKey")
 PLAIN_KEYS = (
     "spokes", "routedSpokes", "hubSubnet", "spokeSubnetPool", "siteSubnetPrefix", "overlayPool",
     "bridgeSubnet", "mgmtSubnet", "wanMtu", "interfaceMode", *MODE_SPOKE_KEYS.values(), "tunnelMark", "ike", "esp",
-    "greKey",
+    "greKey", *REMEDY_KEYS,
     "dpdDelay", "retransmitTimeout", *AUTH_KEYS, "image", "kernel", "initrd", "kernelCmdline", *HUB_KEYS,
     "domainType", "memoryMib", "vcpus", "installPackages", "poolPath", "sshPublicKey", HOSTS, SPOKE_HOSTS,
 )
@@ -70,6 +72,10 @@ class LabConfig:
     cert_key: str = "ecdsa-p256"  # a name of lablib.crypto.CERT_KEYS: the CA's and every site's key type
     ca_valid_until: datetime.date = datetime.date(2036, 12, 31)  # notAfter of the CA and every certificate
     revoked_spokes: frozenset[int] = frozenset()  # cert spokes whose certificate the hub refuses
+    # Remedies (lablib/remedies.py): (spoke number, remedy) where it is not computed-mtu, and
+    # (spoke number, WAN MTU) where it is not wan_mtu.
+    spoke_remedies: tuple[tuple[int, str], ...] = ()
+    spoke_wan_mtus: tuple[tuple[int, int], ...] = ()
 
     @property
     def tunnel_interface(self) -> str:
@@ -91,6 +97,13 @@ class LabConfig:
         """How spoke number `spoke` authenticates, "psk" or "cert" (its hub-side conn alike)."""
         return dict(self.spoke_auths).get(spoke, self.auth)
 
+    def remedy_of(self, spoke: int) -> str:
+        """What keeps spoke number `spoke`'s ESP from fragmenting (lablib.remedies.REMEDIES)."""
+        return dict(self.spoke_remedies).get(spoke, COMPUTED_MTU)
+
+    def wan_mtu_of(self, spoke: int) -> int:
+        return dict(self.spoke_wan_mtus).get(spoke, self.wan_mtu)
+
     @property
     def uses_certs(self) -> bool:
         """Any site authenticates with a certificate: then the lab has a CA and the hub a certificate too."""
@@ -104,8 +117,15 @@ class LabSpec:
 
     config: LabConfig
     plan: AddressPlan
-    mtu: MtuPlan
+    mtu: MtuPlan  # the hub's, and every spoke's not in spoke_mtus (bridge_mtu aside: the hub's only)
     hosts: HostPlan = HostPlan()  # which libvirt host each site runs on; empty: the one default host
+    spoke_mtus: tuple[tuple[int, MtuPlan], ...] = ()  # (spoke number, plan) where its WAN or remedy differs
+
+    def mtu_of(self, site: Site) -> MtuPlan:
+        """The MTUs site's own devices get (lablib.mtu.plan_site_mtus)."""
+        if site.is_hub:
+            return self.mtu
+        return dict(self.spoke_mtus).get(site.number, dataclasses.replace(self.mtu, bridge_mtu=0))
 
 
 _required = inputs.required
@@ -186,6 +206,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     check_key_pair(secrets["sshPrivateKey"] or "", ssh_key)
     pool_path = inputs.directory_path("poolPath", _required(raw, "poolPath").strip())
     auth = parse_auth(raw, spokes)
+    remedies = parse_remedies(raw, spokes, wan_mtu)
 
     addresses = AddressSettings(
         spokes=spokes,
@@ -222,13 +243,13 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         cert_key=auth.cert_key,
         ca_valid_until=auth.ca_valid_until,
         revoked_spokes=auth.revoked_spokes,
+        spoke_remedies=remedies.spoke_remedies,
+        spoke_wan_mtus=remedies.spoke_wan_mtus,
     )
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)
-    return LabSpec(
-        config=config,
-        plan=plan,
-        hosts=hosts,
-        # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
-        mtu=plan_mtu(wan_mtu, esp_proposals, nat_t=True, gre_key=gre_key),
-    )
+    # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
+    hub_mtu, spoke_mtus = plan_site_mtus(wan_mtu, dict(config.spoke_wan_mtus),
+                                         {n for n, remedy in config.spoke_remedies if remedy == AS_DEPLOYED},
+                                         esp_proposals, nat_t=True, gre_key=gre_key)
+    return LabSpec(config=config, plan=plan, hosts=hosts, mtu=hub_mtu, spoke_mtus=tuple(sorted(spoke_mtus.items())))

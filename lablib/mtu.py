@@ -7,7 +7,8 @@ the WAN MTU, and the OVS bridge MTU leaves room for GRE on top of that.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import AbstractSet, Mapping
 
 from lablib.crypto import OVERHEAD_BYTES, Proposal
 
@@ -30,6 +31,13 @@ class MtuPlan:
     gre_key: bool
     tunnel_mtu: int  # MTU of ipsec0 / the XFRM interface: largest packet into ESP
     inner_mtu: int  # MTU of br0: largest frame payload over GRE over ESP
+    # br0's own MTU where it must take larger frames than the site sends (the hub of a lab with
+    # as-deployed spokes: theirs); the site's routes on br0 keep inner_mtu. 0: inner_mtu.
+    bridge_mtu: int = 0
+
+    @property
+    def bridge_device_mtu(self) -> int:
+        return self.bridge_mtu or self.inner_mtu
 
 
 def largest_esp_payload(wan_mtu: int, proposal: Proposal, nat_t: bool) -> int:
@@ -57,3 +65,22 @@ def plan_mtu(wan_mtu: int, esp_proposals: list[Proposal], nat_t: bool, gre_key: 
         tunnel_mtu=tunnel_mtu,
         inner_mtu=tunnel_mtu - gre_overhead(gre_key),
     )
+
+
+def plan_site_mtus(hub_wan: int, spoke_wans: Mapping[int, int], as_deployed: AbstractSet[int],
+                   esp_proposals: list[Proposal], nat_t: bool, gre_key: bool) -> tuple[MtuPlan, dict[int, MtuPlan]]:
+    """The hub's plan, and each spoke's where it is not the hub's (bridge_mtu aside: only the hub has one). spoke_wans: the spokes whose WAN
+    MTU is not hub_wan (lab:wanMtu). br0 is one segment: every site but an as-deployed spoke gets
+    the inner MTU that holds for all of them; a spoke's tunnel MTU fits its path to the hub (the
+    smaller WAN of the two). An as-deployed spoke gets the WAN MTU on its tunnel and the WAN MTU
+    minus GRE on br0, as the original deployment had; the hub's br0 then takes its frames."""
+    hub = plan_mtu(hub_wan, esp_proposals, nat_t, gre_key)
+    paths = {n: plan_mtu(min(wan, hub_wan), esp_proposals, nat_t, gre_key) for n, wan in spoke_wans.items()}
+    segment = min([hub.inner_mtu] + [p.inner_mtu for n, p in paths.items() if n not in as_deployed])
+    spokes = {n: replace(path, wan_mtu=spoke_wans[n], inner_mtu=segment) for n, path in paths.items()}
+    for n in as_deployed:
+        wan = spoke_wans.get(n, hub_wan)
+        spokes[n] = replace(hub, wan_mtu=wan, tunnel_mtu=wan, inner_mtu=wan - gre_overhead(gre_key))
+    widest = max([segment] + [spokes[n].inner_mtu for n in as_deployed])
+    hub = replace(hub, inner_mtu=segment)
+    return replace(hub, bridge_mtu=widest if widest > segment else 0), {n: p for n, p in spokes.items() if p != hub}

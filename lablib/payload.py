@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from lablib import names, render
 from lablib.addressing import Site
 from lablib.config import LabSpec
-from lablib.mtu import MtuPlan
 from lablib.render import PayloadFile
-from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
+from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, spoke_tunnel
 
 
 def tunnel_files(end: ConnEnd, psk: str | None) -> list[PayloadFile]:
@@ -53,19 +52,23 @@ def pki_files(site: str, credentials: SiteCredentials) -> list[PayloadFile]:
 
 def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) -> str:
     """The per-boot script: tunnel device + MTU, overlay route, bridge (+ the spoke's GRE port).
-    Each site's device is of its own end's interface mode (the hub's: interfaceMode, for every spoke)."""
+    Each site's device is of its own end's interface mode (the hub's: interfaceMode, for every spoke);
+    the hub also sets the routes of its as-deployed spokes (lablib/remedies.py)."""
     plan = spec.plan
     if tunnel is None:
         ports: list[GrePort] = []  # hub ports arrive with each spoke's Tunnel
         overlay_route = str(plan.overlay_pool)
         vti_remote = "0.0.0.0"  # one shared VTI for every spoke, whatever its address
         mode = spec.config.interface_mode
+        as_deployed = [t for t in map(lambda s: spoke_tunnel(spec, s), plan.spokes) if t.as_deployed]
     else:
         ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))
         vti_remote = str(plan.hub.wan_address)
         mode = tunnel.spoke_end.interface_mode
-    return render.render_lab_network(site, mode, spec.config, spec.mtu, ports, overlay_route, vti_remote)
+        as_deployed = []
+    return render.render_lab_network(site, mode, spec.config, spec.mtu_of(site), ports, overlay_route, vti_remote,
+                                     route_lock=tunnel is not None and tunnel.as_deployed, as_deployed=as_deployed)
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | No
         site=site,
         wan_mac=wan_mac,
         mgmt_mac=mgmt_mac,
-        network_config=render.render_network_config(site, config.wan_mtu, wan_mac, mgmt_mac),
+        network_config=render.render_network_config(site, spec.mtu_of(site).wan_mtu, wan_mac, mgmt_mac),
         # A stable instance-id: cloud-init must not re-run on the second `pulumi up`.
         meta_data=render.render_meta_data(domain, site),
         console_xslt=render.render_console_xslt(names.console_log_path(domain)),
@@ -148,13 +151,14 @@ class HubSide:
         return [vars(f) for f in tunnel_files(self.end, psk)]
 
 
-def hub_side(tunnel: SpokeTunnel, mtu: MtuPlan) -> HubSide:
-    end, port = tunnel.hub_end, tunnel.hub_port
+def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:
+    """The hub's end of tunnel, with the MTUs the hub needs (spec.mtu)."""
+    end, hub = tunnel.hub_end, spec.plan.hub
     return HubSide(
         end=end,
-        up_script=render.render_hub_tunnel_up(end, port, mtu),
-        down_script=render.render_hub_tunnel_down(end, port, tunnel_paths(end)),
-        check_script=render.render_hub_tunnel_check(end, port, mtu),
+        up_script=render.render_hub_tunnel_up(tunnel, hub, spec.mtu),
+        down_script=render.render_hub_tunnel_down(tunnel, hub, tunnel_paths(end)),
+        check_script=render.render_hub_tunnel_check(tunnel, spec.mtu),
     )
 
 

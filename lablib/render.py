@@ -16,7 +16,7 @@ from lablib.waits import CRL_ENFORCE_INTERVAL, CRL_ENFORCE_SECONDS, NSS_CRL_CHEC
 from lablib.addressing import Site
 from lablib.config import LabConfig
 from lablib.mtu import MtuPlan
-from lablib.tunnel import ConnEnd, GrePort
+from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
 
 TEMPLATE_DIRS = [names.PROJECT_DIR / "cloud-init", names.PROJECT_DIR / "libvirt"]
 
@@ -55,10 +55,13 @@ def render_secrets(end: ConnEnd, psk: str) -> str:
 
 
 def render_lab_network(site: Site, mode: str, config: LabConfig, mtu: MtuPlan, ports: Sequence[GrePort],
-                       overlay_route: str, vti_remote: str) -> str:
+                       overlay_route: str, vti_remote: str, route_lock: bool = False,
+                       as_deployed: Sequence[SpokeTunnel] = ()) -> str:
+    """route_lock: an as-deployed spoke's route to the hub; as_deployed: the hub's as-deployed spokes."""
     return _render("lab-network.sh.j2", site=site, mode=mode, mark=config.tunnel_mark,
                    interface_name=names.tunnel_interface(mode, config.tunnel_mark),
-                   mtu=mtu, ports=ports, overlay_route=overlay_route, vti_remote=vti_remote)
+                   mtu=mtu, ports=ports, overlay_route=overlay_route, vti_remote=vti_remote,
+                   route_lock=route_lock, as_deployed=as_deployed)
 
 
 @cache
@@ -72,16 +75,17 @@ def render_ipsec_compat() -> str:
     return _render("lab-ipsec-compat.sh.j2")
 
 
-def render_hub_tunnel_up(end: ConnEnd, port: GrePort, mtu: MtuPlan) -> str:
-    return _render("hub-tunnel-up.sh.j2", end=end, port=port, mtu=mtu)
+def render_hub_tunnel_up(tunnel: SpokeTunnel, hub: Site, mtu: MtuPlan) -> str:
+    return _render("hub-tunnel-up.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, hub=hub, mtu=mtu)
 
 
-def render_hub_tunnel_check(end: ConnEnd, port: GrePort, mtu: MtuPlan) -> str:
-    return _render("hub-tunnel-check.sh.j2", end=end, port=port, mtu=mtu)
+def render_hub_tunnel_check(tunnel: SpokeTunnel, mtu: MtuPlan) -> str:
+    return _render("hub-tunnel-check.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, mtu=mtu)
 
 
-def render_hub_tunnel_down(end: ConnEnd, port: GrePort, files: Sequence[str]) -> str:
-    return _render("hub-tunnel-down.sh.j2", end=end, port=port, files=files)
+def render_hub_tunnel_down(tunnel: SpokeTunnel, hub: Site, files: Sequence[str]) -> str:
+    return _render("hub-tunnel-down.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, hub=hub,
+                   files=files)
 
 
 def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: str, install_packages: bool,

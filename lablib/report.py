@@ -10,6 +10,7 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 from lablib.addressing import Site
 from lablib.config import LabSpec
 from lablib.hosts import routes as lab_routes
+from lablib.remedies import COMPUTED_MTU
 
 
 def ssh_command(site: Site) -> str:
@@ -38,11 +39,21 @@ def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
         "ikeId": site.ike_id,
         "sshCommand": ssh_command(site),
         "tunnelInterface": tunnel_interface(spec, site),
-        "tunnelMtu": spec.mtu.tunnel_mtu,
-        "innerMtu": spec.mtu.inner_mtu,
+        "tunnelMtu": spec.mtu_of(site).tunnel_mtu,
+        "innerMtu": spec.mtu_of(site).inner_mtu,
+        **remedy_fields(spec, site),
         **host_fields(spec, site),
         **auth_fields(spec, site),
     }
+
+
+def remedy_fields(spec: LabSpec, site: Site) -> dict[str, object]:
+    """Only what differs from a lab without remedies (unchanged output): a spoke's remedy and WAN
+    MTU, the hub's br0 MTU where it takes an as-deployed spoke's larger frames."""
+    mtu, remedy = spec.mtu_of(site), "" if site.is_hub else spec.config.remedy_of(site.number)
+    return {**({"remedy": remedy} if remedy not in ("", COMPUTED_MTU) else {}),
+            **({"wanMtu": mtu.wan_mtu} if mtu.wan_mtu != spec.config.wan_mtu else {}),
+            **({"bridgeMtu": mtu.bridge_mtu} if mtu.bridge_mtu else {})}
 
 
 def auth_fields(spec: LabSpec, site: Site) -> dict[str, object]:
@@ -74,12 +85,18 @@ def inventory_yaml(spec: LabSpec) -> str:
                 "wan_address": str(site.wan_address), "overlay_address": str(site.overlay_address),
                 "bridge_address": str(site.bridge_address), "ike_id": site.ike_id,
                 "behind_nat": site.behind_nat, **{f"libvirt_{k}": v for k, v in host_fields(spec, site).items()},
-                **own_interface(site)}
+                **own_interface(site), **own_mtus(site)}
 
     def own_interface(site: Site) -> dict[str, str]:
         """A spoke not of the default mode overrides the group's tunnel_interface."""
         interface = tunnel_interface(spec, site)
         return {} if interface == config.tunnel_interface else {"tunnel_interface": interface}
+    def own_mtus(site: Site) -> dict[str, int]:
+        """A site whose MTUs are not the lab's (lab:spokeWans, asDeployedSpokes) overrides the group's."""
+        mtu = spec.mtu_of(site)
+        own = {"tunnel_mtu": mtu.tunnel_mtu, "inner_mtu": mtu.inner_mtu, "wan_mtu": mtu.wan_mtu}
+        return {key: value for key, value in own.items() if value != {
+            "tunnel_mtu": spec.mtu.tunnel_mtu, "inner_mtu": spec.mtu.inner_mtu, "wan_mtu": config.wan_mtu}[key]}
     config, plan = spec.config, spec.plan
     inventory = {"all": {
         "vars": {"ansible_ssh_private_key_file": str(names.SSH_KEY_FILE),
@@ -116,7 +133,7 @@ def mermaid(spec: LabSpec) -> str:
     for spoke in plan.spokes:
         lines.append(f'  {spoke.name}["{spoke.name}<br/>WAN {spoke.wan_address}'
                      f'<br/>overlay {spoke.overlay_address}{on(spoke)}"]')
-        link = f"IKEv2/ESP {spec.config.mode_of(spoke.number)} MTU {spec.mtu.tunnel_mtu}, GRE {spoke.gre_port}"
+        link = f"IKEv2/ESP {spec.config.mode_of(spoke.number)} MTU {spec.mtu_of(spoke).tunnel_mtu}, GRE {spoke.gre_port}"
         if spoke.behind_nat:
             lines.append(f"  nat_{spoke.name}{{{{NAT}}}}")
             lines.append(f"  {spoke.name} -- \"{link}\" --> nat_{spoke.name} --> {hub.name}")

@@ -12,6 +12,8 @@ from lablib import names
 from lablib.addressing import Site
 from lablib.config import LIBRESWAN_RETRANSMIT_TIMEOUT, LabSpec
 from lablib.crypto import CERT_KEYS
+from lablib.mtu import MtuPlan
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,11 @@ class GrePort:
     local_ip: str
     remote_ip: str
     key: int | None
+    df: bool = True  # OVS's df_default; as-deployed: false, so the GRE packet may fragment
 
     def as_props(self) -> dict[str, object]:
-        return {"name": self.name, "localIp": self.local_ip, "remoteIp": self.remote_ip, "key": self.key}
+        return {"name": self.name, "localIp": self.local_ip, "remoteIp": self.remote_ip, "key": self.key,
+                **({} if self.df else {"df": False})}
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,14 @@ class SpokeTunnel:
     spoke_end: ConnEnd
     hub_port: GrePort  # on the hub's bridge, towards the spoke
     spoke_port: GrePort  # on the spoke's bridge, towards the hub
+    mtu: MtuPlan  # the spoke's own MTUs (spec.mtu_of)
+    remedy: str = COMPUTED_MTU  # lablib.remedies.REMEDIES
+
+    @property
+    def as_deployed(self) -> bool:
+        """Both ends keep the original failure: the route to the peer's overlay address locked to the
+        spoke's tunnel MTU (its WAN MTU), GRE without DF."""
+        return self.remedy == AS_DEPLOYED
 
 
 def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str,
@@ -129,6 +141,7 @@ def _port(spec: LabSpec, local: Site, remote: Site, spoke: Site) -> GrePort:
         local_ip=str(local.overlay_address),
         remote_ip=str(remote.overlay_address),
         key=spoke.number if spec.config.gre_key else None,
+        df=spec.config.remedy_of(spoke.number) != AS_DEPLOYED,
     )
 
 
@@ -147,4 +160,6 @@ def spoke_tunnel(spec: LabSpec, spoke: Site) -> SpokeTunnel:
         spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan, spec.config.mode_of(spoke.number), auth),
         hub_port=_port(spec, hub, spoke, spoke),
         spoke_port=_port(spec, spoke, hub, spoke),
+        mtu=spec.mtu_of(spoke),
+        remedy=spec.config.remedy_of(spoke.number),
     )

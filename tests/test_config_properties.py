@@ -112,7 +112,7 @@ def test_any_config_is_one_config_error_or_a_sound_plan(drawn) -> None:
         document = yaml.safe_load(user_data)
         assert document["users"][0]["ssh_authorized_keys"] == [config.ssh_public_key]
         if tunnel is not None:
-            hub = payload.hub_side(tunnel, spec.mtu)
+            hub = payload.hub_side(spec, tunnel)
             assert not CONTROL & set(hub.up_script + "".join(f["content"] for f in hub.files(psk)))
     for boot in (config.boot, config.hub_boot):
         cmdlines = kernel_cmdlines(boot.kernel_cmdline)

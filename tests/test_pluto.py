@@ -164,7 +164,7 @@ def sides(overrides: dict[str, Any]) -> list[Side]:
     plan = spec.plan
     psks = {spoke.name: derive_psk(TEST_MASTER_SECRET, plan.hub.ike_id, spoke.ike_id) for spoke in plan.spokes}
     tunnels = [spoke_tunnel(spec, spoke) for spoke in plan.spokes]
-    hub_sides = [payload.hub_side(tunnel, spec.mtu) for tunnel in tunnels]
+    hub_sides = [payload.hub_side(spec, tunnel) for tunnel in tunnels]
     hub_ends = [tunnel.hub_end for tunnel in tunnels]
     scripts = {side.end.conn_name: (ipsec_steps(side.up_script), ipsec_steps(side.down_script)) for side in hub_sides}
     spoke = plan.spokes[0]

@@ -100,7 +100,7 @@ def nss_nicknames(listing: str) -> dict[str, str]:
 
 def hub_run(suite: str, spec: LabSpec, pki: Pki, revoking: payload.HubPki, work: Path) -> None:
     plan, where = spec.plan, f"{suite} hub"
-    sides = [payload.hub_side(spoke_tunnel(spec, spoke), spec.mtu) for spoke in plan.spokes]
+    sides = [payload.hub_side(spec, spoke_tunnel(spec, spoke)) for spoke in plan.spokes]
     conns = [side.end.conn_name for side in sides]
     hub_pki = payload.hub_pki(spec)
     revoked = [name for name in pki.credentials if name != names.HUB][:1]

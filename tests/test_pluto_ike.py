@@ -109,7 +109,7 @@ def test_certificates_authenticate_and_a_revoked_spoke_is_refused(suite: str, ce
     plan, pki = spec.plan, make_pki(spec)
     hub, spoke = plan.hub, plan.spokes[0]
     tunnel = spoke_tunnel(spec, spoke)
-    side = payload.hub_side(tunnel, spec.mtu)
+    side = payload.hub_side(spec, tunnel)
     conn, spoke_conn = side.end.conn_name, tunnel.spoke_end.conn_name
     with PlutoTree(suite, tmp_path / "hub", wire[0]) as hub_tree, \
             PlutoTree(suite, tmp_path / "spoke", wire[1]) as spoke_tree:

@@ -20,7 +20,7 @@ PSK = "not-a-real-key"
 def hub_side_props() -> dict[str, Any]:
     """spoke1's hub-side props as the component gives them."""
     spec = parse_lab()
-    side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]), spec.mtu)
+    side = payload.hub_side(spec, spoke_tunnel(spec, spec.plan.spokes[0]))
     return {"name": "lab-spoke1-tunnel-hub-side", "host": "10.10.0.2", "user": names.SSH_USER, "privateKey": "k",
             "files": side.files(PSK), "upScript": side.up_script, "downScript": side.down_script,
             "checkScript": side.check_script, "readyTimeout": 900}

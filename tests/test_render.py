@@ -91,7 +91,7 @@ def test_lab_network_script_sets_the_computed_mtu(mode: str) -> None:
 
 def test_hub_push_scripts_add_and_remove_the_same_port_and_conn() -> None:
     spec = parse_lab()
-    hub_side = payload.hub_side(spoke_tunnel(spec, spec.plan.spokes[0]), spec.mtu)
+    hub_side = payload.hub_side(spec, spoke_tunnel(spec, spec.plan.spokes[0]))
     up, down = hub_side.up_script, hub_side.down_script
     assert f"add-port {names.BRIDGE} gre-spoke1" in up and "options:key=1" in up
     assert f"ipsec addconn --config {names.IPSEC_CONF} hub-spoke1\n" in up
@@ -158,7 +158,7 @@ def run_check(script: str, tmp_path: Path, ports: dict[str, dict[str, str]], con
 def test_the_hub_check_script_passes_on_what_the_up_script_does_and_names_each_difference(tmp_path: Path) -> None:
     spec = parse_lab()
     tunnel = spoke_tunnel(spec, spec.plan.spokes[0])
-    side, port, device = payload.hub_side(tunnel, spec.mtu), tunnel.hub_port, tunnel.hub_end.interface_name
+    side, port, device = payload.hub_side(spec, tunnel), tunnel.hub_port, tunnel.hub_end.interface_name
     subprocess.run(["sh", "-n"], input=side.check_script, text=True, check=True)
     assert f"mtu {spec.mtu.tunnel_mtu}" in side.up_script and f"mtu_request={spec.mtu.inner_mtu}" in side.up_script
     gre = {"type": "gre", "options:local_ip": f'"{port.local_ip}"', "options:remote_ip": f'"{port.remote_ip}"',

@@ -30,7 +30,8 @@ from typing import Any, Callable
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.bench_guest import boot_breakdown, domain_started, goodput_mbps, qemu_rss_mib  # noqa: E402
+from tools.bench_guest import boot_breakdown, domain_started, qemu_rss_mib  # noqa: E402
+from labctl.node import goodput_mbps  # noqa: E402
 from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
                              domain_type, lab_nodes, names, payload_done, pulumi, run_program, stack_nodes,
                              stack_values, timed, up_with_events, wait_tunnels, wait_until)

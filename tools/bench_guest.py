@@ -90,8 +90,3 @@ def qemu_rss_mib(domain: str) -> float:
     raise RuntimeError(f"no qemu process for domain {domain}")
 
 
-def goodput_mbps(client: Node, server: Node, address: str, seconds: int = 8) -> float:
-    """TCP goodput client -> server at address (iperf3, received side), Mbit/s."""
-    server.run("iperf3 -s -1 -D && sleep 1")
-    report = json.loads(client.run(f"iperf3 -J -t {seconds} -c {address}", timeout=seconds + 60))
-    return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)

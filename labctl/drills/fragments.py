@@ -16,6 +16,7 @@ import click
 
 from lablib import names
 from lablib.mtu import gre_overhead
+from lablib.remedies import AS_DEPLOYED
 from labctl import host, impair
 from labctl.drills import DrillReport, Echo, pick_spoke, require_healthy
 from labctl.node import Node, ping_loss
@@ -34,6 +35,10 @@ class End:
         self.own = lab.info(site, "overlayAddress")
         self.peer = lab.info(peer, "overlayAddress")
         self.port = names.gre_port(peer)
+        info = lab.node_info[site]
+        # The site's planned MTUs, which phase 2 and the end of the drill put back.
+        self.tunnel_mtu = int(info["tunnelMtu"])  # type: ignore[call-overload]
+        self.bridge_mtu = int(info.get("bridgeMtu") or info["innerMtu"])  # type: ignore[call-overload]
         self.saved_route = self.node.run(f"ip -o route show {self.peer}/32").strip()  # exact match
 
     def set_mtus(self, tunnel_mtu: int, inner_mtu: int, lock: int | None) -> None:
@@ -58,15 +63,20 @@ def dropped_fragments(lab: LabStack, spoke: str) -> int:
 
 
 def loss_text(received: int, sent: int) -> str:
-    return f"{sent - received}/{sent} ({100 * (sent - received) / sent:.1f} %)"
+    return f"{sent - received}/{sent} ({100 * (sent - received) / sent:.1f} %)" if sent else "none sent"
 
 
 def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int, echo: Echo) -> DrillReport:
     spoke = pick_spoke(lab, site)
-    wan_mtu = int(lab.config["wanMtu"])  # type: ignore[arg-type]
+    info = lab.node_info[spoke]
+    if info.get("remedy") == AS_DEPLOYED:
+        raise click.BadParameter(f"{spoke} is as-deployed (lab:asDeployedSpokes): it has no computed MTU to "
+                                 "compare with; pick a spoke with the computed MTU", param_hint="--site")
+    wan_mtu = int(info.get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
+    tunnel_mtu, inner_mtu = int(lab.info(spoke, "tunnelMtu")), int(lab.info(spoke, "innerMtu"))
     replay_inner = wan_mtu - gre_overhead(bool(lab.config["greKey"]))
-    if not lab.inner_mtu < size <= replay_inner:
-        raise click.BadParameter(f"{size} must be more than the inner MTU {lab.inner_mtu} (so the computed MTU "
+    if not inner_mtu < size <= replay_inner:
+        raise click.BadParameter(f"{size} must be more than the inner MTU {inner_mtu} (so the computed MTU "
                                  f"has to fragment it) and at most {replay_inner} (WAN MTU minus GRE)",
                                  param_hint="--size")
     require_healthy(lab)
@@ -93,17 +103,17 @@ def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int,
                                   f"pings of {size} B lost": loss_text(*loss_1),
                                   f"DF pings of {size} B lost": loss_text(*df_1),
                                   "fragments dropped on the WAN": str(dropped_fragments(lab, spoke))}
-        echo(f"phase 2, computed MTU: tunnel {lab.tunnel_mtu}, br0 {lab.inner_mtu}")
-        restore_mtus(lab, ends)
+        echo(f"phase 2, computed MTU: tunnel {tunnel_mtu}, br0 {inner_mtu}")
+        restore_mtus(ends)
         impair.apply(lab, spoke, impair.Impairment(frag_drop_pct=drop_pct))  # counter back to 0
         loss_2 = ping_loss(node, hub_bridge, count, size, dont_fragment=False, interval=0.1)
-        df_2 = ping_loss(node, hub_bridge, DF_PINGS, lab.inner_mtu, dont_fragment=True)
-        columns["computed MTU"] = {"MTU tunnel / br0": f"{lab.tunnel_mtu} / {lab.inner_mtu}",
+        df_2 = ping_loss(node, hub_bridge, DF_PINGS, inner_mtu, dont_fragment=True)
+        columns["computed MTU"] = {"MTU tunnel / br0": f"{tunnel_mtu} / {inner_mtu}",
                                    f"pings of {size} B lost": loss_text(*loss_2),
-                                   f"DF pings of {size} B lost": f"{loss_text(*df_2)} at {lab.inner_mtu} B",
+                                   f"DF pings of {size} B lost": f"{loss_text(*df_2)} at {inner_mtu} B",
                                    "fragments dropped on the WAN": str(dropped_fragments(lab, spoke))}
     finally:
-        restore_mtus(lab, ends)
+        restore_mtus(ends)
         impair.apply(lab, spoke, found_impairment)
     pct_1 = 100 * (loss_1[1] - loss_1[0]) / loss_1[1]
     pct_2 = 100 * (loss_2[1] - loss_2[0]) / loss_2[1]
@@ -123,7 +133,7 @@ def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int,
     return report
 
 
-def restore_mtus(lab: LabStack, ends: list[End]) -> None:
+def restore_mtus(ends: list[End]) -> None:
     for end in ends:
         end.set_gre_df(True)
-        end.set_mtus(lab.tunnel_mtu, lab.inner_mtu, lock=None)
+        end.set_mtus(end.tunnel_mtu, end.bridge_mtu, lock=None)

@@ -58,9 +58,11 @@ capacity_budget = stack_policy(
     "The lab VMs of each libvirt host together stay within that host's memory and vCPU budget.",
     check_capacity, enforcement=EnforcementLevel.ADVISORY, schema=CAPACITY_SCHEMA)
 
-KVM_SCHEMA = PolicyConfigSchema({"productionStackPattern": {
+# Which stacks are production ones: the KVM rule's and the MTU rule's (as-deployed spokes) pack config.
+PRODUCTION_PATTERN = {"productionStackPattern": {
     "type": "string", "default": r"(^|[^a-z])prod(uction)?([^a-z]|$)",
-    "description": "Case-insensitive regular expression: stacks whose name matches must use KVM."}})
+    "description": "Case-insensitive regular expression: stacks whose name matches are production stacks."}}
+KVM_SCHEMA = PolicyConfigSchema(PRODUCTION_PATTERN)
 
 
 def is_production(stack: str, pattern: str) -> bool:

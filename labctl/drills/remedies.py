@@ -1,0 +1,124 @@
+"""`drill remedies`: the field write-up's table of remedies, measured on every spoke at once.
+
+Each spoke keeps the tunnel shape its stack declares (lablib/remedies.py):
+the computed MTU through its VTI or XFRM interface, or as-deployed, the
+original failure. The drill drops --drop % of every spoke's WAN fragments,
+as the ADSL line did, and measures per spoke: pings of --size bytes without
+DF (all spokes at once), don't-fragment pings of the spoke's br0 MTU, and TCP
+goodput through the overlay (iperf3, one spoke after the other so that each
+has the hub's CPU to itself), also under --light-loss % random loss (ESP in
+TCP's weakness: TCP inside TCP). The bound: an as-deployed spoke loses at
+least 20 % (the failure replayed), every other spoke nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import click
+
+from lablib import names
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU
+from labctl import impair
+from labctl.drills import DrillReport, Echo, require_healthy
+from labctl.drills.fragments import MIN_LOSS_PCT, dropped_fragments, loss_text
+from labctl.fanout import each_spoke
+from labctl.node import goodput_mbps, ping_loss
+from labctl.stack import LabStack
+
+DF_PINGS = 10
+GOODPUT_SECONDS = 5
+IPERF_PORT = 5201  # the first spoke's iperf3 server on the hub; the next spoke's the next port
+
+
+@dataclass
+class Column:
+    """One spoke's figures."""
+
+    spoke: str
+    remedy: str
+    mode: str
+    mtus: str = ""
+    loss: tuple[int, int] = (0, 0)  # received, sent
+    df_loss: tuple[int, int] = (0, 0)
+    fragments_dropped: int = 0
+    goodput: float = 0.0
+    goodput_lossy: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.spoke} {self.remedy}" + (f" ({self.mode})" if self.remedy == COMPUTED_MTU else "")
+
+    @property
+    def loss_pct(self) -> float:
+        received, sent = self.loss
+        return 100 * (sent - received) / sent if sent else 100.0
+
+
+def column(lab: LabStack, spoke: str) -> Column:
+    info = lab.node_info[spoke]
+    interface = str(info["tunnelInterface"])
+    inner, bridge = int(info["innerMtu"]), int(info.get("bridgeMtu") or info["innerMtu"])  # type: ignore[call-overload]
+    wan = int(info.get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
+    return Column(spoke=spoke, remedy=str(info.get("remedy", COMPUTED_MTU)),
+                  mode="vti" if interface == names.VTI_INTERFACE else "xfrm",
+                  mtus=f"{wan} / {info['tunnelMtu']} / {bridge}")
+
+
+def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: float, echo: Echo) -> DrillReport:
+    spokes = lab.serving
+    largest = max(int(lab.info(spoke, "innerMtu")) for spoke in spokes)
+    if size <= largest:
+        raise click.BadParameter(f"{size} must be more than every spoke's br0 MTU (the largest is {largest}), so "
+                                 "that each remedy has to handle a packet too large for its tunnel",
+                                 param_hint="--size")
+    require_healthy(lab)
+    report = DrillReport("remedies")
+    columns = {spoke: column(lab, spoke) for spoke in spokes}
+    found = dict(zip(spokes, each_spoke(lab, spokes, impair.current)))
+    hub, hub_bridge = lab.node(names.HUB), lab.bridge_ip(names.HUB)
+    try:
+        echo(f"every spoke's WAN drops {drop_pct:g} % of its IP fragments")
+        each_spoke(lab, spokes, lambda fork, spoke: impair.apply(fork, spoke, impair.Impairment(frag_drop_pct=drop_pct)))
+        echo(f"{count} pings of {size} B without DF and {DF_PINGS} DF pings of each spoke's br0 MTU, all spokes at once")
+
+        def pings(fork: LabStack, spoke: str) -> None:
+            node, inner = fork.node(spoke), int(fork.info(spoke, "innerMtu"))
+            columns[spoke].loss = ping_loss(node, hub_bridge, count, size, dont_fragment=False, interval=0.1)
+            columns[spoke].df_loss = ping_loss(node, hub_bridge, DF_PINGS, inner, dont_fragment=True)
+            columns[spoke].fragments_dropped = dropped_fragments(fork, spoke)
+        each_spoke(lab, spokes, pings)
+        for index, spoke in enumerate(spokes):
+            echo(f"TCP goodput {spoke} -> hub, {GOODPUT_SECONDS} s, then with {light_loss_pct:g} % random loss")
+            port = IPERF_PORT + index
+            columns[spoke].goodput = goodput_mbps(lab.node(spoke), hub, hub_bridge, GOODPUT_SECONDS, port)
+            impair.apply(lab, spoke, impair.Impairment(loss_pct=light_loss_pct, frag_drop_pct=drop_pct))
+            columns[spoke].goodput_lossy = goodput_mbps(lab.node(spoke), hub, hub_bridge, GOODPUT_SECONDS, port)
+    finally:
+        each_spoke(lab, spokes, lambda fork, spoke: impair.apply(fork, spoke, found[spoke]))
+    table(report, list(columns.values()), drop_pct, count, size, light_loss_pct)
+    return report
+
+
+def table(report: DrillReport, columns: list[Column], drop_pct: float, count: int, size: int,
+          light_loss_pct: float) -> None:
+    """The figures as rows by columns (one per spoke), the JSON figures, and the verdicts."""
+    rows = {
+        "WAN / tunnel / br0 MTU": [c.mtus for c in columns],
+        f"pings of {size} B lost": [loss_text(*c.loss) for c in columns],
+        "DF pings of br0 MTU lost": [loss_text(*c.df_loss) for c in columns],
+        "fragments dropped on the WAN": [str(c.fragments_dropped) for c in columns],
+        "TCP goodput, Mbit/s": [f"{c.goodput:g}" for c in columns],
+        f"... with {light_loss_pct:g} % loss": [f"{c.goodput_lossy:g}" for c in columns],
+    }
+    width = max(24, *(len(c.label) + 2 for c in columns))
+    report.lines.append(f"every WAN drops {drop_pct:g} % of its IP fragments; {count} pings per spoke -> hub br0")
+    report.lines.append(f"{'':30}" + "".join(f"{c.label:>{width}}" for c in columns))
+    report.lines.extend(f"{row:30}" + "".join(f"{cell:>{width}}" for cell in cells) for row, cells in rows.items())
+    report.figures.update({"frag_drop_pct": drop_pct, "pings": count, "size": size, "light_loss_pct": light_loss_pct,
+                           "spokes": {c.spoke: {**asdict(c), "loss_pct": round(c.loss_pct, 1)} for c in columns}})
+    for c in columns:
+        if c.remedy == AS_DEPLOYED and c.loss_pct < MIN_LOSS_PCT:
+            report.fail(f"{c.spoke} is as-deployed but lost only {c.loss_pct:.1f} %: the failure did not replay "
+                        f"(expected >= {MIN_LOSS_PCT} %)")
+        if c.remedy != AS_DEPLOYED and c.loss_pct > 0:
+            report.fail(f"{c.spoke} ({c.remedy}) lost {c.loss_pct:.1f} %: the remedy does not hold")

@@ -1,0 +1,78 @@
+"""Each spoke's tunnel shape (the field write-up's remedies, issue 20) and each spoke's own WAN.
+
+A spoke's remedy is what keeps its ESP packets from fragmenting on its WAN:
+- computed-mtu (the default, the lab as it always was): the tunnel interface
+  (VTI or XFRM, lab:interfaceMode / vtiSpokes / xfrmSpokes) has the largest
+  MTU whose ESP packet fits the WAN, br0 leaves room for GRE on top;
+- as-deployed: the original, failing configuration, declared so that the
+  failure can be kept and measured: the WAN MTU on the tunnel interface, br0
+  the WAN MTU minus GRE, the route to the peer locked to the WAN MTU and GRE
+  without DF, on both ends of that spoke's tunnel (what `drill fragments`
+  sets for its phase 1).
+lab:spokeWans gives a spoke its own WAN MTU (ADSL over PPPoE: 1492) where
+lab:wanMtu is every other site's. With neither key the lab plans exactly as
+before.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from lablib import inputs
+from lablib.errors import ConfigError
+
+COMPUTED_MTU, AS_DEPLOYED = "computed-mtu", "as-deployed"
+REMEDIES = (COMPUTED_MTU, AS_DEPLOYED)
+# Per-spoke remedies other than the default, like vtiSpokes: asDeployedSpokes.
+REMEDY_SPOKE_KEYS = {AS_DEPLOYED: "asDeployedSpokes"}
+SPOKE_WANS = "spokeWans"
+REMEDY_KEYS = (*REMEDY_SPOKE_KEYS.values(), SPOKE_WANS)
+WAN_FIELDS = {"mtu": (1280, 9000)}  # a spoke WAN's fields and their bounds (lab:wanMtu's)
+_SPOKE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
+
+
+@dataclass(frozen=True)
+class RemedySettings:
+    """The validated keys: (spoke, remedy) where it is not computed-mtu, (spoke, WAN MTU) where it is not wanMtu."""
+
+    spoke_remedies: tuple[tuple[int, str], ...] = ()
+    spoke_wan_mtus: tuple[tuple[int, int], ...] = ()
+
+
+def parse_remedies(raw: Mapping[str, str | None], spokes: int, wan_mtu: int) -> RemedySettings:
+    """Validate asDeployedSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
+    remedies = inputs.spoke_exceptions(raw, REMEDY_SPOKE_KEYS, spokes, COMPUTED_MTU, "remedy")
+    wans = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
+    return RemedySettings(spoke_remedies=remedies,
+                          spoke_wan_mtus=tuple(sorted((n, mtu) for n, mtu in wans.items() if mtu != wan_mtu)))
+
+
+def spoke_wans(text: str, spokes: int) -> dict[int, int]:
+    """spokeWans: {"3": {"mtu": 1492}}, spoke numbers (strings, as in spokeHosts) to their WAN's fields."""
+    form = (f'must be an object of spoke numbers 1..{spokes} to WAN settings, e.g. {{"2": {{"mtu": 1492}}}}; '
+            f"fields: {', '.join(WAN_FIELDS)}")
+    try:
+        wans: Any = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ConfigError(SPOKE_WANS, text, form) from None
+    if not isinstance(wans, dict):
+        raise ConfigError(SPOKE_WANS, text, form)
+    mtus = {}
+    for number, wan in wans.items():
+        if not _SPOKE_NUMBER.fullmatch(number) or not 1 <= int(number) <= spokes:
+            raise ConfigError(SPOKE_WANS, text, f"names spoke {number!r}, which is no spoke number from 1 to {spokes}")
+        if not isinstance(wan, dict) or not wan:
+            raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {json.dumps(wan)}: {form}")
+        for field, value in wan.items():
+            if field not in WAN_FIELDS:
+                raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} the unknown field {field!r}; "
+                                                    f"fields: {', '.join(WAN_FIELDS)}")
+            low, high = WAN_FIELDS[field]
+            if type(value) is not int or not low <= value <= high:
+                raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {field} {json.dumps(value)}: it must "
+                                                    f"be an integer from {low} to {high}")
+        if "mtu" in wan:
+            mtus[int(number)] = wan["mtu"]
+    return mtus
