@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from lablib import names
-from lablib.remedies import AS_DEPLOYED
-from labctl import certchecks, host
+from lablib.remedies import AS_DEPLOYED, KERNEL_GRE
+from labctl import certchecks, host, remedychecks
 from labctl.fanout import THREADS
 from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, ping_loss_each, pings
 from labctl.stack import LabStack
@@ -101,9 +101,14 @@ def mtus(lab: LabStack, site: str) -> Outcome:
 
 
 def gre_ports(lab: LabStack, site: str) -> Outcome:
+    """The hub's bridge has an OVS GRE port to every spoke, a spoke's one to the hub (a kernel-gre
+    spoke's: its kernel device t0)."""
     ports = set(lab.node(site).run(f"ovs-vsctl list-ports {names.BRIDGE}").split())
-    peers = lab.spokes if site == names.HUB else [names.HUB]
-    planned = {names.gre_port(peer) for peer in peers}
+    if site == names.HUB:
+        planned = {names.gre_port(spoke) for spoke in lab.spokes}
+    else:
+        kernel = remedychecks.remedy_of(lab, site) == KERNEL_GRE
+        planned = {names.KERNEL_GRE_DEVICE if kernel else names.gre_port(names.HUB)}
     extra, missing = ports - planned, planned - ports
     detail = ", ".join(sorted(ports)) or "none"
     if extra or missing:
@@ -168,6 +173,7 @@ CHECKS: list[tuple[str, Check, str]] = [
     ("ping-from-hub", ping_from_hub, "spokes"),
     ("ping-spokes", ping_spoke_to_spoke, "spokes"),
     ("df-inner-mtu", dont_fragment_inner_mtu, "spokes"),
+    ("remedy", remedychecks.remedy, "spokes"),
     ("esp-on-wire", esp_on_the_wire, "spokes"),
     ("certificate", certchecks.certificate, "cert"),
     ("refused", certchecks.refused, "revoked"),

@@ -21,7 +21,7 @@ from lablib.errors import ConfigError
 from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
 from lablib.mtu import MtuPlan, plan_site_mtus
 from lablib.netcheck import check_special
-from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, REMEDY_KEYS, parse_remedies
+from lablib.remedies import COMPUTED_MTU, REMEDY_KEYS, parse_remedies
 from lablib.sshkeys import check_key_pair
 
 __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
@@ -249,7 +249,6 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)
     # NAT-T is always forced (encapsulation=yes), so its 8 bytes always count.
-    hub_mtu, spoke_mtus = plan_site_mtus(wan_mtu, dict(config.spoke_wan_mtus),
-                                         {n for n, remedy in config.spoke_remedies if remedy == AS_DEPLOYED},
+    hub_mtu, spoke_mtus = plan_site_mtus(wan_mtu, dict(config.spoke_wan_mtus), dict(config.spoke_remedies),
                                          esp_proposals, nat_t=True, gre_key=gre_key)
     return LabSpec(config=config, plan=plan, hosts=hosts, mtu=hub_mtu, spoke_mtus=tuple(sorted(spoke_mtus.items())))

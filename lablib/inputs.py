@@ -19,7 +19,8 @@ MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user type
 MAX_SHORT = 64  # numbers, networks, choices
 MAX_LENGTH = {"ike": 512, "esp": 512, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
               **dict.fromkeys(("routedSpokes", "vtiSpokes", "xfrmSpokes", "pskSpokes", "certSpokes",
-                               "revokedSpokes"), 2048),  # 250 spoke numbers
+                               "revokedSpokes", "asDeployedSpokes", "kernelGreSpokes"), 2048),  # 250 spoke numbers
+              "spokeWans": 4 * MAX_TEXT,  # 250 spokes' settings
               "idDomain": 253,  # a DNS name's most (lablib/auth.py checks the whole ID)
               "hosts": 16 * MAX_TEXT, "spokeHosts": 4 * MAX_TEXT,  # lablib/hosts.py: 64 hosts, 250 pins
               **{key: MAX_TEXT for key in ("image", "kernel", "initrd", "kernelCmdline",

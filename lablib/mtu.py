@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import AbstractSet, Mapping
 
 from lablib.crypto import OVERHEAD_BYTES, Proposal
+from lablib.remedies import AS_DEPLOYED, KERNEL_GRE
 
 # Header sizes from ipsec.yaml (shared with the policy pack).
 IPV4_HEADER = OVERHEAD_BYTES["ipv4_header"]
@@ -67,20 +68,27 @@ def plan_mtu(wan_mtu: int, esp_proposals: list[Proposal], nat_t: bool, gre_key: 
     )
 
 
-def plan_site_mtus(hub_wan: int, spoke_wans: Mapping[int, int], as_deployed: AbstractSet[int],
+def plan_site_mtus(hub_wan: int, spoke_wans: Mapping[int, int], remedies: Mapping[int, str],
                    esp_proposals: list[Proposal], nat_t: bool, gre_key: bool) -> tuple[MtuPlan, dict[int, MtuPlan]]:
-    """The hub's plan, and each spoke's where it is not the hub's (bridge_mtu aside: only the hub has one). spoke_wans: the spokes whose WAN
-    MTU is not hub_wan (lab:wanMtu). br0 is one segment: every site but an as-deployed spoke gets
-    the inner MTU that holds for all of them; a spoke's tunnel MTU fits its path to the hub (the
-    smaller WAN of the two). An as-deployed spoke gets the WAN MTU on its tunnel and the WAN MTU
-    minus GRE on br0, as the original deployment had; the hub's br0 then takes its frames."""
+    """The hub's plan, and each spoke's where it is not the hub's (bridge_mtu aside: only the hub has
+    one). spoke_wans: the spokes whose WAN MTU is not hub_wan (lab:wanMtu); remedies: the spokes
+    whose remedy is not the computed MTU (lablib.remedies). br0 is one segment: every site but an
+    as-deployed spoke gets the inner MTU that holds for all of them; a spoke's tunnel MTU fits its
+    path to the hub (the smaller WAN of the two). An as-deployed spoke gets the WAN MTU on its tunnel
+    and the WAN MTU minus GRE on br0, as the original deployment had; the hub's br0 then takes its
+    frames. A kernel-gre spoke's tunnel keeps the WAN MTU too, its t0 and br0 the segment's MTU."""
+    as_deployed = {n for n, remedy in remedies.items() if remedy == AS_DEPLOYED}
     hub = plan_mtu(hub_wan, esp_proposals, nat_t, gre_key)
-    paths = {n: plan_mtu(min(wan, hub_wan), esp_proposals, nat_t, gre_key) for n, wan in spoke_wans.items()}
+    paths = {n: plan_mtu(min(spoke_wans.get(n, hub_wan), hub_wan), esp_proposals, nat_t, gre_key)
+             for n in {*spoke_wans, *remedies}}
     segment = min([hub.inner_mtu] + [p.inner_mtu for n, p in paths.items() if n not in as_deployed])
-    spokes = {n: replace(path, wan_mtu=spoke_wans[n], inner_mtu=segment) for n, path in paths.items()}
-    for n in as_deployed:
+    spokes = {n: replace(path, wan_mtu=spoke_wans.get(n, hub_wan), inner_mtu=segment) for n, path in paths.items()}
+    for n, remedy in remedies.items():
         wan = spoke_wans.get(n, hub_wan)
-        spokes[n] = replace(hub, wan_mtu=wan, tunnel_mtu=wan, inner_mtu=wan - gre_overhead(gre_key))
+        if remedy == KERNEL_GRE:
+            spokes[n] = replace(spokes[n], tunnel_mtu=wan)
+        elif remedy == AS_DEPLOYED:
+            spokes[n] = replace(hub, wan_mtu=wan, tunnel_mtu=wan, inner_mtu=wan - gre_overhead(gre_key))
     widest = max([segment] + [spokes[n].inner_mtu for n in as_deployed])
     hub = replace(hub, inner_mtu=segment)
     return replace(hub, bridge_mtu=widest if widest > segment else 0), {n: p for n, p in spokes.items() if p != hub}

@@ -169,6 +169,9 @@ def conn_secrets_path(conn: str) -> str:
     return f"{IPSEC_DIR}/{conn}.secrets"
 
 
+KERNEL_GRE_DEVICE = "t0"  # a kernel-gre spoke's GRE device on its bridge (the write-up's name)
+
+
 def gre_port(remote: str) -> str:
     """The OVS port on a bridge that points at site remote (at most 15 characters)."""
     return f"gre-{remote}"

@@ -68,7 +68,7 @@ def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) ->
         mode = tunnel.spoke_end.interface_mode
         as_deployed = []
     return render.render_lab_network(site, mode, spec.config, spec.mtu_of(site), ports, overlay_route, vti_remote,
-                                     route_lock=tunnel is not None and tunnel.as_deployed, as_deployed=as_deployed)
+                                     route_lock=tunnel is not None and tunnel.route_lock, as_deployed=as_deployed)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,13 @@ A spoke's remedy is what keeps its ESP packets from fragmenting on its WAN:
   failure can be kept and measured: the WAN MTU on the tunnel interface, br0
   the WAN MTU minus GRE, the route to the peer locked to the WAN MTU and GRE
   without DF, on both ends of that spoke's tunnel (what `drill fragments`
-  sets for its phase 1).
+  sets for its phase 1);
+- kernel-gre: the write-up's fourth remedy. The spoke's tunnel stays as
+  deployed (the WAN MTU, the route locked to it), but its GRE is a kernel
+  device t0 (gretap: Ethernet over GRE, as OVS's GRE port on the hub speaks;
+  the write-up's L3 `gre` device carries no Ethernet and the hub's port
+  cannot take it) on a br0 in OVS's userspace datapath, with the computed br0
+  MTU on t0: t0's MTU alone keeps ESP from fragmenting. The hub is unchanged.
 lab:spokeWans gives a spoke its own WAN MTU (ADSL over PPPoE: 1492) where
 lab:wanMtu is every other site's. With neither key the lab plans exactly as
 before.
@@ -23,10 +29,12 @@ from typing import Any, Mapping
 from lablib import inputs
 from lablib.errors import ConfigError
 
-COMPUTED_MTU, AS_DEPLOYED = "computed-mtu", "as-deployed"
-REMEDIES = (COMPUTED_MTU, AS_DEPLOYED)
-# Per-spoke remedies other than the default, like vtiSpokes: asDeployedSpokes.
-REMEDY_SPOKE_KEYS = {AS_DEPLOYED: "asDeployedSpokes"}
+COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE = "computed-mtu", "as-deployed", "kernel-gre"
+REMEDIES = (COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE)
+# Per-spoke remedies other than the default, like vtiSpokes: asDeployedSpokes, kernelGreSpokes.
+REMEDY_SPOKE_KEYS = {AS_DEPLOYED: "asDeployedSpokes", KERNEL_GRE: "kernelGreSpokes"}
+# The remedies whose tunnel interface keeps the WAN MTU, its route to the peer locked to it.
+WAN_MTU_TUNNEL = (AS_DEPLOYED, KERNEL_GRE)
 SPOKE_WANS = "spokeWans"
 REMEDY_KEYS = (*REMEDY_SPOKE_KEYS.values(), SPOKE_WANS)
 WAN_FIELDS = {"mtu": (1280, 9000)}  # a spoke WAN's fields and their bounds (lab:wanMtu's)
@@ -42,7 +50,7 @@ class RemedySettings:
 
 
 def parse_remedies(raw: Mapping[str, str | None], spokes: int, wan_mtu: int) -> RemedySettings:
-    """Validate asDeployedSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
+    """Validate asDeployedSpokes, kernelGreSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
     remedies = inputs.spoke_exceptions(raw, REMEDY_SPOKE_KEYS, spokes, COMPUTED_MTU, "remedy")
     wans = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
     return RemedySettings(spoke_remedies=remedies,

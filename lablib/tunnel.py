@@ -13,7 +13,7 @@ from lablib.addressing import Site
 from lablib.config import LIBRESWAN_RETRANSMIT_TIMEOUT, LabSpec
 from lablib.crypto import CERT_KEYS
 from lablib.mtu import MtuPlan
-from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE, WAN_MTU_TUNNEL
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,11 @@ class GrePort:
     remote_ip: str
     key: int | None
     df: bool = True  # OVS's df_default; as-deployed: false, so the GRE packet may fragment
+    kernel: bool = False  # a kernel gretap device (kernel-gre's t0), not an OVS GRE port
 
     def as_props(self) -> dict[str, object]:
         return {"name": self.name, "localIp": self.local_ip, "remoteIp": self.remote_ip, "key": self.key,
-                **({} if self.df else {"df": False})}
+                **({} if self.df else {"df": False}), **({"kernel": True} if self.kernel else {})}
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,11 @@ class SpokeTunnel:
         """Both ends keep the original failure: the route to the peer's overlay address locked to the
         spoke's tunnel MTU (its WAN MTU), GRE without DF."""
         return self.remedy == AS_DEPLOYED
+
+    @property
+    def route_lock(self) -> bool:
+        """The spoke's route to the hub is locked to its tunnel MTU, the WAN MTU (lablib.remedies)."""
+        return self.remedy in WAN_MTU_TUNNEL
 
 
 def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str,
@@ -135,13 +141,16 @@ def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_ad
 
 
 def _port(spec: LabSpec, local: Site, remote: Site, spoke: Site) -> GrePort:
-    """The port on local's bridge towards remote; the spoke number keys the pair."""
+    """The port on local's bridge towards remote; the spoke number keys the pair. A kernel-gre spoke's
+    own is its kernel device t0 (the hub's port towards it stays OVS's)."""
+    kernel = not local.is_hub and spec.config.remedy_of(spoke.number) == KERNEL_GRE
     return GrePort(
-        name=remote.gre_port,
+        name=names.KERNEL_GRE_DEVICE if kernel else remote.gre_port,
         local_ip=str(local.overlay_address),
         remote_ip=str(remote.overlay_address),
         key=spoke.number if spec.config.gre_key else None,
         df=spec.config.remedy_of(spoke.number) != AS_DEPLOYED,
+        kernel=kernel,
     )
 
 

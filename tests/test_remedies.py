@@ -18,6 +18,7 @@ GCM = parse_proposals("aes_gcm128-null", "esp")
 @pytest.mark.parametrize(("key", "value", "allowed"), [
     ("asDeployedSpokes", [3], "spoke numbers from 1 to 2"),
     ("asDeployedSpokes", [1, 1], "distinct"),
+    ("kernelGreSpokes", [0], "spoke numbers from 1 to 2"),
     ("spokeWans", "[1492]", "must be an object of spoke numbers"),
     ("spokeWans", '{"3": {"mtu": 1492}}', "no spoke number from 1 to 2"),
     ("spokeWans", '{"01": {"mtu": 1492}}', "no spoke number"),
@@ -35,6 +36,11 @@ def test_bad_remedy_and_wan_values_name_the_key(key: str, value: object, allowed
     with pytest.raises(ConfigError, match=allowed) as caught:
         parse_lab(**{key: value})
     assert caught.value.key == key
+
+
+def test_a_spoke_has_one_remedy() -> None:
+    with pytest.raises(ConfigError, match="asDeployedSpokes.*lists spoke.*kernelGreSpokes lists too"):
+        parse_lab(asDeployedSpokes=[1, 2], kernelGreSpokes=[2])
 
 
 def test_without_the_keys_every_site_has_the_labs_one_plan() -> None:
@@ -55,7 +61,7 @@ def test_a_smaller_spoke_wan_lowers_the_whole_segment_but_only_its_own_tunnel() 
 
 
 def test_a_larger_spoke_wan_keeps_the_hubs_path() -> None:
-    hub, spokes = plan_site_mtus(1500, {1: 9000}, set(), GCM, nat_t=True, gre_key=False)
+    hub, spokes = plan_site_mtus(1500, {1: 9000}, {}, GCM, nat_t=True, gre_key=False)
     assert spokes[1] == dataclasses.replace(hub, wan_mtu=9000)
 
 
@@ -90,6 +96,21 @@ def test_an_as_deployed_spoke_fragments_on_both_ends_and_the_others_do_not() -> 
     assert "df_default" not in plain.up_script and "lock" not in plain.up_script
 
 
+def test_a_kernel_gre_spoke_keeps_the_wan_mtu_on_its_tunnel_and_sizes_t0() -> None:
+    spec = parse_lab(spokes=2, kernelGreSpokes=[2], spokeWans='{"2": {"mtu": 1492}}')
+    tunnel = spoke_tunnel(spec, spec.plan.spokes[1])
+    adsl = plan_mtu(1492, GCM, nat_t=True, gre_key=True)
+    assert (tunnel.mtu.tunnel_mtu, tunnel.mtu.inner_mtu) == (1492, adsl.inner_mtu) == (1492, spec.mtu.inner_mtu)
+    assert tunnel.route_lock and not tunnel.as_deployed and tunnel.spoke_port.name == "t0" and tunnel.hub_port.df
+    script = payload.lab_network_script(spec, tunnel.spoke, tunnel)
+    assert "ip link add t0 type gretap local 240.0.0.3 remote 240.0.0.1 key 2" in script
+    assert f"ip link set t0 mtu {adsl.inner_mtu} up" in script and "mtu lock 1492" in script
+    assert "datapath_type=netdev" in script and "type=gre" not in script and "ip_gre tun" in script
+    # The hub serves it through its OVS GRE port, as any other spoke.
+    assert payload.hub_side(spec, tunnel).up_script == payload.hub_side(
+        parse_lab(spokes=2, spokeWans='{"2": {"mtu": 1492}}'), tunnel).up_script
+
+
 def test_a_lab_without_remedies_renders_as_before() -> None:
     """The scripts of a lab that declares no remedy carry nothing of them (existing stacks keep their plan)."""
     spec = parse_lab(spokes=2)
@@ -111,3 +132,10 @@ def test_the_mtu_policy_passes_an_as_deployed_spoke_except_in_a_production_stack
     found = mtu_violations("prod-eu")
     assert found and all("is as-deployed" in message and "'prod-eu'" in message for message in found)
     assert any("spoke1-tunnel" in message for message in found)
+
+
+def test_the_mtu_policy_passes_a_kernel_gre_spoke_in_production_too() -> None:
+    """Its tunnel has the WAN MTU, but only GRE of t0's size enters it."""
+    from policy_harness import evaluate, planned
+    resources = planned("prod-eu", "dev", kernelGreSpokes=[1])
+    assert [v.message for v in evaluate(resources, "prod-eu") if v.policy == "mtu-esp-never-fragments"] == []

@@ -16,7 +16,7 @@ import click
 
 from lablib import names
 from lablib.mtu import gre_overhead
-from lablib.remedies import AS_DEPLOYED
+from lablib.remedies import COMPUTED_MTU
 from labctl import host, impair
 from labctl.drills import DrillReport, Echo, pick_spoke, require_healthy
 from labctl.node import Node, ping_loss
@@ -66,12 +66,20 @@ def loss_text(received: int, sent: int) -> str:
     return f"{sent - received}/{sent} ({100 * (sent - received) / sent:.1f} %)" if sent else "none sent"
 
 
+def computed_spokes(lab: LabStack) -> list[str]:
+    """The spokes of the computed MTU (lablib/remedies.py), those behind NAT first (the ADSL sites were)."""
+    spokes = [spoke for spoke in lab.serving if lab.node_info[spoke].get("remedy", COMPUTED_MTU) == COMPUTED_MTU]
+    return sorted(spokes, key=lambda spoke: not lab.node_info[spoke]["behindNat"])
+
+
 def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int, echo: Echo) -> DrillReport:
-    spoke = pick_spoke(lab, site)
+    computed = computed_spokes(lab)
+    spoke = pick_spoke(lab, site or (computed[0] if computed else None))
     info = lab.node_info[spoke]
-    if info.get("remedy") == AS_DEPLOYED:
-        raise click.BadParameter(f"{spoke} is as-deployed (lab:asDeployedSpokes): it has no computed MTU to "
-                                 "compare with; pick a spoke with the computed MTU", param_hint="--site")
+    if spoke not in computed:
+        raise click.BadParameter(f"{spoke}'s remedy is {info.get('remedy')} (lablib/remedies.py): the drill sets "
+                                 "the original failure on a spoke of the computed MTU and puts it back; pick one "
+                                 f"({', '.join(computed) or 'this lab has none'})", param_hint="--site")
     wan_mtu = int(info.get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
     tunnel_mtu, inner_mtu = int(lab.info(spoke, "tunnelMtu")), int(lab.info(spoke, "innerMtu"))
     replay_inner = wan_mtu - gre_overhead(bool(lab.config["greKey"]))

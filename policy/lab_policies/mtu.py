@@ -16,6 +16,7 @@ MTU_SCHEMA = PolicyConfigSchema({"wanOverheadAllowance": {
     "description": "Bytes the WAN path loses beyond the configured WAN MTU (e.g. 8 for an unplanned PPPoE "
                    "hop); the tunnel MTU must fit the reduced WAN MTU."}, **PRODUCTION_PATTERN})
 AS_DEPLOYED = "as-deployed"  # lab:asDeployedSpokes: the original failure, kept on purpose
+KERNEL_GRE = "kernel-gre"  # lab:kernelGreSpokes: the tunnel keeps the WAN MTU, t0's MTU (br0's) keeps ESP whole
 
 
 def _declared_failure(args: StackValidationArgs, r: Res, report: Report) -> bool:
@@ -32,7 +33,8 @@ def _declared_failure(args: StackValidationArgs, r: Res, report: Report) -> bool
 
 
 def _mtu_findings(wan_mtu: Any, tunnel: Any, inner: Any, esp_lines: list[Any], nat_t: bool, gre_key: bool,
-                  allowance: int) -> Iterator[str]:
+                  allowance: int, gre_sized: bool = False) -> Iterator[str]:
+    """gre_sized: only GRE enters the tunnel, sized by the inner MTU (kernel-gre): its own MTU may be larger."""
     wan, tunnel_mtu, inner_mtu = as_number(wan_mtu), as_number(tunnel), as_number(inner)
     if wan is None or tunnel_mtu is None or inner_mtu is None:
         return
@@ -42,7 +44,7 @@ def _mtu_findings(wan_mtu: Any, tunnel: Any, inner: Any, esp_lines: list[Any], n
     esp = "/".join(sorted({str(line) for line in esp_lines}))
     path = f"WAN MTU {wan}" + (f" minus {allowance} allowance" if allowance else "")
     path += f", esp={esp}" + (", NAT-T" if nat_t else "")
-    if tunnel_mtu > limit:
+    if tunnel_mtu > limit and not gre_sized:
         yield (f"tunnel MTU {tunnel_mtu} exceeds {limit}, the largest packet ESP fits into one {path} packet: "
                f"ESP would fragment. Set the tunnel MTU to at most {limit} (the lab computes it from lab:wanMtu "
                "and lab:esp).")
@@ -67,7 +69,8 @@ def check_mtu(args: StackValidationArgs, report: Report) -> None:
         gre_key = bool(t.get("greKey")) or any((t.get(p) or {}).get("key") is not None
                                                for p in ("hubPort", "spokePort"))
         for finding in _mtu_findings(t.get("wanMtu"), t.get("tunnelMtu"), t.get("innerMtu"),
-                                     [end.get("esp") for end in ends], nat_t, gre_key, allowance):
+                                     [end.get("esp") for end in ends], nat_t, gre_key, allowance,
+                                     gre_sized=t.get("remedy") == KERNEL_GRE):
             report(f"{label_of(t)}: {finding}", t.urn)
     # Nodes carry the MTUs their payload sets; size them for the lab's ESP and the worst NAT-T/GRE key case.
     esp_lines = [lab.get("esp") for lab in labs] or [(t.get("spokeEnd") or {}).get("esp") for t in tunnels]
@@ -77,7 +80,7 @@ def check_mtu(args: StackValidationArgs, report: Report) -> None:
         if _declared_failure(args, n, report):
             continue
         for finding in _mtu_findings(n.get("wanMtu"), n.get("tunnelMtu"), n.get("innerMtu"), esp_lines,
-                                     nat_t, gre_key, allowance):
+                                     nat_t, gre_key, allowance, gre_sized=n.get("remedy") == KERNEL_GRE):
             report(f"{label_of(n)}: {finding}", n.urn)
     # The libvirt network a node's WAN address lives on must carry the WAN MTU the tunnel MTU assumed.
     networks = [(net, [as_network(a) for a in net.get("addresses") or []]) for net in of_type(resources, NETWORK)]

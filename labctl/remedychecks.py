@@ -1,0 +1,50 @@
+"""`verify`'s check of what a spoke's remedy promises (lablib/remedies.py); labctl/checks.py runs it
+with the others. An as-deployed spoke passes when its hazard is still in place: it is declared."""
+from __future__ import annotations
+
+import re
+
+from lablib import names
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE
+from labctl.stack import LabStack
+
+Outcome = tuple[bool, str]
+
+
+def remedy_of(lab: LabStack, spoke: str) -> str:
+    return str(lab.node_info[spoke].get("remedy", COMPUTED_MTU))
+
+
+def route_lock(lab: LabStack, spoke: str) -> int | None:
+    """The MTU the spoke's route to the hub's overlay address is locked to, None if it is not."""
+    route = lab.node(spoke).run(f"ip -o route show {lab.info(names.HUB, 'overlayAddress')}/32")
+    found = re.search(r"\bmtu lock (\d+)", route)
+    return int(found.group(1)) if found else None
+
+
+def remedy(lab: LabStack, spoke: str) -> Outcome:
+    """computed-mtu: the route to the hub is not locked (the tunnel MTU does the work); as-deployed:
+    the route locked to the WAN MTU and the GRE port without DF, the failure kept; kernel-gre: t0 a
+    gretap device of the planned br0 MTU on a br0 in OVS's userspace datapath."""
+    node, kind = lab.node(spoke), remedy_of(lab, spoke)
+    lock, tunnel = route_lock(lab, spoke), int(lab.info(spoke, "tunnelMtu"))
+    if kind == COMPUTED_MTU:
+        return lock is None, f"computed MTU: route to the hub {'locked to ' + str(lock) if lock else 'not locked'}"
+    locked = lock == tunnel
+    lock_text = f"route to the hub locked to {lock} (plan {tunnel})"
+    if kind == AS_DEPLOYED:
+        df = node.run(f"ovs-vsctl get interface {names.gre_port(names.HUB)} options:df_default", check=False)
+        no_df = df.strip().strip('"') == "false"
+        return locked and no_df, f"as-deployed, the hazard kept: {lock_text}, GRE {'without' if no_df else 'WITH'} DF"
+    assert kind == KERNEL_GRE, kind
+    device = names.KERNEL_GRE_DEVICE
+    link = node.run(f"ip -d -o link show {device}", check=False)
+    mtu = re.search(r" mtu (\d+) ", link)
+    datapath = node.run(f"ovs-vsctl get bridge {names.BRIDGE} datapath_type").strip().strip('"')
+    on_bridge = node.run(f"ovs-vsctl port-to-br {device}", check=False).strip() == names.BRIDGE
+    planned = int(lab.info(spoke, "innerMtu"))
+    ok = " gretap " in link and mtu is not None and int(mtu.group(1)) == planned and datapath == "netdev" \
+        and on_bridge and locked
+    return ok, (f"kernel-gre: {device} {'gretap' if ' gretap ' in link else 'NOT gretap'} MTU "
+                f"{mtu.group(1) if mtu else 'none'} (plan {planned}){'' if on_bridge else ' NOT'} on "
+                f"{names.BRIDGE} ({datapath} datapath), {lock_text}")
