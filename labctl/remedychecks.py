@@ -17,7 +17,7 @@ def remedy_of(lab: LabStack, spoke: str) -> str:
 
 def route_lock(lab: LabStack, spoke: str) -> int | None:
     """The MTU the spoke's route to the hub's overlay address is locked to, None if it is not."""
-    route = lab.node(spoke).run(f"ip -o route show {lab.info(names.HUB, 'overlayAddress')}/32")
+    route = lab.node(spoke).run(f"ip -o route get {lab.info(names.HUB, 'overlayAddress')}")
     found = re.search(r"\bmtu lock (\d+)", route)
     return int(found.group(1)) if found else None
 

@@ -170,6 +170,10 @@ def conn_secrets_path(conn: str) -> str:
 
 
 KERNEL_GRE_DEVICE = "t0"  # a kernel-gre spoke's GRE device on its bridge (the write-up's name)
+# A route locked to the WAN MTU (as-deployed, kernel-gre) lives in a table of its own, looked up by a
+# rule before the main table: pluto's updown replaces its own route to the peer in main (XFRM interface).
+LOCKED_ROUTE_TABLE = 100
+LOCKED_ROUTE_PRIORITY = 100
 
 
 def gre_port(remote: str) -> str:

@@ -66,11 +66,15 @@ def column(lab: LabStack, spoke: str) -> Column:
 
 def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: float, echo: Echo) -> DrillReport:
     spokes = lab.serving
-    largest = max(int(lab.info(spoke, "innerMtu")) for spoke in spokes)
-    if size <= largest:
-        raise click.BadParameter(f"{size} must be more than every spoke's br0 MTU (the largest is {largest}), so "
-                                 "that each remedy has to handle a packet too large for its tunnel",
-                                 param_hint="--size")
+    inner = {spoke: int(lab.info(spoke, "innerMtu")) for spoke in spokes}
+    deployed = [spoke for spoke in spokes if lab.node_info[spoke].get("remedy") == AS_DEPLOYED]
+    largest = max([inner[spoke] for spoke in spokes if spoke not in deployed], default=0)
+    smallest = min([inner[spoke] for spoke in deployed], default=9000)
+    if not largest < size <= smallest:
+        raise click.BadParameter(f"{size} must be more than the br0 MTU of every spoke with a remedy (the largest "
+                                 f"is {largest}), so that each remedy has to handle a packet too large for its "
+                                 f"tunnel, and at most the br0 MTU of every as-deployed spoke ({smallest}), so that "
+                                 "its ESP packets fragment", param_hint="--size")
     require_healthy(lab)
     report = DrillReport("remedies")
     columns = {spoke: column(lab, spoke) for spoke in spokes}
