@@ -8,6 +8,7 @@ import pytest
 
 from harness import Recorded
 from policy_harness import evaluate, lab_policies, mandatory, named, planned, urn
+from test_policies import TWO
 
 
 def _on_hosts(resources: list[Recorded], hosts: list[str]) -> list[pulumi_policy.PolicyResource]:
@@ -28,7 +29,7 @@ def _on_hosts(resources: list[Recorded], hosts: list[str]) -> list[pulumi_policy
 ])
 def test_capacity_is_judged_per_host(hosts: list[str], violations: int) -> None:
     found: list[str] = []
-    args = pulumi_policy.StackValidationArgs(_on_hosts(planned("ci"), hosts), {"maxMemoryMib": 512.0, "maxVcpus": 2.0})
+    args = pulumi_policy.StackValidationArgs(_on_hosts(planned("ci", **TWO), hosts), {"maxMemoryMib": 512.0, "maxVcpus": 2.0})
     lab_policies.plumbing.forget_recorded_inputs()
     lab_policies.capacity.check_capacity(args, lambda message, urn_=None: found.append(message))
     assert len(found) == violations
@@ -52,7 +53,7 @@ def test_a_two_host_plan_has_no_mandatory_violation(monkeypatch: pytest.MonkeyPa
     two = json.dumps([{"name": "a", "uri": "qemu:///system", "uplink": "172.31.0.1"},
                       {"name": "b", "uri": "qemu+ssh://root@172.31.0.2/system", "uplink": "172.31.0.2"}])
     monkeypatch.setattr("lablib.hostcheck.check_logins", lambda hosts: None)  # no host to dial here
-    resources = planned("ci", hosts=two)
+    resources = planned("ci", hosts=two, **TWO)
     assert len([r for r in resources if r.name.startswith("lab-networks-mgmt-")]) == 2
     found = evaluate(resources, "ci", {"capacity-budget": {"maxMemoryMib": 512.0, "maxVcpus": 2.0}})
     assert [v for v in found if v.level == "mandatory"] == []

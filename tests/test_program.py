@@ -161,7 +161,8 @@ def test_required_stacks_exist() -> None:
     assert {"dev", "ci", "scale"} <= set(STACKS)
     assert load_stack("scale")["spokes"] == 100
     ci = load_stack("ci")
-    assert ci["spokes"] == 2 and len(ci["routedSpokes"]) == 1
+    assert ci["spokes"] == 3 and len(ci["routedSpokes"]) == 1
+    assert ci["asDeployedSpokes"] == [1] and ci["kernelGreSpokes"] == [3]  # each spoke a remedy of its own
 
 
 def test_declared_keys_are_the_keys_the_program_reads() -> None:

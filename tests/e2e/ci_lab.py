@@ -23,7 +23,7 @@ from lablib import names
 from lablib.config import INTERFACE_MODES
 from labctl import checks
 from labctl import stack as stacks
-from labctl.drills import DrillReport, drift, fragments, recovery
+from labctl.drills import DrillReport, drift, fragments, recovery, remedies
 from labctl.node import Node, diagnostics, tunnel_up, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,8 @@ LABCTL_TIMEOUT = 600
 # the stack's interfaceMode (xfrm).
 HUB_SUITE = "trixie"
 LIBRESWAN = {"bookworm": "4.10", "trixie": "5.2"}
-MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti"}
+MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "xfrm"}
+SPOKES = len(MODES) - 1
 
 
 def pulumi(*args: str, check: bool = True, echo: bool = True) -> subprocess.CompletedProcess[str]:
@@ -161,13 +162,15 @@ def ping_replies(stdout: str) -> dict[str, tuple[str, dict[str, object]]]:
     return {name: (status, json.loads(reply)) for name, status, reply in zip(parts[1::3], parts[2::3], parts[3::3])}
 
 
-def drill(name: str, site: str) -> Callable[[], DrillReport]:
+def drill(name: str, site: str | None) -> Callable[[], DrillReport]:
     """The drill as `labctl drill NAME --site SITE` runs it, on a LabStack of its own (own SSH)."""
     def run() -> DrillReport:
         lab_stack = stacks.load(STACK)
         start = time.monotonic()
         if name == "fragments":
             report = fragments.run(lab_stack, site, drop_pct=30, count=200, size=1400, echo=print)
+        elif name == "remedies":
+            report = remedies.run(lab_stack, drop_pct=30, count=200, size=1400, light_loss_pct=1, echo=print)
         elif name == "drift":
             report = drift.run(lab_stack, site, echo=print)
         else:

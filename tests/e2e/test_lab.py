@@ -3,10 +3,13 @@ daemon (inside this run's network namespace) and the lab's own commands prove it
 
 One lab carries what two did before (one per interface mode): a mixed fleet
 whose hub runs the Debian 13 image (libreswan 5.x) with an XFRM interface and
-serves spoke1 (behind NAT, XFRM interface, Debian 12: 4.10, pre-shared key)
-and spoke2 (routed, VTI, a certificate of the lab CA) at once. (The hub
-serves every spoke through its own interface: a hub cannot hold a shared VTI
-and an XFRM interface on one WAN address.) The libreswan 4.10 hub, a spoke
+serves at once spoke1 (behind NAT on an ADSL-like WAN, XFRM interface, Debian
+12: 4.10, pre-shared key, kept as originally deployed: the failure), spoke2
+(routed, VTI, a certificate of the lab CA, the computed MTU) and spoke3
+(behind NAT on an ADSL-like WAN, the kernel GRE device t0, a certificate):
+each spoke its own remedy (docs/remedies.md). (The hub serves every spoke
+through its own interface: a hub cannot hold a shared VTI and an XFRM
+interface on one WAN address.) The libreswan 4.10 hub, a spoke
 added through killed runs, rebuilt and removed (its certificate revoked) are
 proven by the two-host lab (tests/e2e/test_two_host_lab.py), which runs beside
 this one. The helpers are in tests/e2e/ci_lab.py. The tests
@@ -40,7 +43,7 @@ from labctl import stack as stacks
 from labctl.drills import revoke, together
 from labctl.node import established_conns, wait_until
 from providers.remote_config import DRIFT_MARK
-from tests.e2e.ci_lab import (HUB_SUITE, LABCTL_TIMEOUT, LIBRESWAN, MODES, PREFIX, ROOT, STACK, TUNNEL_TIMEOUT, Lab,
+from tests.e2e.ci_lab import (HUB_SUITE, LABCTL_TIMEOUT, LIBRESWAN, MODES, PREFIX, ROOT, SPOKES, STACK, TUNNEL_TIMEOUT, Lab,
                                 boot_to_final_seconds, clear_leftovers, configure, disk_usage, drill, explain,
                                 hub_side_state, labctl, nodes, ping_replies, pki_secrets, pool_dir, pulumi,
                                 stop_stray_pulumi, tunnel_devices, wait_for_tunnels)
@@ -49,12 +52,15 @@ from tests.test_docs_commands import command_lines, labctl_args
 
 pytestmark = pytest.mark.timeout(1800)  # one test, the module fixture's setup included
 # Every drill, in stages; the drills of one stage run at once, each on its own spoke (the fragments
-# replay changes the hub's MTUs and its route to spoke1; the outage's recovery check is a small
-# ping, which neither touches). The hub reboot comes last and alone: it cuts every spoke off.
+# replay changes the hub's MTUs and its route to spoke2; the outage's recovery check is a small
+# ping, which neither touches). `remedies` measures every spoke at once, so it runs alone; the hub
+# reboot comes last and alone: it cuts every spoke off, and the hub's as-deployed routes and spoke3's
+# t0 must come back by themselves.
 STAGES = (
-    (("fragments", "spoke1"), ("outage", "spoke2")),
+    (("remedies", None),),
+    (("fragments", "spoke2"), ("outage", "spoke3")),
     (("redial", "spoke1"), ("drift", "spoke2")),
-    (("reboot", "spoke1"),),
+    (("reboot", "spoke3"),),
 )
 
 
@@ -66,11 +72,11 @@ def no_stray_pulumi() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    """The ci lab: a 5.x hub (XFRM) serving an XFRM spoke and a VTI spoke."""
+    """The ci lab: a 5.x hub (XFRM) serving XFRM spokes and a VTI spoke of three remedies."""
     assert os.geteuid() == 0, "the end-to-end test needs root (libvirt, network namespace)"
     assert subprocess.run(["virsh", "version"], capture_output=True).returncode == 0, \
         "no libvirt daemon: run inside `scripts/labns.sh exec` (make test does)"
-    configure(spokes=2)
+    configure(spokes=SPOKES)
     clear_leftovers()
     lab_figures: dict[str, object] = {}
     start = time.monotonic()
@@ -136,8 +142,12 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     lab_stack = stacks.load(STACK)
     planned = {(site, name) for site in lab_stack.node_info for name, _ in checks.site_checks(lab_stack, site)}
     assert {(c["node"], c["check"]) for c in report["checks"]} == planned, "verify skipped a check"
-    # The certificate sites (the hub and spoke2) have their certificate checked; spoke1 has a pre-shared key.
-    assert {site for site, name in planned if name == "certificate"} == {"hub", "spoke2"}
+    # The certificate sites have their certificate checked; spoke1 has a pre-shared key.
+    assert {site for site, name in planned if name == "certificate"} == {"hub", "spoke2", "spoke3"}
+    # Each spoke's remedy is checked for what it promises.
+    remedy = {c["node"]: c["evidence"] for c in report["checks"] if c["check"] == "remedy"}
+    assert [remedy[spoke].split(":")[0] for spoke in ("spoke1", "spoke2", "spoke3")] == [
+        "as-deployed, the hazard kept", "computed MTU", "kernel-gre"], remedy
     lab.figures["verify_seconds"] = seconds
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
