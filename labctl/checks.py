@@ -173,6 +173,7 @@ CHECKS: list[tuple[str, Check, str]] = [
     ("ping-from-hub", ping_from_hub, "spokes"),
     ("ping-spokes", ping_spoke_to_spoke, "spokes"),
     ("df-inner-mtu", dont_fragment_inner_mtu, "spokes"),
+    ("wan", remedychecks.wan, "spokes"),
     ("remedy", remedychecks.remedy, "spokes"),
     ("esp-on-wire", esp_on_the_wire, "spokes"),
     ("certificate", certchecks.certificate, "cert"),

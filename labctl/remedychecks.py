@@ -1,11 +1,13 @@
-"""`verify`'s check of what a spoke's remedy promises (lablib/remedies.py); labctl/checks.py runs it
-with the others. An as-deployed spoke passes when its hazard is still in place: it is declared."""
+"""`verify`'s checks of a spoke's WAN and of what its remedy promises (lablib/remedies.py);
+labctl/checks.py runs them with the others. An as-deployed spoke passes when its hazard is still in
+place: it is declared."""
 from __future__ import annotations
 
 import re
 
 from lablib import names
 from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE
+from labctl import impair
 from labctl.stack import LabStack
 
 Outcome = tuple[bool, str]
@@ -20,6 +22,16 @@ def route_lock(lab: LabStack, spoke: str) -> int | None:
     route = lab.node(spoke).run(f"ip -o route get {lab.info(names.HUB, 'overlayAddress')}")
     found = re.search(r"\bmtu lock (\d+)", route)
     return int(found.group(1)) if found else None
+
+
+def wan(lab: LabStack, spoke: str) -> Outcome:
+    """The spoke's WAN link has its planned MTU (lab:spokeWans, else lab:wanMtu); what `impair` has
+    set on it is reported, not judged."""
+    planned = int(lab.node_info[spoke].get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
+    link = lab.node(spoke).run(f"ip -o link show {names.WAN_INTERFACE}", check=False)
+    found = re.search(r" mtu (\d+) ", link)
+    mtu = int(found.group(1)) if found else None
+    return mtu == planned, f"{names.WAN_INTERFACE} MTU {mtu} (plan {planned}); {impair.current(lab, spoke).describe()}"
 
 
 def remedy(lab: LabStack, spoke: str) -> Outcome:
