@@ -12,8 +12,8 @@ def report_of(*columns: Column) -> DrillReport:
 
 
 def test_the_failure_replayed_and_the_remedies_holding_pass() -> None:
-    report = report_of(Column("spoke1", "computed-mtu", "xfrm", "1500 / 1438 / 1396", loss=(200, 200)),
-                       Column("spoke3", "as-deployed", "xfrm", "1500 / 1500 / 1458", loss=(97, 200)))
+    report = report_of(Column("spoke1", "computed-mtu", "xfrm", "1500 / 1438 / 1396", pings=(200, 200)),
+                       Column("spoke3", "as-deployed", "xfrm", "1500 / 1500 / 1458", pings=(97, 200)))
     assert report.passed, report.lines
     header, *rows = report.lines[1:]
     assert "spoke1 computed-mtu (xfrm)" in header and "spoke3 as-deployed" in header
@@ -23,10 +23,10 @@ def test_the_failure_replayed_and_the_remedies_holding_pass() -> None:
 
 
 def test_an_as_deployed_spoke_that_loses_too_little_fails() -> None:
-    report = report_of(Column("spoke3", "as-deployed", "vti", loss=(170, 200)))
+    report = report_of(Column("spoke3", "as-deployed", "vti", pings=(170, 200)))
     assert not report.passed and "did not replay" in report.lines[-1]
 
 
 def test_a_remedy_that_loses_one_ping_fails() -> None:
-    report = report_of(Column("spoke1", "computed-mtu", "vti", loss=(199, 200)))
+    report = report_of(Column("spoke1", "computed-mtu", "vti", pings=(199, 200)))
     assert not report.passed and "spoke1 (computed-mtu) lost 0.5 %" in report.lines[-1]

@@ -38,8 +38,8 @@ class Column:
     remedy: str
     mode: str
     mtus: str = ""
-    loss: tuple[int, int] = (0, 0)  # received, sent
-    df_loss: tuple[int, int] = (0, 0)
+    pings: tuple[int, int] = (0, 0)  # (received, sent), as ping_loss gives them
+    df_pings: tuple[int, int] = (0, 0)
     fragments_dropped: int = 0
     goodput: float = 0.0
     goodput_lossy: float = 0.0
@@ -50,7 +50,7 @@ class Column:
 
     @property
     def loss_pct(self) -> float:
-        received, sent = self.loss
+        received, sent = self.pings
         return 100 * (sent - received) / sent if sent else 100.0
 
 
@@ -87,8 +87,8 @@ def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: f
 
         def pings(fork: LabStack, spoke: str) -> None:
             node, inner = fork.node(spoke), int(fork.info(spoke, "innerMtu"))
-            columns[spoke].loss = ping_loss(node, hub_bridge, count, size, dont_fragment=False, interval=0.1)
-            columns[spoke].df_loss = ping_loss(node, hub_bridge, DF_PINGS, inner, dont_fragment=True)
+            columns[spoke].pings = ping_loss(node, hub_bridge, count, size, dont_fragment=False, interval=0.1)
+            columns[spoke].df_pings = ping_loss(node, hub_bridge, DF_PINGS, inner, dont_fragment=True)
             columns[spoke].fragments_dropped = dropped_fragments(fork, spoke)
         each_spoke(lab, spokes, pings)
         for index, spoke in enumerate(spokes):
@@ -108,8 +108,8 @@ def table(report: DrillReport, columns: list[Column], drop_pct: float, count: in
     """The figures as rows by columns (one per spoke), the JSON figures, and the verdicts."""
     rows = {
         "WAN / tunnel / br0 MTU": [c.mtus for c in columns],
-        f"pings of {size} B lost": [loss_text(*c.loss) for c in columns],
-        "DF pings of br0 MTU lost": [loss_text(*c.df_loss) for c in columns],
+        f"pings of {size} B lost": [loss_text(*c.pings) for c in columns],
+        "DF pings of br0 MTU lost": [loss_text(*c.df_pings) for c in columns],
         "fragments dropped on the WAN": [str(c.fragments_dropped) for c in columns],
         "TCP goodput, Mbit/s": [f"{c.goodput:g}" for c in columns],
         f"... with {light_loss_pct:g} % loss": [f"{c.goodput_lossy:g}" for c in columns],
