@@ -89,10 +89,8 @@ def esp_counters(lab: LabStack, spoke: str) -> Outcome:
 
 def mtus(lab: LabStack, site: str) -> Outcome:
     """The site's own planned MTUs (a hub with as-deployed spokes has a wider br0: bridgeMtu)."""
-    node, info = lab.node(site), lab.node_info[site]
-    device = lab.info(site, "tunnelInterface")
-    planned = {device: int(info["tunnelMtu"]),  # type: ignore[call-overload]
-               names.BRIDGE: int(info.get("bridgeMtu") or info["innerMtu"])}  # type: ignore[call-overload]
+    node, device = lab.node(site), lab.info(site, "tunnelInterface")
+    planned = {device: int(lab.info(site, "tunnelMtu")), names.BRIDGE: lab.bridge_mtu(site)}
     found = {}
     for name in planned:
         match = re.search(r" mtu (\d+) ", node.run(f"ip -o link show {name}", check=False))
@@ -107,7 +105,7 @@ def gre_ports(lab: LabStack, site: str) -> Outcome:
     if site == names.HUB:
         planned = {names.gre_port(spoke) for spoke in lab.spokes}
     else:
-        kernel = remedychecks.remedy_of(lab, site) == KERNEL_GRE
+        kernel = lab.remedy(site) == KERNEL_GRE
         planned = {names.KERNEL_GRE_DEVICE if kernel else names.gre_port(names.HUB)}
     extra, missing = ports - planned, planned - ports
     detail = ", ".join(sorted(ports)) or "none"
@@ -138,7 +136,7 @@ def dont_fragment_inner_mtu(lab: LabStack, spoke: str) -> Outcome:
     fits = pings(node, hub, count=3, size=inner)
     too_big = ping_loss(node, hub, count=1, size=inner + 1)[0] > 0
     evidence = f"DF {inner} B {'passes' if fits else 'fails'}, {inner + 1} B {'passes' if too_big else 'fails'}"
-    if lab.node_info[spoke].get("remedy") == AS_DEPLOYED:
+    if lab.remedy(spoke) == AS_DEPLOYED:
         return True, f"as-deployed, the hazard kept: {evidence}"
     return fits and not too_big, evidence
 

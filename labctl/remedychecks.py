@@ -13,10 +13,6 @@ from labctl.stack import LabStack
 Outcome = tuple[bool, str]
 
 
-def remedy_of(lab: LabStack, spoke: str) -> str:
-    return str(lab.node_info[spoke].get("remedy", COMPUTED_MTU))
-
-
 def route_lock(lab: LabStack, spoke: str) -> int | None:
     """The MTU the spoke's route to the hub's overlay address is locked to, None if it is not."""
     route = lab.node(spoke).run(f"ip -o route get {lab.info(names.HUB, 'overlayAddress')}")
@@ -27,7 +23,7 @@ def route_lock(lab: LabStack, spoke: str) -> int | None:
 def wan(lab: LabStack, spoke: str) -> Outcome:
     """The spoke's WAN link has its planned MTU (lab:spokeWans, else lab:wanMtu); what `impair` has
     set on it is reported, not judged."""
-    planned = int(lab.node_info[spoke].get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
+    planned = lab.wan_mtu(spoke)
     link = lab.node(spoke).run(f"ip -o link show {names.WAN_INTERFACE}", check=False)
     found = re.search(r" mtu (\d+) ", link)
     mtu = int(found.group(1)) if found else None
@@ -38,7 +34,7 @@ def remedy(lab: LabStack, spoke: str) -> Outcome:
     """computed-mtu: the route to the hub is not locked (the tunnel MTU does the work); as-deployed:
     the route locked to the WAN MTU and the GRE port without DF, the failure kept; kernel-gre: t0 a
     gretap device of the planned br0 MTU on a br0 in OVS's userspace datapath."""
-    node, kind = lab.node(spoke), remedy_of(lab, spoke)
+    node, kind = lab.node(spoke), lab.remedy(spoke)
     lock, tunnel = route_lock(lab, spoke), int(lab.info(spoke, "tunnelMtu"))
     if kind == COMPUTED_MTU:
         return lock is None, f"computed MTU: route to the hub {'locked to ' + str(lock) if lock else 'not locked'}"

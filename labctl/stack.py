@@ -25,6 +25,7 @@ from pulumi import automation as auto
 
 from lablib import names
 from lablib.hostssh import is_remote
+from lablib.remedies import COMPUTED_MTU
 from labctl.locks import run_unlocked
 from labctl.node import Node
 
@@ -222,6 +223,18 @@ class LabStack:
 
     def info(self, site: str, key: str) -> str:
         return str(self.node_info[site][key])
+
+    def remedy(self, site: str) -> str:
+        """The site's remedy (lablib/remedies.py); the nodes output names it only where it is not the default."""
+        return str(self.node_info[site].get("remedy", COMPUTED_MTU))
+
+    def wan_mtu(self, site: str) -> int:
+        """The site's WAN MTU: lab:spokeWans' where the nodes output gives one, else lab:wanMtu."""
+        return int(self.node_info[site].get("wanMtu") or self.config["wanMtu"])  # type: ignore[call-overload]
+
+    def bridge_mtu(self, site: str) -> int:
+        """br0's own MTU: the hub's may be wider than the segment's (as-deployed spokes' frames)."""
+        return int(self.node_info[site].get("bridgeMtu") or self.node_info[site]["innerMtu"])  # type: ignore[call-overload]
 
     def bridge_ip(self, site: str) -> str:
         return self.info(site, "bridgeAddress").split("/")[0]

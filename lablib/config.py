@@ -101,9 +101,6 @@ class LabConfig:
         """What keeps spoke number `spoke`'s ESP from fragmenting (lablib.remedies.REMEDIES)."""
         return dict(self.spoke_remedies).get(spoke, COMPUTED_MTU)
 
-    def wan_mtu_of(self, spoke: int) -> int:
-        return dict(self.spoke_wan_mtus).get(spoke, self.wan_mtu)
-
     @property
     def uses_certs(self) -> bool:
         """Any site authenticates with a certificate: then the lab has a CA and the hub a certificate too."""

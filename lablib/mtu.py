@@ -8,7 +8,7 @@ the WAN MTU, and the OVS bridge MTU leaves room for GRE on top of that.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import AbstractSet, Mapping
+from typing import Mapping
 
 from lablib.crypto import OVERHEAD_BYTES, Proposal
 from lablib.remedies import AS_DEPLOYED, KERNEL_GRE

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from lablib import names, render
 from lablib.addressing import Site
 from lablib.config import LabSpec
+from lablib.remedies import AS_DEPLOYED
 from lablib.render import PayloadFile
 from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, spoke_tunnel
 
@@ -60,7 +61,7 @@ def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) ->
         overlay_route = str(plan.overlay_pool)
         vti_remote = "0.0.0.0"  # one shared VTI for every spoke, whatever its address
         mode = spec.config.interface_mode
-        as_deployed = [t for t in map(lambda s: spoke_tunnel(spec, s), plan.spokes) if t.as_deployed]
+        as_deployed = [spoke_tunnel(spec, s) for s in plan.spokes if spec.config.remedy_of(s.number) == AS_DEPLOYED]
     else:
         ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))

@@ -35,10 +35,8 @@ class End:
         self.own = lab.info(site, "overlayAddress")
         self.peer = lab.info(peer, "overlayAddress")
         self.port = names.gre_port(peer)
-        info = lab.node_info[site]
         # The site's planned MTUs, which phase 2 and the end of the drill put back.
-        self.tunnel_mtu = int(info["tunnelMtu"])  # type: ignore[call-overload]
-        self.bridge_mtu = int(info.get("bridgeMtu") or info["innerMtu"])  # type: ignore[call-overload]
+        self.tunnel_mtu, self.bridge_mtu = int(lab.info(site, "tunnelMtu")), lab.bridge_mtu(site)
         self.saved_route = self.node.run(f"ip -o route show {self.peer}/32").strip()  # exact match
 
     def set_mtus(self, tunnel_mtu: int, inner_mtu: int, lock: int | None) -> None:
@@ -68,19 +66,18 @@ def loss_text(received: int, sent: int) -> str:
 
 def computed_spokes(lab: LabStack) -> list[str]:
     """The spokes of the computed MTU (lablib/remedies.py), those behind NAT first (the ADSL sites were)."""
-    spokes = [spoke for spoke in lab.serving if lab.node_info[spoke].get("remedy", COMPUTED_MTU) == COMPUTED_MTU]
+    spokes = [spoke for spoke in lab.serving if lab.remedy(spoke) == COMPUTED_MTU]
     return sorted(spokes, key=lambda spoke: not lab.node_info[spoke]["behindNat"])
 
 
 def run(lab: LabStack, site: str | None, drop_pct: float, count: int, size: int, echo: Echo) -> DrillReport:
     computed = computed_spokes(lab)
     spoke = pick_spoke(lab, site or (computed[0] if computed else None))
-    info = lab.node_info[spoke]
     if spoke not in computed:
-        raise click.BadParameter(f"{spoke}'s remedy is {info.get('remedy')} (lablib/remedies.py): the drill sets "
+        raise click.BadParameter(f"{spoke}'s remedy is {lab.remedy(spoke)} (lablib/remedies.py): the drill sets "
                                  "the original failure on a spoke of the computed MTU and puts it back; pick one "
                                  f"({', '.join(computed) or 'this lab has none'})", param_hint="--site")
-    wan_mtu = int(info.get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
+    wan_mtu = lab.wan_mtu(spoke)
     tunnel_mtu, inner_mtu = int(lab.info(spoke, "tunnelMtu")), int(lab.info(spoke, "innerMtu"))
     replay_inner = wan_mtu - gre_overhead(bool(lab.config["greKey"]))
     if not inner_mtu < size <= replay_inner:

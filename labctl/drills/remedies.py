@@ -55,19 +55,15 @@ class Column:
 
 
 def column(lab: LabStack, spoke: str) -> Column:
-    info = lab.node_info[spoke]
-    interface = str(info["tunnelInterface"])
-    inner, bridge = int(info["innerMtu"]), int(info.get("bridgeMtu") or info["innerMtu"])  # type: ignore[call-overload]
-    wan = int(info.get("wanMtu") or lab.config["wanMtu"])  # type: ignore[call-overload]
-    return Column(spoke=spoke, remedy=str(info.get("remedy", COMPUTED_MTU)),
-                  mode="vti" if interface == names.VTI_INTERFACE else "xfrm",
-                  mtus=f"{wan} / {info['tunnelMtu']} / {bridge}")
+    interface = lab.info(spoke, "tunnelInterface")
+    return Column(spoke=spoke, remedy=lab.remedy(spoke), mode="vti" if interface == names.VTI_INTERFACE else "xfrm",
+                  mtus=f"{lab.wan_mtu(spoke)} / {lab.info(spoke, 'tunnelMtu')} / {lab.bridge_mtu(spoke)}")
 
 
 def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: float, echo: Echo) -> DrillReport:
     spokes = lab.serving
     inner = {spoke: int(lab.info(spoke, "innerMtu")) for spoke in spokes}
-    deployed = [spoke for spoke in spokes if lab.node_info[spoke].get("remedy") == AS_DEPLOYED]
+    deployed = [spoke for spoke in spokes if lab.remedy(spoke) == AS_DEPLOYED]
     largest = max([inner[spoke] for spoke in spokes if spoke not in deployed], default=0)
     smallest = min([inner[spoke] for spoke in deployed], default=9000)
     if not largest < size <= smallest:
