@@ -8,7 +8,7 @@ STACK ?= local
 # The lab's command-line program (it enters the lab's network namespace by itself).
 LABCTL := $(PY) -m labctl
 
-.PHONY: venv deps test test-fast e2e up down preview bench bench-scale
+.PHONY: venv deps kernel test test-fast e2e up down preview bench bench-scale
 
 venv: venv/.stamp policy/venv/.stamp
 venv/.stamp: requirements.txt requirements-dev.txt
@@ -21,18 +21,26 @@ policy/venv/.stamp: policy/requirements.txt
 	touch $@
 
 # Host packages, the Debian 12 and 13 trees (their libreswan 4.x/5.x and
-# cloud-init check the payloads), the Pulumi toolchain and the lab image: all
-# cached outside the checkout. The toolchain (a Go build on every core) runs
-# beside the trees and images (downloads, dpkg, mkfs): a cold run is minutes shorter.
+# cloud-init check the payloads), the Pulumi toolchain, the lab's own kernel
+# and the lab images: all cached outside the checkout. The toolchain and the
+# kernel (builds on every core) run beside the trees (downloads, dpkg); the
+# images wait for the kernel, whose module index they hold.
 deps: venv
 	scripts/host-deps.sh
 	scripts/toolchain.sh & toolchain=$$!
-	trap 'kill $$toolchain 2>/dev/null || true' EXIT
+	scripts/build-kernel.sh & kernel=$$!
+	trap 'kill $$toolchain $$kernel 2>/dev/null || true' EXIT
 	scripts/debian-root.sh
 	scripts/debian-root.sh --suite trixie
+	wait $$kernel
 	scripts/build-image.sh
 	scripts/build-image.sh --suite trixie
 	wait $$toolchain
+
+# The lab's own guest kernel alone (ESP in TCP: lab:tcpSpokes), about 12 minutes on 2 cores.
+kernel:
+	scripts/host-deps.sh
+	scripts/build-kernel.sh
 
 test-fast: venv
 	$(PY) -m pytest -q tests --ignore=tests/e2e

@@ -71,8 +71,9 @@ class LabNode(pulumi.ComponentResource):
                                   replace_with=made_with_seed)))
         direct_boot = {}
         if boot.direct:
-            direct_boot = {"kernel": args.volumes.kernel_path, "initrd": args.volumes.initrd_path,
-                           "cmdlines": kernel_cmdlines(boot.kernel_cmdline)}
+            direct_boot = {"kernel": args.volumes.kernel_path, "cmdlines": kernel_cmdlines(boot.kernel_cmdline)}
+            if args.volumes.initrd_path is not None:
+                direct_boot["initrd"] = args.volumes.initrd_path
         self.domain = libvirt.Domain(
             f"{name}-domain",
             name=names.domain_name(args.stack, site.name),

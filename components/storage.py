@@ -23,7 +23,8 @@ class LabStorageArgs:
 
 @dataclass
 class BootVolumes:
-    """The pool volumes a domain boots from (kernel/initrd None without direct kernel boot)."""
+    """The pool volumes a domain boots from (kernel None without direct kernel boot, initrd None
+    without direct kernel boot or with a kernel that needs no initrd)."""
 
     base_volume_id: pulumi.Output[str]
     kernel_path: pulumi.Output[str] | None = None
@@ -66,6 +67,8 @@ class LabStorage(pulumi.ComponentResource):
             return BootVolumes(base.id)
         kernel = libvirt.Volume(f"{name}-kernel", name=names.kernel_volume_name(stack, own), pool=pool,
                                 source=boot.kernel, format="raw", opts=child)
+        if not boot.initrd:
+            return BootVolumes(base.id, kernel.id)
         initrd = libvirt.Volume(f"{name}-initrd", name=names.initrd_volume_name(stack, own), pool=pool,
                                 source=boot.initrd, format="raw", opts=child)
         return BootVolumes(base.id, kernel.id, initrd.id)

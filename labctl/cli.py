@@ -239,12 +239,14 @@ def verify(stack: str, only: str | None, as_json: bool) -> None:
 @click.option("--loss", type=PCT, default=0, help="Share of packets lost, %.")
 @click.option("--rate", type=impair.RateType(), help="Rate limit, e.g. 2mbit.")
 @click.option("--frag-drop", type=PCT, default=0, help="Share of IP fragments dropped, %.")
+@click.option("--udp-blocked", is_flag=True, help="Drop the site's UDP to ports 500 and 4500 (IKE, NAT-T): "
+                                                  "only a tcp spoke's tunnel gets through.")
 @click.option("--show", is_flag=True, help="Print what is set now.")
 @click.option("--clear", "clear_", is_flag=True, help="Remove every impairment of the site.")
 def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, rate: str | None, frag_drop: float,
-                   show: bool, clear_: bool) -> None:
+                   udp_blocked: bool, show: bool, clear_: bool) -> None:
     """Impair SITE's WAN: the settings given replace the previous ones (idempotent)."""
-    wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop)  # validated before anything changes
+    wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop, udp_blocked)  # validated before anything changes
     if [show, clear_, wanted != impair.Impairment()].count(True) != 1:
         raise click.UsageError("give settings, --show or --clear, one of them")
     host.enter_lab_namespace(stack)

@@ -126,12 +126,14 @@ def nft(script: str, on: str = "") -> None:
         raise click.ClickException(f"nft failed: {error.message}\n{script}") from None
 
 
-def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = "") -> tuple[bool, list[str]]:
-    """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs."""
-    command = ["tcpdump", "-l", "-nn", "-p", "-i", bridge, expression]
+def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = "", payload: bool = False,
+            seconds: int = CAPTURE_SECONDS) -> tuple[bool, list[str]]:
+    """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs; with
+    payload, each packet's bytes as text too (tcpdump -A); seconds bounds a capture on another host."""
+    command = ["tcpdump", "-l", "-nn", "-p", *(["-A"] if payload else []), "-i", bridge, expression]
     if on:  # bounded on the host: the capture ends by itself even if this side goes away
-        _, stdout, _ = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(CAPTURE_SECONDS), *command]),
-                                              timeout=CAPTURE_SECONDS + 30)
+        _, stdout, _ = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(seconds), *command]),
+                                              timeout=seconds + 30)
         time.sleep(1.5)  # tcpdump attaches before the traffic starts
         result = during()
         return result, stdout.read().decode(errors="replace").splitlines()

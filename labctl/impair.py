@@ -4,10 +4,12 @@ Two places, both inside the lab, never on the host's own interfaces:
 - delay, jitter, loss and a rate limit: a netem qdisc on the site's uplink
   (the VM's WAN NIC, egress). This host's kernel has no netem
   (CONFIG_NET_SCH_NETEM unset), the lab's guest kernels do;
-- dropping a share of the IP fragments the site sends onto its WAN: an
-  nftables chain in the lab's namespace at priority -500 on the site's WAN
-  bridge, ahead of conntrack's defragmentation (-400), which would
-  otherwise reassemble fragments before any rule sees them.
+- dropping a share of the IP fragments the site sends onto its WAN, and
+  blocking its IKE and NAT-T UDP (ports 500 and 4500, as networks that pass
+  only TCP do: the reason for ESP in TCP): an nftables chain in the lab's
+  namespace at priority -500 on the site's WAN bridge, ahead of conntrack's
+  defragmentation (-400), which would otherwise reassemble fragments before
+  any rule sees them.
 Setting an impairment replaces the site's previous one (idempotent).
 """
 from __future__ import annotations
@@ -23,6 +25,8 @@ from labctl.stack import LabStack
 
 RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
 FRAGMENT_MATCH = "ip frag-off & 0x3fff != 0"  # more-fragments flag or a fragment offset
+IKE_UDP_PORTS = (500, names.ESP_IN_TCP_PORT)  # IKE, and NAT-T's ESP in UDP (the same number as ESP in TCP's)
+UDP_BLOCKED = "udp-blocked"  # the rule's comment, read back by current()
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Impairment:
     loss_pct: float = 0
     rate: str = ""
     frag_drop_pct: float = 0
+    udp_blocked: bool = False
 
     def __post_init__(self) -> None:
         if self.jitter_ms and not self.delay_ms:
@@ -55,6 +60,8 @@ class Impairment:
     def describe(self) -> str:
         parts = [self.netem_args or "no shaping"]
         parts.append(f"{self.frag_drop_pct:g}% of fragments dropped" if self.frag_drop_pct else "fragments pass")
+        if self.udp_blocked:
+            parts.append(f"UDP to ports {', '.join(map(str, IKE_UDP_PORTS))} blocked")
         return ", ".join(parts)
 
 
@@ -70,14 +77,21 @@ class RateType(click.ParamType):
         return text
 
 
-def fragment_rules(bridge: str, table: str, pct: float) -> str:
-    """nft script: drop pct % of the IP fragments arriving from the site's WAN bridge (replaces the table)."""
+def fragment_rules(bridge: str, table: str, pct: float, udp_blocked: bool = False) -> str:
+    """nft script: drop pct % of the IP fragments arriving from the site's WAN bridge, and with
+    udp_blocked its UDP to the IKE ports (replaces the table)."""
     script = f"table ip {table} {{}}\ndelete table ip {table}\n"  # create-then-delete: no error if absent
+    rules = []
     if pct:
+        rules.append(f"iifname \"{bridge}\" {FRAGMENT_MATCH} numgen random mod 10000 < {round(pct * 100)} "
+                     f"counter drop comment \"frag-drop {pct:g}\"")
+    if udp_blocked:
+        ports = ", ".join(map(str, IKE_UDP_PORTS))
+        rules.append(f"iifname \"{bridge}\" udp dport {{ {ports} }} counter drop comment \"{UDP_BLOCKED}\"")
+    if rules:
         script += (f"table ip {table} {{\n"
                    f"  chain fragments {{ type filter hook prerouting priority -500; policy accept;\n"
-                   f"    iifname \"{bridge}\" {FRAGMENT_MATCH} numgen random mod 10000 < {round(pct * 100)} "
-                   f"counter drop comment \"frag-drop {pct:g}\"\n  }}\n}}\n")
+                   + "".join(f"    {rule}\n" for rule in rules) + "  }\n}\n")
     return script
 
 
@@ -103,7 +117,8 @@ def apply(lab: LabStack, site: str, impairment: Impairment) -> None:
         node.run(f"tc qdisc replace dev {names.WAN_INTERFACE} root netem {impairment.netem_args}")
     else:
         node.run(f"tc qdisc del dev {names.WAN_INTERFACE} root 2>/dev/null || true")
-    host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct), on=on)
+    host.nft(fragment_rules(bridge, names.impair_table(lab.name, site), impairment.frag_drop_pct,
+                            impairment.udp_blocked), on=on)
 
 
 def parse_netem(qdisc: str) -> dict[str, object]:
@@ -129,4 +144,5 @@ def current(lab: LabStack, site: str) -> Impairment:
                      on=lab.host_uri(site))
     if found := re.search(r'comment "frag-drop ([0-9.]+)"', rules):
         fields["frag_drop_pct"] = float(found.group(1))
+    fields["udp_blocked"] = f'comment "{UDP_BLOCKED}"' in rules
     return Impairment(**fields)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from lablib import names
-from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE
+from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE, TCP
 from labctl import impair
 from labctl.stack import LabStack
 
@@ -33,7 +33,10 @@ def wan(lab: LabStack, spoke: str) -> Outcome:
 def remedy(lab: LabStack, spoke: str) -> Outcome:
     """computed-mtu: the route to the hub is not locked (the tunnel MTU does the work); as-deployed:
     the route locked to the WAN MTU and the GRE port without DF, the failure kept; kernel-gre: t0 a
-    gretap device of the planned br0 MTU on a br0 in OVS's userspace datapath."""
+    gretap device of the planned br0 MTU on a br0 in OVS's userspace datapath; tcp: the MTUs as
+    deployed, and the SAs in the TCP stream to the hub's port 4500 (`encap type espintcp`), with GRO
+    off on the WAN NIC. That the stream starts with IKETCP on the wire is `drill remedies`' to see:
+    it is said once, when the stream opens."""
     node, kind = lab.node(spoke), lab.remedy(spoke)
     lock, tunnel = route_lock(lab, spoke), int(lab.info(spoke, "tunnelMtu"))
     if kind == COMPUTED_MTU:
@@ -44,6 +47,8 @@ def remedy(lab: LabStack, spoke: str) -> Outcome:
         df = node.run(f"ovs-vsctl get interface {names.gre_port(names.HUB)} options:df_default", check=False)
         no_df = df.strip().strip('"') == "false"
         return locked and no_df, f"as-deployed, the hazard kept: {lock_text}, GRE {'without' if no_df else 'WITH'} DF"
+    if kind == TCP:
+        return esp_in_tcp(lab, spoke, locked, lock_text)
     assert kind == KERNEL_GRE, kind
     device = names.KERNEL_GRE_DEVICE
     link = node.run(f"ip -d -o link show {device}", check=False)
@@ -56,3 +61,16 @@ def remedy(lab: LabStack, spoke: str) -> Outcome:
     return ok, (f"kernel-gre: {device} {'gretap' if ' gretap ' in link else 'NOT gretap'} MTU "
                 f"{mtu.group(1) if mtu else 'none'} (plan {planned}){'' if on_bridge else ' NOT'} on "
                 f"{names.BRIDGE} ({datapath} datapath), {lock_text}")
+
+
+def esp_in_tcp(lab: LabStack, spoke: str, locked: bool, lock_text: str) -> Outcome:
+    node, hub = lab.node(spoke), lab.info(names.HUB, "wanAddress")
+    states = node.run("ip xfrm state").count("encap type espintcp")
+    stream = node.run(f"ss -Htn state established '( dport = :{names.ESP_IN_TCP_PORT} )'", check=False)
+    to_hub = f"{hub}:{names.ESP_IN_TCP_PORT}" in stream
+    gro = re.search(r"^generic-receive-offload: (\w+)", node.run(f"ethtool -k {names.WAN_INTERFACE}"), re.MULTILINE)
+    gro_off = gro is not None and gro.group(1) == "off"
+    return locked and to_hub and states >= 2 and gro_off, (
+        f"tcp: {states} SA(s) of encap espintcp (2 expected), {'a' if to_hub else 'NO'} TCP stream to "
+        f"{hub}:{names.ESP_IN_TCP_PORT}, GRO {gro.group(1) if gro else 'unknown'} on {names.WAN_INTERFACE}, "
+        f"{lock_text}")

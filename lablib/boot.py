@@ -17,7 +17,8 @@ HUB_KEYS = tuple(f"hub{key[0].upper()}{key[1:]}" for key in KEYS)
 
 @dataclass(frozen=True)
 class BootFiles:
-    """A disk image and, for direct kernel boot, kernel + initrd + command line ("" when not)."""
+    """A disk image and, for direct kernel boot, kernel + command line (+ initrd, unless the kernel
+    needs none) ("" when not)."""
 
     image: str
     kernel: str = ""
@@ -51,7 +52,7 @@ def _boot_set(raw: Mapping[str, str | None], keys: tuple[str, ...]) -> BootFiles
     image, kernel, initrd, cmdline = ((raw.get(key) or "").strip() for key in keys)
     if not image:
         raise ConfigError(image_key, image, "must name a cloud image (path or http(s) URL)")
-    inputs.direct_boot({kernel_key: kernel, initrd_key: initrd, cmdline_key: cmdline})
+    inputs.direct_boot({kernel_key: kernel, initrd_key: initrd, cmdline_key: cmdline}, optional=initrd_key)
     try:
         kernel_cmdlines(cmdline)  # raises when the provider cannot pass it as written
     except ConfigError as error:

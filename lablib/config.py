@@ -15,13 +15,13 @@ from typing import Mapping
 from lablib import inputs, names
 from lablib.addressing import AddressPlan, AddressSettings, Site, build_plan
 from lablib.auth import AUTH_KEYS, parse_auth
-from lablib.boot import HUB_KEYS, BootFiles, check_seed_reader, parse_boot
+from lablib.boot import HUB_KEYS, KEYS, BootFiles, check_seed_reader, parse_boot
 from lablib.crypto import Proposal, ProposalError, parse_proposals, proposal_line
 from lablib.errors import ConfigError
 from lablib.hosts import HOSTS, SPOKE_HOSTS, HostPlan, plan_hosts
 from lablib.mtu import MtuPlan, plan_site_mtus
 from lablib.netcheck import check_special
-from lablib.remedies import COMPUTED_MTU, REMEDY_KEYS, parse_remedies
+from lablib.remedies import COMPUTED_MTU, REMEDY_KEYS, TCP, check_tcp_kernels, parse_remedies
 from lablib.sshkeys import check_key_pair
 
 __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
@@ -204,6 +204,8 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
     pool_path = inputs.directory_path("poolPath", _required(raw, "poolPath").strip())
     auth = parse_auth(raw, spokes)
     remedies = parse_remedies(raw, spokes, wan_mtu)
+    check_tcp_kernels([n for n, remedy in remedies.spoke_remedies if remedy == TCP],
+                      {KEYS[1]: boot.kernel, **({HUB_KEYS[1]: hub_boot.kernel} if hub_boot != boot else {})})
 
     addresses = AddressSettings(
         spokes=spokes,

@@ -19,7 +19,7 @@ MAX_TEXT = 4096  # longer than any path, URL or key line (RSA 16384) a user type
 MAX_SHORT = 64  # numbers, networks, choices
 MAX_LENGTH = {"ike": 512, "esp": 512, "poolPath": MAX_TEXT, "sshPublicKey": MAX_TEXT,
               **dict.fromkeys(("routedSpokes", "vtiSpokes", "xfrmSpokes", "pskSpokes", "certSpokes",
-                               "revokedSpokes", "asDeployedSpokes", "kernelGreSpokes"), 2048),  # 250 spoke numbers
+                               "revokedSpokes", "asDeployedSpokes", "kernelGreSpokes", "tcpSpokes"), 2048),  # 250 spoke numbers
               "spokeWans": 4 * MAX_TEXT,  # 250 spokes' settings
               "idDomain": 253,  # a DNS name's most (lablib/auth.py checks the whole ID)
               "hosts": 16 * MAX_TEXT, "spokeHosts": 4 * MAX_TEXT,  # lablib/hosts.py: 64 hosts, 250 pins
@@ -150,13 +150,15 @@ def _boot_url(key: str, text: str) -> str:
     return text
 
 
-def direct_boot(given: dict[str, str]) -> None:
+def direct_boot(given: dict[str, str], optional: str) -> None:
     """The kernel, initrd and command-line keys (in that order, e.g. kernel, initrd, kernelCmdline)
-    come together; the error names the key really missing."""
+    come together, except the optional one (the initrd: the lab's own kernel needs none); the error
+    names the key really missing."""
     if not any(given.values()):
         return
-    missing = [key for key, value in given.items() if not value]
+    needed = [key for key in given if key != optional]
+    missing = [key for key in needed if not given[key]]
     if missing:
         set_keys = " and ".join(f"lab:{key}" for key, value in given.items() if value)
         raise ConfigError(missing[0], "", f"is missing: {set_keys} set means direct kernel boot, "
-                                          f"which needs {', '.join(given)}")
+                                          f"which needs {' and '.join(needed)} ({optional} optional)")

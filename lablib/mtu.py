@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from lablib.crypto import OVERHEAD_BYTES, Proposal
-from lablib.remedies import AS_DEPLOYED, KERNEL_GRE
+from lablib.remedies import AS_DEPLOYED_MTUS, KERNEL_GRE
 
 # Header sizes from ipsec.yaml (shared with the policy pack).
 IPV4_HEADER = OVERHEAD_BYTES["ipv4_header"]
@@ -75,9 +75,10 @@ def plan_site_mtus(hub_wan: int, spoke_wans: Mapping[int, int], remedies: Mappin
     whose remedy is not the computed MTU (lablib.remedies). br0 is one segment: every site but an
     as-deployed spoke gets the inner MTU that holds for all of them; a spoke's tunnel MTU fits its
     path to the hub (the smaller WAN of the two). An as-deployed spoke gets the WAN MTU on its tunnel
-    and the WAN MTU minus GRE on br0, as the original deployment had; the hub's br0 then takes its
+    and the WAN MTU minus GRE on br0, as the original deployment had (so does a tcp spoke, whose ESP
+    in TCP never fragments); the hub's br0 then takes its
     frames. A kernel-gre spoke's tunnel keeps the WAN MTU too, its t0 and br0 the segment's MTU."""
-    as_deployed = {n for n, remedy in remedies.items() if remedy == AS_DEPLOYED}
+    as_deployed = {n for n, remedy in remedies.items() if remedy in AS_DEPLOYED_MTUS}
     hub = plan_mtu(hub_wan, esp_proposals, nat_t, gre_key)
     paths = {n: plan_mtu(min(spoke_wans.get(n, hub_wan), hub_wan), esp_proposals, nat_t, gre_key)
              for n in {*spoke_wans, *remedies}}
@@ -87,7 +88,7 @@ def plan_site_mtus(hub_wan: int, spoke_wans: Mapping[int, int], remedies: Mappin
         wan = spoke_wans.get(n, hub_wan)
         if remedy == KERNEL_GRE:
             spokes[n] = replace(spokes[n], tunnel_mtu=wan)
-        elif remedy == AS_DEPLOYED:
+        elif remedy in AS_DEPLOYED_MTUS:
             spokes[n] = replace(hub, wan_mtu=wan, tunnel_mtu=wan, inner_mtu=wan - gre_overhead(gre_key))
     widest = max([segment] + [spokes[n].inner_mtu for n in as_deployed])
     hub = replace(hub, inner_mtu=segment)

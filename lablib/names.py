@@ -48,6 +48,10 @@ def suite_dir(kind: str, suite: str) -> Path:
     as scripts/env.sh's lab_suite_dir places them."""
     return CACHE_DIR / (kind if suite == DEFAULT_SUITE else f"{kind}-{suite}")
 
+
+# The lab's own guest kernel (scripts/build-kernel.sh: ESP in TCP, no initramfs), cached like the images.
+LAB_KERNEL = CACHE_DIR / "kernel" / "bzImage"
+
 # --- sites ---------------------------------------------------------------------
 HUB = "hub"
 
@@ -174,6 +178,7 @@ KERNEL_GRE_DEVICE = "t0"  # a kernel-gre spoke's GRE device on its bridge (the w
 # rule before the main table: pluto's updown replaces its own route to the peer in main (XFRM interface).
 LOCKED_ROUTE_TABLE = 100
 LOCKED_ROUTE_PRIORITY = 100
+ESP_IN_TCP_PORT = 4500  # the tcp remedy: the hub's TCP port for IKE and ESP (RFC 8229's, as NAT-T's UDP)
 
 
 def gre_port(remote: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from lablib import names, render
 from lablib.addressing import Site
 from lablib.config import LabSpec
-from lablib.remedies import AS_DEPLOYED
+from lablib.remedies import AS_DEPLOYED_MTUS, TCP
 from lablib.render import PayloadFile
 from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, spoke_tunnel
 
@@ -61,15 +61,18 @@ def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) ->
         overlay_route = str(plan.overlay_pool)
         vti_remote = "0.0.0.0"  # one shared VTI for every spoke, whatever its address
         mode = spec.config.interface_mode
-        as_deployed = [spoke_tunnel(spec, s) for s in plan.spokes if spec.config.remedy_of(s.number) == AS_DEPLOYED]
+        as_deployed = [spoke_tunnel(spec, s) for s in plan.spokes if spec.config.remedy_of(s.number) in AS_DEPLOYED_MTUS]
+        esp_in_tcp = any(spec.config.remedy_of(s.number) == TCP for s in plan.spokes)
     else:
         ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))
         vti_remote = str(plan.hub.wan_address)
         mode = tunnel.spoke_end.interface_mode
         as_deployed = []
+        esp_in_tcp = tunnel.tcp
     return render.render_lab_network(site, mode, spec.config, spec.mtu_of(site), ports, overlay_route, vti_remote,
-                                     route_lock=tunnel is not None and tunnel.route_lock, as_deployed=as_deployed)
+                                     route_lock=tunnel is not None and tunnel.route_lock, as_deployed=as_deployed,
+                                     esp_in_tcp=esp_in_tcp)
 
 
 @dataclass(frozen=True)

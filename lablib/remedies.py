@@ -14,7 +14,13 @@ A spoke's remedy is what keeps its ESP packets from fragmenting on its WAN:
   device t0 (gretap: Ethernet over GRE, as OVS's GRE port on the hub speaks;
   the write-up's L3 `gre` device carries no Ethernet and the hub's port
   cannot take it) on a br0 in OVS's userspace datapath, with the computed br0
-  MTU on t0: t0's MTU alone keeps ESP from fragmenting. The hub is unchanged.
+  MTU on t0: t0's MTU alone keeps ESP from fragmenting. The hub is unchanged;
+- tcp: ESP in TCP (RFC 8229): the spoke's MTUs stay as deployed, but its ESP
+  travels in a TCP stream to the hub's port 4500, which the kernel segments:
+  no IP fragment on the WAN, and a tunnel through a WAN that blocks UDP. Both
+  ends need a kernel with CONFIG_INET_ESPINTCP, which no Debian kernel has: the
+  lab builds its own (scripts/build-kernel.sh) and the config is refused
+  unless the hub and the spokes boot it.
 lab:spokeWans gives a spoke its own WAN MTU (ADSL over PPPoE: 1492) where
 lab:wanMtu is every other site's. With neither key the lab plans exactly as
 before.
@@ -26,15 +32,19 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from lablib import inputs
+from lablib import inputs, kconfig, names
 from lablib.errors import ConfigError
 
-COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE = "computed-mtu", "as-deployed", "kernel-gre"
-REMEDIES = (COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE)
-# Per-spoke remedies other than the default, like vtiSpokes: asDeployedSpokes, kernelGreSpokes.
-REMEDY_SPOKE_KEYS = {AS_DEPLOYED: "asDeployedSpokes", KERNEL_GRE: "kernelGreSpokes"}
+COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE, TCP = "computed-mtu", "as-deployed", "kernel-gre", "tcp"
+REMEDIES = (COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE, TCP)
+# Per-spoke remedies other than the default, like vtiSpokes: asDeployedSpokes, kernelGreSpokes, tcpSpokes.
+REMEDY_SPOKE_KEYS = {AS_DEPLOYED: "asDeployedSpokes", KERNEL_GRE: "kernelGreSpokes", TCP: "tcpSpokes"}
+# The remedies whose MTUs are all as deployed (tunnel, br0, no DF on GRE, the hub's side too).
+AS_DEPLOYED_MTUS = (AS_DEPLOYED, TCP)
 # The remedies whose tunnel interface keeps the WAN MTU, its route to the peer locked to it.
-WAN_MTU_TUNNEL = (AS_DEPLOYED, KERNEL_GRE)
+WAN_MTU_TUNNEL = (*AS_DEPLOYED_MTUS, KERNEL_GRE)
+# The kernel option ESP in TCP needs on both ends (a bool: never a module).
+ESP_IN_TCP_OPTION = "CONFIG_INET_ESPINTCP"
 SPOKE_WANS = "spokeWans"
 REMEDY_KEYS = (*REMEDY_SPOKE_KEYS.values(), SPOKE_WANS)
 WAN_FIELDS = {"mtu": (1280, 9000)}  # a spoke WAN's fields and their bounds (lab:wanMtu's)
@@ -50,7 +60,7 @@ class RemedySettings:
 
 
 def parse_remedies(raw: Mapping[str, str | None], spokes: int, wan_mtu: int) -> RemedySettings:
-    """Validate asDeployedSpokes, kernelGreSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
+    """Validate asDeployedSpokes, kernelGreSpokes, tcpSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
     remedies = inputs.spoke_exceptions(raw, REMEDY_SPOKE_KEYS, spokes, COMPUTED_MTU, "remedy")
     wans = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
     return RemedySettings(spoke_remedies=remedies,
@@ -84,3 +94,28 @@ def spoke_wans(text: str, spokes: int) -> dict[int, int]:
         if "mtu" in wan:
             mtus[int(number)] = wan["mtu"]
     return mtus
+
+
+def check_tcp_kernels(tcp_spokes: list[int], kernels: Mapping[str, str]) -> None:
+    """tcpSpokes needs ESP in TCP in the kernel of every site of its tunnels: the kernels (config key
+    to path, "" for the image's own Debian kernel) of the spokes and of the hub, read from the
+    kernel itself (CONFIG_IKCONFIG)."""
+    if not tcp_spokes:
+        return
+    key = REMEDY_SPOKE_KEYS[TCP]
+    for kernel_key, path in kernels.items():
+        if not path:
+            why = f"lab:{kernel_key} is not set, and no Debian kernel the images boot has it"
+        elif "://" in path:
+            why = f"lab:{kernel_key} is a URL ({path}), whose config cannot be read before it is booted"
+        else:
+            try:
+                if kconfig.kernel_options(path).get(ESP_IN_TCP_OPTION) == "y":
+                    continue
+                why = f"lab:{kernel_key} ({path}) is built without it"
+            except kconfig.NoConfig as error:
+                why = f"lab:{kernel_key} ({path}) cannot be checked: {error}"
+        raise ConfigError(key, json.dumps(tcp_spokes),
+                          f"needs ESP in TCP ({ESP_IN_TCP_OPTION}=y) in the kernel of the hub and of every "
+                          f"spoke, but {why}; boot the lab's own kernel, which has it: `make kernel` "
+                          f"builds {names.LAB_KERNEL} (docs/remedies.md)")

@@ -56,12 +56,13 @@ def render_secrets(end: ConnEnd, psk: str) -> str:
 
 def render_lab_network(site: Site, mode: str, config: LabConfig, mtu: MtuPlan, ports: Sequence[GrePort],
                        overlay_route: str, vti_remote: str, route_lock: bool = False,
-                       as_deployed: Sequence[SpokeTunnel] = ()) -> str:
-    """route_lock: an as-deployed spoke's route to the hub; as_deployed: the hub's as-deployed spokes."""
+                       as_deployed: Sequence[SpokeTunnel] = (), esp_in_tcp: bool = False) -> str:
+    """route_lock: an as-deployed spoke's route to the hub; as_deployed: the hub's as-deployed spokes;
+    esp_in_tcp: a tcp spoke, or the hub of one."""
     return _render("lab-network.sh.j2", site=site, mode=mode, mark=config.tunnel_mark,
                    interface_name=names.tunnel_interface(mode, config.tunnel_mark),
                    mtu=mtu, ports=ports, overlay_route=overlay_route, vti_remote=vti_remote,
-                   route_lock=route_lock, as_deployed=as_deployed)
+                   route_lock=route_lock, as_deployed=as_deployed, uses_tcp=esp_in_tcp)
 
 
 @cache

@@ -6,14 +6,14 @@ agree, and lablib.payload renders them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lablib import names
 from lablib.addressing import Site
 from lablib.config import LIBRESWAN_RETRANSMIT_TIMEOUT, LabSpec
 from lablib.crypto import CERT_KEYS
 from lablib.mtu import MtuPlan
-from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU, KERNEL_GRE, WAN_MTU_TUNNEL
+from lablib.remedies import AS_DEPLOYED_MTUS, COMPUTED_MTU, KERNEL_GRE, TCP, WAN_MTU_TUNNEL
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ConnEnd:
     auth: str = "psk"  # or "cert": this end signs with its own certificate, the peer's from the same CA
     authby: str = "secret"  # libreswan's authby= (for a certificate, the key type's: ipsec.yaml)
     cert_nickname: str = ""  # this end's certificate in its NSS database (cert only)
+    enable_tcp: bool = False  # a tcp spoke's end: IKE and ESP in TCP to the hub's port 4500 (RFC 8229)
 
     @property
     def uses_cert(self) -> bool:
@@ -69,6 +70,7 @@ class ConnEnd:
             # Only for a certificate's end: a pre-shared key's keeps the props it always had.
             **({"auth": self.auth, "authby": self.authby, "certNickname": self.cert_nickname}
                if self.uses_cert else {}),
+            **({"enableTcp": True} if self.enable_tcp else {}),
         }
 
 
@@ -100,9 +102,14 @@ class SpokeTunnel:
 
     @property
     def as_deployed(self) -> bool:
-        """Both ends keep the original failure: the route to the peer's overlay address locked to the
-        spoke's tunnel MTU (its WAN MTU), GRE without DF."""
-        return self.remedy == AS_DEPLOYED
+        """Both ends keep the original MTUs: the route to the peer's overlay address locked to the
+        spoke's tunnel MTU (its WAN MTU), GRE without DF (as-deployed, and tcp under its TCP)."""
+        return self.remedy in AS_DEPLOYED_MTUS
+
+    @property
+    def tcp(self) -> bool:
+        """ESP in TCP: the spoke dials the hub's TCP port 4500, the hub listens there."""
+        return self.remedy == TCP
 
     @property
     def route_lock(self) -> bool:
@@ -149,7 +156,7 @@ def _port(spec: LabSpec, local: Site, remote: Site, spoke: Site) -> GrePort:
         local_ip=str(local.overlay_address),
         remote_ip=str(remote.overlay_address),
         key=spoke.number if spec.config.gre_key else None,
-        df=spec.config.remedy_of(spoke.number) != AS_DEPLOYED,
+        df=spec.config.remedy_of(spoke.number) not in AS_DEPLOYED_MTUS,
         kernel=kernel,
     )
 
@@ -166,7 +173,8 @@ def spoke_tunnel(spec: LabSpec, spoke: Site) -> SpokeTunnel:
     return SpokeTunnel(
         spoke=spoke,
         hub_end=_end(spec, hub, spoke, hub_wan, "%any", spec.config.interface_mode, auth),
-        spoke_end=_end(spec, spoke, hub, "%defaultroute", hub_wan, spec.config.mode_of(spoke.number), auth),
+        spoke_end=replace(_end(spec, spoke, hub, "%defaultroute", hub_wan, spec.config.mode_of(spoke.number), auth),
+                          enable_tcp=spec.config.remedy_of(spoke.number) == TCP),
         hub_port=_port(spec, hub, spoke, spoke),
         spoke_port=_port(spec, spoke, hub, spoke),
         mtu=spec.mtu_of(spoke),

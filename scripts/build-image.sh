@@ -8,7 +8,9 @@
 #   vmlinuz            kernel
 #   initrd.img         initramfs (checked: virtio_blk, ext4, the seed CD-ROM's ata_piix and sr_mod)
 #   cmdline            kernel command line
-# and print the kernel command line on stdout.
+# and print the kernel command line on stdout. The image also holds the module
+# index of the lab's own kernel (scripts/build-kernel.sh, run first), so that it
+# boots that kernel too: `modprobe openvswitch` must find the module built in.
 #
 # No loop devices: mkfs.ext4 -d fills the file system from the tree.  The
 # image is rebuilt only when the rootfs (its stamp) or this script changed.
@@ -33,7 +35,9 @@ SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
   || { lab_log "no rootfs at $ROOT: run scripts/debian-root.sh --suite $SUITE first"; exit 1; }
 IMAGE=debian$(cut -d. -f1 "$ROOT/etc/debian_version")-lab.qcow2
 
-inputs_hash=$( { cat "$ROOT.stamp" "$SCRIPT_PATH"; echo "$SIZE"; } | sha256sum | cut -d' ' -f1)
+KERNEL=$LAB_CACHE/kernel
+[ -f "$KERNEL/stamp" ] || { lab_log "no lab kernel at $KERNEL: run scripts/build-kernel.sh first"; exit 1; }
+inputs_hash=$( { cat "$ROOT.stamp" "$SCRIPT_PATH" "$KERNEL/stamp"; echo "$SIZE"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$inputs_hash" ] \
    && [ -f "$OUT/$IMAGE" ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initrd.img" ]; then
   lab_log "image up to date: $OUT/$IMAGE ($((SECONDS - t0))s)"
@@ -70,6 +74,19 @@ lab_log "initrd checked ($((SECONDS - t))s)"
 mkdir -p "$OUT"
 tmp=$(mktemp -d "$OUT/build.XXXXXX")
 trap 'rm -rf --one-file-system "$tmp"' EXIT
+
+# The lab kernel's module index, made complete by the tree's own depmod (this host has no kmod),
+# then put into the tree the image is made of (debian-root.sh makes the tree anew when its recipe
+# changes; this step puts the index back).
+t=$SECONDS
+lab_kver=$(cat "$KERNEL/version")
+mkdir -p "$tmp/modroot/lib/modules"
+cp -a "$KERNEL/modules/$lab_kver" "$tmp/modroot/lib/modules/"
+IN_ROOT_BIND=$tmp "$HERE/in-root.sh" --suite "$SUITE" depmod -b "$tmp/modroot" "$lab_kver"
+[ -s "$tmp/modroot/lib/modules/$lab_kver/modules.builtin.bin" ] || { lab_log "depmod made no index for $lab_kver"; exit 1; }
+rm -rf --one-file-system "$ROOT/usr/lib/modules/$lab_kver"
+cp -a "$tmp/modroot/lib/modules/$lab_kver" "$ROOT/usr/lib/modules/"
+lab_log "module index of the lab kernel $lab_kver added ($((SECONDS - t))s)"
 
 # Pinned file system identity: UUID and htree seed derived from the inputs,
 # so the same tree gives the same file system metadata.

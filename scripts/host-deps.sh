@@ -28,6 +28,8 @@ PKGS=(
   util-linux      # unshare, used by in-root.sh
   patch           # toolchain.sh patches go-libvirt (toolchain/libvirt-provider)
   debian-archive-keyring  # mmdebstrap verifies the bookworm archive
+  # scripts/build-kernel.sh: the lab's own guest kernel (ESP in TCP)
+  make gcc bc bison flex cpio xz-utils libelf-dev libssl-dev
   ca-certificates
 )
 

@@ -78,7 +78,7 @@ def test_hub_image_alone_boots_the_hub_from_its_disk(hub_files: Path) -> None:
 @pytest.mark.parametrize(("given", "missing"), [
     ((1,), HUB_KEYS[0]),            # hubKernel alone: the hub's image is what is missing
     ((1, 2, 3), HUB_KEYS[0]),
-    ((0, 1), HUB_KEYS[2]),          # hubImage + hubKernel: hubInitrd
+    ((0, 1), HUB_KEYS[3]),          # hubImage + hubKernel: hubKernelCmdline (hubInitrd is optional)
     ((0, 1, 2), HUB_KEYS[3]),
     ((0, 3), HUB_KEYS[1]),
 ])

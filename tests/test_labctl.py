@@ -5,6 +5,7 @@ tests/e2e against the real one.
 """
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +85,17 @@ def test_fragment_rules_run_before_conntrack_defrag_and_replace_the_table() -> N
     assert "hook prerouting priority -500" in script  # conntrack reassembles at -400
     assert 'iifname "virbr2" ip frag-off & 0x3fff != 0 numgen random mod 10000 < 3000' in script
     assert "chain" not in impair.fragment_rules("virbr2", "t", 0)  # 0 % only removes the table
+
+
+def test_blocked_udp_is_the_ike_ports_and_nft_takes_the_script() -> None:
+    """nft itself checks the script (-c: nothing is changed): both rules in one chain."""
+    script = impair.fragment_rules("virbr2", "lab-ci-spoke4-impair", 30, udp_blocked=True)
+    assert 'iifname "virbr2" udp dport { 500, 4500 } counter drop comment "udp-blocked"' in script
+    assert script.count("chain fragments") == 1 and "frag-drop 30" in script
+    assert "udp" not in impair.fragment_rules("virbr2", "t", 30)
+    checked = subprocess.run(["nft", "-c", "-f", "-"], input=script, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert impair.Impairment(udp_blocked=True).describe().endswith("UDP to ports 500, 4500 blocked")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -304,7 +304,7 @@ CASES = {
 # the certificate cases add the props the program gives certificate spokes (cert_spokes).
 # The ci stack as these cases were written for: two spokes of the computed MTU (its third spoke and
 # its remedies, docs/remedies.md, have cases of their own in tests/test_remedies.py).
-TWO = {"spokes": 2, "asDeployedSpokes": [], "kernelGreSpokes": [], "spokeWans": {}}
+TWO = {"spokes": 2, "asDeployedSpokes": [], "kernelGreSpokes": [], "tcpSpokes": [], "spokeWans": {}}
 PSK = {**TWO, "auth": "psk", "pskSpokes": [], "certSpokes": [], "revokedSpokes": []}
 
 

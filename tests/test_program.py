@@ -161,8 +161,9 @@ def test_required_stacks_exist() -> None:
     assert {"dev", "ci", "scale"} <= set(STACKS)
     assert load_stack("scale")["spokes"] == 100
     ci = load_stack("ci")
-    assert ci["spokes"] == 3 and len(ci["routedSpokes"]) == 1
-    assert ci["asDeployedSpokes"] == [1] and ci["kernelGreSpokes"] == [3]  # each spoke a remedy of its own
+    assert ci["spokes"] == 4 and len(ci["routedSpokes"]) == 1
+    # each spoke a remedy of its own (spoke2: the computed MTU)
+    assert ci["asDeployedSpokes"] == [1] and ci["kernelGreSpokes"] == [3] and ci["tcpSpokes"] == [4]
 
 
 def test_declared_keys_are_the_keys_the_program_reads() -> None:

@@ -70,7 +70,7 @@ def test_a_lab_planned_for_other_cores_differs_only_in_the_hub_pushs_wait_which_
 
 
 def test_the_ci_lab_on_two_cores_plans_exactly_what_its_state_holds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The ci stack as it runs (4 VMs, 2 cores): three spokes' hub sides and the PKI's push to the hub,
-    each waiting the 900 s scaled for 4 VMs on 2 cores."""
+    """The ci stack as it runs (5 VMs, 2 cores): four spokes' hub sides and the PKI's push to the hub,
+    each waiting the 900 s scaled for 5 VMs on 2 cores."""
     pushes = [r for r in plan(monkeypatch, 2, stack_values(stack="ci")).of_type(HUB_SIDE) if "readyTimeout" in r.inputs]
-    assert len(pushes) == 4 and {r.inputs["readyTimeout"] for r in pushes} == {waits.scaled_wait(900, 4, "qemu", 2)}
+    assert len(pushes) == 5 and {r.inputs["readyTimeout"] for r in pushes} == {waits.scaled_wait(900, 5, "qemu", 2)}

@@ -32,7 +32,7 @@ __all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nod
 LAB_STACK = "ci"  # the stack the lab and scale steps bring up and destroy
 # ...with the computed MTU on every spoke and lab:wanMtu on every WAN: the bench measures what the lab
 # itself costs, as it did before the ci stack gave each spoke a remedy of its own (docs/remedies.md).
-COMPUTED_EVERYWHERE = {"asDeployedSpokes": [], "kernelGreSpokes": [], "spokeWans": {}}
+COMPUTED_EVERYWHERE = {"asDeployedSpokes": [], "kernelGreSpokes": [], "tcpSpokes": [], "spokeWans": {}}
 
 
 def pulumi(stack: str, *args: str) -> str:

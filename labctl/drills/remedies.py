@@ -9,6 +9,9 @@ goodput through the overlay (iperf3, one spoke after the other so that each
 has the hub's CPU to itself), also under --light-loss % random loss (ESP in
 TCP's weakness: TCP inside TCP). The bound: an as-deployed spoke loses at
 least 20 % (the failure replayed), every other spoke nothing.
+A tcp spoke's WAN also blocks UDP to the IKE ports for the whole drill, and
+first its tunnel is dialled anew while its WAN is captured: it must come back
+over TCP alone, its stream opening with RFC 8229's IKETCP prefix.
 """
 from __future__ import annotations
 
@@ -17,17 +20,19 @@ from dataclasses import asdict, dataclass
 import click
 
 from lablib import names
-from lablib.remedies import AS_DEPLOYED, COMPUTED_MTU
-from labctl import impair
+from lablib.remedies import AS_DEPLOYED, AS_DEPLOYED_MTUS, COMPUTED_MTU, TCP
+from labctl import checks, host, impair
 from labctl.drills import DrillReport, Echo, require_healthy
 from labctl.drills.fragments import MIN_LOSS_PCT, dropped_fragments, loss_text
 from labctl.fanout import each_spoke
-from labctl.node import goodput_mbps, ping_loss
+from labctl.node import goodput_mbps, ping_loss, tunnel_up, wait_until
 from labctl.stack import LabStack
 
 DF_PINGS = 10
 GOODPUT_SECONDS = 5
 IPERF_PORT = 5201  # the first spoke's iperf3 server on the hub; the next spoke's the next port
+IKETCP = "IKETCP"  # RFC 8229: the first bytes an initiator sends on a new ESP-in-TCP stream
+REDIAL_SECONDS = 120  # a tcp spoke's tunnel dialled anew over TCP (measured: about 10 s)
 
 
 @dataclass
@@ -43,6 +48,8 @@ class Column:
     fragments_dropped: int = 0
     goodput: float = 0.0
     goodput_lossy: float = 0.0
+    redial_seconds: float | None = None  # tcp: its tunnel back over TCP alone, UDP blocked
+    iketcp_seen: bool | None = None  # tcp: the new stream opened with IKETCP on the wire
 
     @property
     def label(self) -> str:
@@ -63,22 +70,31 @@ def column(lab: LabStack, spoke: str) -> Column:
 def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: float, echo: Echo) -> DrillReport:
     spokes = lab.serving
     inner = {spoke: int(lab.info(spoke, "innerMtu")) for spoke in spokes}
-    deployed = [spoke for spoke in spokes if lab.remedy(spoke) == AS_DEPLOYED]
+    deployed = [spoke for spoke in spokes if lab.remedy(spoke) in AS_DEPLOYED_MTUS]
     largest = max([inner[spoke] for spoke in spokes if spoke not in deployed], default=0)
     smallest = min([inner[spoke] for spoke in deployed], default=9000)
     if not largest < size <= smallest:
         raise click.BadParameter(f"{size} must be more than the br0 MTU of every spoke with a remedy (the largest "
                                  f"is {largest}), so that each remedy has to handle a packet too large for its "
-                                 f"tunnel, and at most the br0 MTU of every as-deployed spoke ({smallest}), so that "
-                                 "its ESP packets fragment", param_hint="--size")
+                                 f"tunnel, and at most the br0 MTU of every spoke of as-deployed MTUs "
+                                 f"({smallest}), so that their ESP packets are larger than the WAN",
+                                 param_hint="--size")
     require_healthy(lab)
     report = DrillReport("remedies")
     columns = {spoke: column(lab, spoke) for spoke in spokes}
     found = dict(zip(spokes, each_spoke(lab, spokes, impair.current)))
     hub, hub_bridge = lab.node(names.HUB), lab.bridge_ip(names.HUB)
+    tcp = [spoke for spoke in spokes if lab.remedy(spoke) == TCP]
+
+    def wan(spoke: str, loss_pct: float = 0) -> impair.Impairment:
+        return impair.Impairment(loss_pct=loss_pct, frag_drop_pct=drop_pct, udp_blocked=spoke in tcp)
     try:
-        echo(f"every spoke's WAN drops {drop_pct:g} % of its IP fragments")
-        each_spoke(lab, spokes, lambda fork, spoke: impair.apply(fork, spoke, impair.Impairment(frag_drop_pct=drop_pct)))
+        echo(f"every spoke's WAN drops {drop_pct:g} % of its IP fragments"
+             + (f"; {', '.join(tcp)}'s blocks UDP to the IKE ports" if tcp else ""))
+        each_spoke(lab, spokes, lambda fork, spoke: impair.apply(fork, spoke, wan(spoke)))
+        for spoke in tcp:
+            echo(f"{spoke}: its tunnel dialled anew, over TCP alone, its WAN captured")
+            columns[spoke].redial_seconds, columns[spoke].iketcp_seen = redial_over_tcp(lab, spoke)
         echo(f"{count} pings of {size} B without DF and {DF_PINGS} DF pings of each spoke's br0 MTU, all spokes at once")
 
         def pings(fork: LabStack, spoke: str) -> None:
@@ -91,12 +107,30 @@ def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: f
             echo(f"TCP goodput {spoke} -> hub, {GOODPUT_SECONDS} s, then with {light_loss_pct:g} % random loss")
             port = IPERF_PORT + index
             columns[spoke].goodput = goodput_mbps(lab.node(spoke), hub, hub_bridge, GOODPUT_SECONDS, port)
-            impair.apply(lab, spoke, impair.Impairment(loss_pct=light_loss_pct, frag_drop_pct=drop_pct))
+            impair.apply(lab, spoke, wan(spoke, light_loss_pct))
             columns[spoke].goodput_lossy = goodput_mbps(lab.node(spoke), hub, hub_bridge, GOODPUT_SECONDS, port)
     finally:
         each_spoke(lab, spokes, lambda fork, spoke: impair.apply(fork, spoke, found[spoke]))
     table(report, list(columns.values()), drop_pct, count, size, light_loss_pct)
     return report
+
+
+def redial_over_tcp(lab: LabStack, spoke: str) -> tuple[float | None, bool]:
+    """(seconds until the spoke's tunnel is back, None if not within REDIAL_SECONDS; whether its new
+    TCP stream to the hub opened with IKETCP), its IKE SA torn down and started again."""
+    node, conn = lab.node(spoke), checks.spoke_conn(spoke)
+
+    def redial() -> float | None:
+        node.run(f"ipsec whack --name {conn} --terminate; ipsec whack --name {conn} --initiate --asynchronous")
+        try:
+            return wait_until(f"{spoke}'s tunnel over TCP", lambda: tunnel_up(node, conn), REDIAL_SECONDS,
+                              interval=2, progress=lambda _: None)
+        except TimeoutError:
+            return None
+    seconds, lines = host.capture(host.wan_bridge(lab.name, spoke, on=lab.host_uri(spoke)),
+                                  f"tcp dst port {names.ESP_IN_TCP_PORT}", redial, on=lab.host_uri(spoke),
+                                  payload=True, seconds=REDIAL_SECONDS)
+    return seconds, any(IKETCP in line for line in lines)
 
 
 def table(report: DrillReport, columns: list[Column], drop_pct: float, count: int, size: int,
@@ -110,6 +144,11 @@ def table(report: DrillReport, columns: list[Column], drop_pct: float, count: in
         "TCP goodput, Mbit/s": [f"{c.goodput:g}" for c in columns],
         f"... with {light_loss_pct:g} % loss": [f"{c.goodput_lossy:g}" for c in columns],
     }
+    if any(c.remedy == TCP for c in columns):
+        rows["UDP blocked: back over TCP"] = ["-" if c.remedy != TCP else "no" if c.redial_seconds is None
+                                             else f"{c.redial_seconds:.0f} s" for c in columns]
+        rows["stream opens with IKETCP"] = ["-" if c.remedy != TCP else "yes" if c.iketcp_seen else "NO"
+                                           for c in columns]
     width = max(24, *(len(c.label) + 2 for c in columns))
     report.lines.append(f"every WAN drops {drop_pct:g} % of its IP fragments; {count} pings per spoke -> hub br0")
     report.lines.append(f"{'':30}" + "".join(f"{c.label:>{width}}" for c in columns))
@@ -122,3 +161,8 @@ def table(report: DrillReport, columns: list[Column], drop_pct: float, count: in
                         f"(expected >= {MIN_LOSS_PCT} %)")
         if c.remedy != AS_DEPLOYED and c.loss_pct > 0:
             report.fail(f"{c.spoke} ({c.remedy}) lost {c.loss_pct:.1f} %: the remedy does not hold")
+        if c.remedy == TCP and c.redial_seconds is None:
+            report.fail(f"{c.spoke} (tcp) did not get its tunnel back within {REDIAL_SECONDS} s with UDP blocked")
+        if c.remedy == TCP and not c.iketcp_seen:
+            report.fail(f"{c.spoke} (tcp): no TCP stream to port {names.ESP_IN_TCP_PORT} opening with {IKETCP} "
+                        "was seen on its WAN")

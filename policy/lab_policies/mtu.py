@@ -17,6 +17,14 @@ MTU_SCHEMA = PolicyConfigSchema({"wanOverheadAllowance": {
                    "hop); the tunnel MTU must fit the reduced WAN MTU."}, **PRODUCTION_PATTERN})
 AS_DEPLOYED = "as-deployed"  # lab:asDeployedSpokes: the original failure, kept on purpose
 KERNEL_GRE = "kernel-gre"  # lab:kernelGreSpokes: the tunnel keeps the WAN MTU, t0's MTU (br0's) keeps ESP whole
+TCP = "tcp"  # lab:tcpSpokes: ESP in TCP, segmented by TCP: no ESP packet is ever an IP fragment
+
+
+def _in_tcp(r: Res) -> bool:
+    """A tcp spoke's tunnel (its spoke end dials TCP) or node: its MTUs are as deployed, its ESP never fragments."""
+    if r.get("remedy") != TCP:
+        return False
+    return r.type != TUNNEL or (r.get("spokeEnd") or {}).get("enableTcp") is True
 
 
 def _declared_failure(args: StackValidationArgs, r: Res, report: Report) -> bool:
@@ -62,7 +70,7 @@ def check_mtu(args: StackValidationArgs, report: Report) -> None:
     nodes = components(args, resources, NODE, "tunnelMtu")
     labs = components(args, resources, LAB, "esp")
     for t in tunnels:
-        if _declared_failure(args, t, report):
+        if _declared_failure(args, t, report) or _in_tcp(t):
             continue
         ends = [t.get("hubEnd") or {}, t.get("spokeEnd") or {}]
         nat_t = t.get("natT") is not False
@@ -77,7 +85,7 @@ def check_mtu(args: StackValidationArgs, report: Report) -> None:
     nat_t = any(t.get("natT") is not False for t in tunnels) or not tunnels
     gre_key = any(bool(t.get("greKey")) for t in tunnels) or not tunnels
     for n in nodes:
-        if _declared_failure(args, n, report):
+        if _declared_failure(args, n, report) or _in_tcp(n):
             continue
         for finding in _mtu_findings(n.get("wanMtu"), n.get("tunnelMtu"), n.get("innerMtu"), esp_lines,
                                      nat_t, gre_key, allowance, gre_sized=n.get("remedy") == KERNEL_GRE):

@@ -38,7 +38,7 @@ LABCTL_TIMEOUT = 600
 # the stack's interfaceMode (xfrm).
 HUB_SUITE = "trixie"
 LIBRESWAN = {"bookworm": "4.10", "trixie": "5.2"}
-MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "xfrm"}
+MODES = {"hub": "xfrm", "spoke1": "xfrm", "spoke2": "vti", "spoke3": "xfrm", "spoke4": "xfrm"}
 SPOKES = len(MODES) - 1
 
 
@@ -88,14 +88,15 @@ def configure(spokes: int) -> None:
 
 
 def hub_boot(suite: str) -> tuple[str, ...]:
-    """The hub* overrides that boot the hub from the lab image of another Debian suite."""
+    """The hub* overrides that boot the hub from the lab image of another Debian suite, with the
+    kernel the committed stack boots (the lab's own: the tcp spoke needs ESP in TCP on the hub too)."""
     if suite == names.DEFAULT_SUITE:
         return ()
     committed = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{STACK}.yaml").read_text())["config"]
     image_dir = names.suite_dir("image", suite)
     images = sorted(image_dir.glob("debian*-lab.qcow2"))
     assert images, f"no lab image in {image_dir}: run `scripts/build-image.sh --suite {suite}` (make deps does)"
-    return (f"hubImage={images[0]}", f"hubKernel={image_dir / 'vmlinuz'}", f"hubInitrd={image_dir / 'initrd.img'}",
+    return (f"hubImage={images[0]}", f"hubKernel={committed['lab:kernel']}",
             f"hubKernelCmdline={committed['lab:kernelCmdline']}")
 
 

@@ -5,9 +5,10 @@ One lab carries what two did before (one per interface mode): a mixed fleet
 whose hub runs the Debian 13 image (libreswan 5.x) with an XFRM interface and
 serves at once spoke1 (behind NAT on an ADSL-like WAN, XFRM interface, Debian
 12: 4.10, pre-shared key, kept as originally deployed: the failure), spoke2
-(routed, VTI, a certificate of the lab CA, the computed MTU) and spoke3
-(behind NAT on an ADSL-like WAN, the kernel GRE device t0, a certificate):
-each spoke its own remedy (docs/remedies.md). (The hub serves every spoke
+(routed, VTI, a certificate of the lab CA, the computed MTU), spoke3
+(behind NAT on an ADSL-like WAN, the kernel GRE device t0, a certificate)
+and spoke4 (the same WAN, ESP in TCP): each spoke its own remedy
+(docs/remedies.md), every site on the lab's own kernel (ESP in TCP). (The hub serves every spoke
 through its own interface: a hub cannot hold a shared VTI and an XFRM
 interface on one WAN address.) The libreswan 4.10 hub, a spoke
 added through killed runs, rebuilt and removed (its certificate revoked) are
@@ -72,7 +73,7 @@ def no_stray_pulumi() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    """The ci lab: a 5.x hub (XFRM) serving XFRM spokes and a VTI spoke of three remedies."""
+    """The ci lab: a 5.x hub (XFRM) serving XFRM spokes and a VTI spoke of four remedies."""
     assert os.geteuid() == 0, "the end-to-end test needs root (libvirt, network namespace)"
     assert subprocess.run(["virsh", "version"], capture_output=True).returncode == 0, \
         "no libvirt daemon: run inside `scripts/labns.sh exec` (make test does)"
@@ -143,11 +144,11 @@ def test_verify_passes_every_check(lab: Lab) -> None:
     planned = {(site, name) for site in lab_stack.node_info for name, _ in checks.site_checks(lab_stack, site)}
     assert {(c["node"], c["check"]) for c in report["checks"]} == planned, "verify skipped a check"
     # The certificate sites have their certificate checked; spoke1 has a pre-shared key.
-    assert {site for site, name in planned if name == "certificate"} == {"hub", "spoke2", "spoke3"}
+    assert {site for site, name in planned if name == "certificate"} == {"hub", "spoke2", "spoke3", "spoke4"}
     # Each spoke's remedy is checked for what it promises.
     remedy = {c["node"]: c["evidence"] for c in report["checks"] if c["check"] == "remedy"}
-    assert [remedy[spoke].split(":")[0] for spoke in ("spoke1", "spoke2", "spoke3")] == [
-        "as-deployed, the hazard kept", "computed MTU", "kernel-gre"], remedy
+    assert [remedy[spoke].split(":")[0] for spoke in ("spoke1", "spoke2", "spoke3", "spoke4")] == [
+        "as-deployed, the hazard kept", "computed MTU", "kernel-gre", "tcp"], remedy
     lab.figures["verify_seconds"] = seconds
     lines = labctl("verify", STACK, "--node", "spoke1")
     assert lines.returncode == 0 and lines.stdout.count("\n") == len(
