@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from lablib import names
-from lablib.remedies import AS_DEPLOYED, KERNEL_GRE
+from lablib.remedies import AS_DEPLOYED, KERNEL_GRE, TCP
 from labctl import certchecks, host, remedychecks
 from labctl.fanout import THREADS
 from labctl.node import TRANSIENT, esp_bytes, established_conns, peer_addresses, ping_loss, ping_loss_each, pings
@@ -56,11 +56,14 @@ def ike_and_child_sa(lab: LabStack, spoke: str) -> Outcome:
 
 
 def nat_traversal(lab: LabStack, spoke: str) -> Outcome:
+    """Behind NAT, ESP is encapsulated: in UDP 4500, or in TCP for a tcp spoke (remedychecks says more)."""
     xfrm = lab.node(spoke).run("ip xfrm state")
-    encap = "encap type espinudp sport 4500 dport 4500" in xfrm
+    tcp = lab.remedy(spoke) == TCP
+    encap = "encap type espintcp" in xfrm if tcp else "encap type espinudp sport 4500 dport 4500" in xfrm
     behind_nat = bool(lab.node_info[spoke]["behindNat"])
     where = "behind NAT" if behind_nat else "routed"
-    return encap or not behind_nat, f"{where}, ESP {'in UDP 4500' if encap else 'not UDP-encapsulated'}"
+    how = ("in TCP" if tcp else "in UDP 4500") if encap else "not encapsulated" if tcp else "not UDP-encapsulated"
+    return encap or not behind_nat, f"{where}, ESP {how}"
 
 
 def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
@@ -142,18 +145,23 @@ def dont_fragment_inner_mtu(lab: LabStack, spoke: str) -> Outcome:
 
 
 def esp_on_the_wire(lab: LabStack, spoke: str) -> Outcome:
-    """Capture on the spoke's WAN bridge while the hub pings it: ESP in UDP 4500 only."""
+    """Capture on the spoke's WAN bridge while the hub pings it: ESP in UDP 4500 only (a tcp spoke's:
+    segments of its TCP stream to port 4500, which tcpdump does not decode as ESP)."""
     on = lab.host_uri(spoke)
     bridge = host.wan_bridge(lab.name, spoke, on=on)
     overlay = {lab.bridge_ip(site) for site in lab.node_info} | {lab.info(site, "overlayAddress")
                                                                   for site in lab.node_info}
-    answered, lines = host.capture(bridge, "udp port 4500 or proto 47 or icmp", on=on,
+    tcp = lab.remedy(spoke) == TCP
+    answered, lines = host.capture(bridge, f"{'tcp' if tcp else 'udp'} port 4500 or proto 47 or icmp", on=on,
                                    during=lambda: pings(lab.node(names.HUB), lab.bridge_ip(spoke),
                                                         count=CAPTURE_PINGS))
-    esp = sum("ESP(" in line for line in lines)
+    if tcp:
+        esp = sum(bool(re.search(r"\.4500\b.* length [1-9]", line)) for line in lines)
+    else:
+        esp = sum("ESP(" in line for line in lines)
     clear = [line for line in lines if set(re.findall(r"\b(\d+\.\d+\.\d+\.\d+)(?:\.\d+)?\b", line)) & overlay]
     ok = answered and esp >= 2 * CAPTURE_PINGS and not clear
-    return ok, (f"{bridge}: {esp} ESP-in-UDP-4500, {len(clear)} overlay packets in the clear"
+    return ok, (f"{bridge}: {esp} ESP-in-{'TCP' if tcp else 'UDP'}-4500, {len(clear)} overlay packets in the clear"
                 f"{'' if answered else ', pings unanswered'}")
 
 

@@ -145,6 +145,11 @@ IPSEC_DIR = "/etc/ipsec.d"  # Debian's ipsec.conf and ipsec.secrets include *.co
 LAB_NETWORK_SERVICE = "lab-network.service"
 LAB_NETWORK_SCRIPT = "/usr/local/sbin/lab-network"
 LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
+# A tcp spoke's guard: its conn dialled again while down (cloud-init/lab-tcp-redial.sh.j2 says why).
+LAB_TCP_REDIAL_SERVICE = "lab-tcp-redial.service"
+LAB_TCP_REDIAL_SCRIPT = "/usr/local/sbin/lab-tcp-redial"
+LAB_TCP_REDIAL_UNIT = f"/etc/systemd/system/{LAB_TCP_REDIAL_SERVICE}"
+TCP_REDIAL_SECONDS = 10
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR

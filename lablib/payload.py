@@ -96,15 +96,18 @@ class NodePayload:
         (its conns and certificate arrive over SSH)."""
         files = list(self.base_files)
         pki_import = self.conn is not None and self.conn.uses_cert
+        tcp_redial = self.conn is not None and self.conn.enable_tcp
         if self.conn is not None:
             files += tunnel_files(self.conn, psk)
+        if tcp_redial:
+            files += render.tcp_redial_files(self.conn.conn_name)
         if pki_import:
             if credentials is None:
                 raise ValueError(f"{self.site.name} needs its certificate")
             files += pki_files(self.site.name, credentials)
             files.append(PayloadFile(names.LAB_PKI_IMPORT, "0755", render.render_pki_import(self.site.name)))
         return render.render_user_data(self.site, files, self.ssh_public_key, self.install_packages,
-                                       pki_import=pki_import)
+                                       pki_import=pki_import, tcp_redial=tcp_redial)
 
 
 def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | None) -> NodePayload:

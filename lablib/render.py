@@ -90,9 +90,15 @@ def render_hub_tunnel_down(tunnel: SpokeTunnel, hub: Site, files: Sequence[str])
 
 
 def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: str, install_packages: bool,
-                     pki_import: bool = False) -> str:
+                     pki_import: bool = False, tcp_redial: bool = False) -> str:
     return _render("user-data.yaml.j2", site=site, files=files, ssh_public_key=ssh_public_key,
-                   install_packages=install_packages, pki_import=pki_import)
+                   install_packages=install_packages, pki_import=pki_import, tcp_redial=tcp_redial)
+
+
+def tcp_redial_files(conn: str) -> list[PayloadFile]:
+    """A tcp spoke's redial guard: its script and unit."""
+    return [PayloadFile(names.LAB_TCP_REDIAL_SCRIPT, "0755", _render("lab-tcp-redial.sh.j2", conn=conn)),
+            PayloadFile(names.LAB_TCP_REDIAL_UNIT, "0644", _render("lab-tcp-redial.service"))]
 
 
 def render_pki_import(site: str) -> str:
