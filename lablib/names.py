@@ -150,6 +150,7 @@ LAB_TCP_REDIAL_SERVICE = "lab-tcp-redial.service"
 LAB_TCP_REDIAL_SCRIPT = "/usr/local/sbin/lab-tcp-redial"
 LAB_TCP_REDIAL_UNIT = f"/etc/systemd/system/{LAB_TCP_REDIAL_SERVICE}"
 TCP_REDIAL_SECONDS = 10
+TCP_REDIAL_CHECKS = 3  # checks without a child SA before a negotiation under way counts as stuck
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR

@@ -168,3 +168,22 @@ def test_the_mtu_policy_passes_a_tcp_spoke_in_production_but_not_one_that_does_n
     found = mtu_violations(resources)
     assert found and all("spoke1-tunnel" in message for message in found)
     assert any("ESP would fragment" in message for message in found)
+
+
+def test_only_a_tcp_spoke_boots_with_the_redial_guard(tmp_path: Path) -> None:
+    """lab-tcp-redial (libreswan leaves a failed TCP stream's conn down): written, enabled and started
+    on the tcp spoke only, a script sh can parse, and user-data Debian's cloud-init accepts."""
+    spec = tcp_lab(tmp_path)
+    spoke1, spoke2 = (payload.node_payload(spec, "test", site, spoke_tunnel(spec, site)).user_data("k" * 44)
+                      for site in spec.plan.spokes)
+    assert names.LAB_TCP_REDIAL_SERVICE not in spoke1 and names.LAB_TCP_REDIAL_SCRIPT not in spoke1
+    assert f"  - [systemctl, enable, --no-reload, {names.LAB_TCP_REDIAL_SERVICE}]" in spoke2
+    assert f"ipsec.service, {names.LAB_TCP_REDIAL_SERVICE}]" in spoke2
+    script = render.tcp_redial_files("spoke2-hub")[0].content
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    assert "--name spoke2-hub --initiate" in script and "--name spoke2-hub --terminate" in script
+    user_data = tmp_path / "spoke2.yaml"
+    user_data.write_text(spoke2)
+    result = subprocess.run([str(IN_ROOT), "cloud-init", "schema", "--config-file", str(user_data)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr
