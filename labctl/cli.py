@@ -26,6 +26,7 @@ from typing import NamedTuple
 import click
 
 from lablib import names, waits
+from lablib.wan import WanImpairment
 from labctl import checks, host, impair, pending
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
@@ -154,10 +155,16 @@ def wait(stack: str, timeout: int | None) -> None:
 def up(stack: str, timeout: int | None, parallel: int | None) -> None:
     """`pulumi up` on the stack, then wait for its tunnels and overlay traffic.
 
-    The wait is `wait`'s: each spoke's tunnel, then a GRE ping through it."""
+    Between the two, each spoke's WAN is set as lab:spokeWans declares it. The wait is `wait`'s:
+    each spoke's tunnel, then a GRE ping through it."""
     host.enter_lab_namespace(stack)
     recover_and_up(stack, parallel=parallel)
-    wait_for_tunnels(stacks.load(stack), timeout)
+    lab = stacks.load(stack)
+    for spoke in lab.spokes:
+        if (declared := lab.declared_wan(spoke)) != WanImpairment():
+            impair.apply(lab, spoke, impair.Impairment(**vars(declared)))
+            click.echo(f"{spoke}'s WAN as its stack declares: {declared.describe()}")
+    wait_for_tunnels(lab, timeout)
 
 
 def recover_and_up(stack: str, replace: list[str] | None = None, parallel: int | None = None) -> None:
@@ -243,18 +250,21 @@ def verify(stack: str, only: str | None, as_json: bool) -> None:
                                                   "only a tcp spoke's tunnel gets through.")
 @click.option("--show", is_flag=True, help="Print what is set now.")
 @click.option("--clear", "clear_", is_flag=True, help="Remove every impairment of the site.")
+@click.option("--declared", is_flag=True, help="Set the site's WAN back to what lab:spokeWans declares.")
 def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, rate: str | None, frag_drop: float,
-                   udp_blocked: bool, show: bool, clear_: bool) -> None:
+                   udp_blocked: bool, show: bool, clear_: bool, declared: bool) -> None:
     """Impair SITE's WAN: the settings given replace the previous ones (idempotent)."""
     wanted = impair.Impairment(delay, jitter, loss, rate or "", frag_drop, udp_blocked)  # validated before anything changes
-    if [show, clear_, wanted != impair.Impairment()].count(True) != 1:
-        raise click.UsageError("give settings, --show or --clear, one of them")
+    if [show, clear_, declared, wanted != impair.Impairment()].count(True) != 1:
+        raise click.UsageError("give settings, --show, --clear or --declared, one of them")
     host.enter_lab_namespace(stack)
     lab = stacks.load(stack)
     lab.check_site(site)
     if show:
         click.echo(f"{site}: {impair.current(lab, site).describe()}")
         return
+    if declared:
+        wanted = impair.Impairment(**vars(lab.declared_wan(site)))
     impair.apply(lab, site, wanted)
     click.echo(f"{site}: {impair.current(lab, site).describe()}")
 

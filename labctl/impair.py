@@ -20,49 +20,23 @@ from dataclasses import dataclass
 import click
 
 from lablib import names
+from lablib.wan import IKE_UDP_PORTS, WanImpairment, rate_problem
 from labctl import host
 from labctl.stack import LabStack
 
-RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit)$")
 FRAGMENT_MATCH = "ip frag-off & 0x3fff != 0"  # more-fragments flag or a fragment offset
-IKE_UDP_PORTS = (500, names.ESP_IN_TCP_PORT)  # IKE, and NAT-T's ESP in UDP (the same number as ESP in TCP's)
 UDP_BLOCKED = "udp-blocked"  # the rule's comment, read back by current()
+# impair's options, by the field each sets (for the error that names the option).
+OPTIONS = {"jitter_ms": "--jitter", "rate": "--rate"}
 
 
 @dataclass(frozen=True)
-class Impairment:
-    delay_ms: int = 0
-    jitter_ms: int = 0
-    loss_pct: float = 0
-    rate: str = ""
-    frag_drop_pct: float = 0
-    udp_blocked: bool = False
+class Impairment(WanImpairment):
+    """A WanImpairment checked as the CLI's options are: a bad one is a usage error naming the option."""
 
     def __post_init__(self) -> None:
-        if self.jitter_ms and not self.delay_ms:
-            raise click.BadParameter("jitter needs a delay (netem varies the delay by it)", param_hint="--jitter")
-        if self.jitter_ms > self.delay_ms:
-            raise click.BadParameter(f"{self.jitter_ms} ms is more than the delay {self.delay_ms} ms",
-                                     param_hint="--jitter")
-
-    @property
-    def netem_args(self) -> str:
-        """netem's arguments, '' when nothing is shaped."""
-        parts = []
-        if self.delay_ms:
-            parts.append(f"delay {self.delay_ms}ms" + (f" {self.jitter_ms}ms" if self.jitter_ms else ""))
-        if self.loss_pct:
-            parts.append(f"loss {self.loss_pct:g}%")
-        if self.rate:
-            parts.append(f"rate {self.rate}")
-        return " ".join(parts)
-
-    def describe(self) -> str:
-        parts = [self.netem_args or "no shaping"]
-        parts.append(f"{self.frag_drop_pct:g}% of fragments dropped" if self.frag_drop_pct else "fragments pass")
-        if self.udp_blocked:
-            parts.append(f"UDP to ports {', '.join(map(str, IKE_UDP_PORTS))} blocked")
-        return ", ".join(parts)
+        if found := self.problem():
+            raise click.BadParameter(found[1], param_hint=OPTIONS[found[0]])
 
 
 class RateType(click.ParamType):
@@ -72,8 +46,8 @@ class RateType(click.ParamType):
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).lower()
-        if not RATE.match(text) or float(re.sub(r"[a-z]+$", "", text)) == 0:
-            self.fail(f"{value!r} is not a rate like 512kbit, 8mbit or 1gbit", param, ctx)
+        if why := rate_problem(text):
+            self.fail(why.replace(repr(text), repr(value)), param, ctx)
         return text
 
 

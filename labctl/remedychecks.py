@@ -21,13 +21,15 @@ def route_lock(lab: LabStack, spoke: str) -> int | None:
 
 
 def wan(lab: LabStack, spoke: str) -> Outcome:
-    """The spoke's WAN link has its planned MTU (lab:spokeWans, else lab:wanMtu); what `impair` has
-    set on it is reported, not judged."""
+    """The spoke's WAN link has its planned MTU (lab:spokeWans, else lab:wanMtu); the impairment in
+    force is reported, and the declared one beside it where `impair` has changed it, not judged."""
     planned = lab.wan_mtu(spoke)
     link = lab.node(spoke).run(f"ip -o link show {names.WAN_INTERFACE}", check=False)
     found = re.search(r" mtu (\d+) ", link)
     mtu = int(found.group(1)) if found else None
-    return mtu == planned, f"{names.WAN_INTERFACE} MTU {mtu} (plan {planned}); {impair.current(lab, spoke).describe()}"
+    now, declared = impair.current(lab, spoke), lab.declared_wan(spoke)
+    differs = "" if vars(now) == vars(declared) else f" (declared: {declared.describe()})"
+    return mtu == planned, f"{names.WAN_INTERFACE} MTU {mtu} (plan {planned}); {now.describe()}{differs}"
 
 
 def remedy(lab: LabStack, spoke: str) -> Outcome:

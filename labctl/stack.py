@@ -26,6 +26,7 @@ from pulumi import automation as auto
 from lablib import names
 from lablib.hostssh import is_remote
 from lablib.remedies import COMPUTED_MTU
+from lablib.wan import WanImpairment, from_declared
 from labctl.locks import run_unlocked
 from labctl.node import Node
 
@@ -227,6 +228,10 @@ class LabStack:
     def remedy(self, site: str) -> str:
         """The site's remedy (lablib/remedies.py); the nodes output names it only where it is not the default."""
         return str(self.node_info[site].get("remedy", COMPUTED_MTU))
+
+    def declared_wan(self, site: str) -> WanImpairment:
+        """The impairment the site's WAN starts with (lab:spokeWans; the nodes output names it where one is declared)."""
+        return from_declared(self.node_info[site].get("wanImpairment") or {})  # type: ignore[arg-type]
 
     def wan_mtu(self, site: str) -> int:
         """The site's WAN MTU: lab:spokeWans' where the nodes output gives one, else lab:wanMtu."""

@@ -23,6 +23,7 @@ from lablib.mtu import MtuPlan, plan_site_mtus
 from lablib.netcheck import check_special
 from lablib.remedies import COMPUTED_MTU, REMEDY_KEYS, TCP, check_tcp_kernels, parse_remedies
 from lablib.sshkeys import check_key_pair
+from lablib.wan import WanImpairment
 
 __all__ = ["ConfigError", "LabConfig", "LabSpec", "PLAIN_KEYS", "SECRET_KEYS", "parse_config"]
 
@@ -76,6 +77,8 @@ class LabConfig:
     # (spoke number, WAN MTU) where it is not wan_mtu.
     spoke_remedies: tuple[tuple[int, str], ...] = ()
     spoke_wan_mtus: tuple[tuple[int, int], ...] = ()
+    # (spoke number, the impairment its WAN starts with) where lab:spokeWans declares one.
+    spoke_wan_impairments: tuple[tuple[int, WanImpairment], ...] = ()
 
     @property
     def tunnel_interface(self) -> str:
@@ -100,6 +103,10 @@ class LabConfig:
     def remedy_of(self, spoke: int) -> str:
         """What keeps spoke number `spoke`'s ESP from fragmenting (lablib.remedies.REMEDIES)."""
         return dict(self.spoke_remedies).get(spoke, COMPUTED_MTU)
+
+    def wan_impairment_of(self, spoke: int) -> WanImpairment:
+        """The impairment spoke number `spoke`'s WAN starts with (lab:spokeWans; none by default)."""
+        return dict(self.spoke_wan_impairments).get(spoke, WanImpairment())
 
     @property
     def uses_certs(self) -> bool:
@@ -244,6 +251,7 @@ def parse_config(raw: Mapping[str, str | None], secrets: Mapping[str, str | None
         revoked_spokes=auth.revoked_spokes,
         spoke_remedies=remedies.spoke_remedies,
         spoke_wan_mtus=remedies.spoke_wan_mtus,
+        spoke_wan_impairments=remedies.spoke_wan_impairments,
     )
     plan = build_plan(addresses)  # raises ConfigError on overlapping or too small subnets
     hosts = plan_hosts(_required(raw, HOSTS), _required(raw, SPOKE_HOSTS), plan)

@@ -63,6 +63,7 @@ def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) ->
         mode = spec.config.interface_mode
         as_deployed = [spoke_tunnel(spec, s) for s in plan.spokes if spec.config.remedy_of(s.number) in AS_DEPLOYED_MTUS]
         esp_in_tcp = any(spec.config.remedy_of(s.number) == TCP for s in plan.spokes)
+        netem = ""
     else:
         ports = [tunnel.spoke_port]
         overlay_route = str(ipaddress.IPv4Network(plan.hub.overlay_address))
@@ -70,9 +71,10 @@ def lab_network_script(spec: LabSpec, site: Site, tunnel: SpokeTunnel | None) ->
         mode = tunnel.spoke_end.interface_mode
         as_deployed = []
         esp_in_tcp = tunnel.tcp
+        netem = spec.config.wan_impairment_of(site.number).netem_args
     return render.render_lab_network(site, mode, spec.config, spec.mtu_of(site), ports, overlay_route, vti_remote,
                                      route_lock=tunnel is not None and tunnel.route_lock, as_deployed=as_deployed,
-                                     esp_in_tcp=esp_in_tcp)
+                                     esp_in_tcp=esp_in_tcp, netem=netem)
 
 
 @dataclass(frozen=True)

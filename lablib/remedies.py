@@ -22,8 +22,8 @@ A spoke's remedy is what keeps its ESP packets from fragmenting on its WAN:
   lab builds its own (scripts/build-kernel.sh) and the config is refused
   unless the hub and the spokes boot it.
 lab:spokeWans gives a spoke its own WAN MTU (ADSL over PPPoE: 1492) where
-lab:wanMtu is every other site's. With neither key the lab plans exactly as
-before.
+lab:wanMtu is every other site's, and the impairment its WAN starts with
+(lablib/wan.py). With neither key the lab plans exactly as before.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from typing import Any, Mapping
 
 from lablib import inputs, kconfig, names
 from lablib.errors import ConfigError
+from lablib.wan import DECLARED, MAX_DELAY_MS, WanImpairment, from_declared, rate_problem
 
 COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE, TCP = "computed-mtu", "as-deployed", "kernel-gre", "tcp"
 REMEDIES = (COMPUTED_MTU, AS_DEPLOYED, KERNEL_GRE, TCP)
@@ -47,7 +48,11 @@ WAN_MTU_TUNNEL = (*AS_DEPLOYED_MTUS, KERNEL_GRE)
 ESP_IN_TCP_OPTION = "CONFIG_INET_ESPINTCP"
 SPOKE_WANS = "spokeWans"
 REMEDY_KEYS = (*REMEDY_SPOKE_KEYS.values(), SPOKE_WANS)
-WAN_FIELDS = {"mtu": (1280, 9000)}  # a spoke WAN's fields and their bounds (lab:wanMtu's)
+# A spoke WAN's fields: (type, low, high). The MTU's bounds are lab:wanMtu's; the impairment's are
+# what `labctl impair` takes (lablib/wan.py).
+WAN_FIELDS: dict[str, tuple[type, float, float]] = {
+    "mtu": (int, 1280, 9000), "delayMs": (int, 0, MAX_DELAY_MS), "jitterMs": (int, 0, MAX_DELAY_MS),
+    "lossPct": (float, 0, 100), "rate": (str, 0, 0), "fragDropPct": (float, 0, 100), "udpBlocked": (bool, 0, 0)}
 _SPOKE_NUMBER = re.compile(r"[1-9][0-9]{0,8}")
 
 
@@ -57,18 +62,37 @@ class RemedySettings:
 
     spoke_remedies: tuple[tuple[int, str], ...] = ()
     spoke_wan_mtus: tuple[tuple[int, int], ...] = ()
+    spoke_wan_impairments: tuple[tuple[int, WanImpairment], ...] = ()  # where one is declared
 
 
 def parse_remedies(raw: Mapping[str, str | None], spokes: int, wan_mtu: int) -> RemedySettings:
     """Validate asDeployedSpokes, kernelGreSpokes, tcpSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
     remedies = inputs.spoke_exceptions(raw, REMEDY_SPOKE_KEYS, spokes, COMPUTED_MTU, "remedy")
     wans = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
+    mtus = {n: wan["mtu"] for n, wan in wans.items() if "mtu" in wan}
+    impairments = {n: from_declared({k: v for k, v in wan.items() if k != "mtu"}) for n, wan in wans.items()}
     return RemedySettings(spoke_remedies=remedies,
-                          spoke_wan_mtus=tuple(sorted((n, mtu) for n, mtu in wans.items() if mtu != wan_mtu)))
+                          spoke_wan_mtus=tuple(sorted((n, mtu) for n, mtu in mtus.items() if mtu != wan_mtu)),
+                          spoke_wan_impairments=tuple(sorted((n, i) for n, i in impairments.items()
+                                                             if i != WanImpairment())))
 
 
-def spoke_wans(text: str, spokes: int) -> dict[int, int]:
-    """spokeWans: {"3": {"mtu": 1492}}, spoke numbers (strings, as in spokeHosts) to their WAN's fields."""
+def _field_problem(field: str, value: Any) -> str | None:
+    """Why a spokeWans field's value is refused (None: taken): the type and range of WAN_FIELDS."""
+    kind, low, high = WAN_FIELDS[field]
+    if kind is bool:
+        return None if type(value) is bool else "it must be true or false"
+    if kind is str:
+        return rate_problem(value) if isinstance(value, str) else "it must be a string like 8mbit"
+    types = (int,) if kind is int else (int, float)
+    if type(value) not in types or not low <= value <= high:
+        return f"it must be {'an integer' if kind is int else 'a number'} from {low} to {high}"
+    return None
+
+
+def spoke_wans(text: str, spokes: int) -> dict[int, dict[str, Any]]:
+    """spokeWans: {"3": {"mtu": 1492, "fragDropPct": 30}}, spoke numbers (strings, as in spokeHosts)
+    to their WAN's fields, each checked for its type and range; the impairment as netem takes it."""
     form = (f'must be an object of spoke numbers 1..{spokes} to WAN settings, e.g. {{"2": {{"mtu": 1492}}}}; '
             f"fields: {', '.join(WAN_FIELDS)}")
     try:
@@ -77,7 +101,7 @@ def spoke_wans(text: str, spokes: int) -> dict[int, int]:
         raise ConfigError(SPOKE_WANS, text, form) from None
     if not isinstance(wans, dict):
         raise ConfigError(SPOKE_WANS, text, form)
-    mtus = {}
+    found = {}
     for number, wan in wans.items():
         if not _SPOKE_NUMBER.fullmatch(number) or not 1 <= int(number) <= spokes:
             raise ConfigError(SPOKE_WANS, text, f"names spoke {number!r}, which is no spoke number from 1 to {spokes}")
@@ -87,13 +111,14 @@ def spoke_wans(text: str, spokes: int) -> dict[int, int]:
             if field not in WAN_FIELDS:
                 raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} the unknown field {field!r}; "
                                                     f"fields: {', '.join(WAN_FIELDS)}")
-            low, high = WAN_FIELDS[field]
-            if type(value) is not int or not low <= value <= high:
-                raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {field} {json.dumps(value)}: it must "
-                                                    f"be an integer from {low} to {high}")
-        if "mtu" in wan:
-            mtus[int(number)] = wan["mtu"]
-    return mtus
+            if why := _field_problem(field, value):
+                raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {field} {json.dumps(value)}: {why}")
+        impairment = from_declared({key: value for key, value in wan.items() if key != "mtu"})
+        if problem := impairment.problem():
+            field = next(key for key, name in DECLARED.items() if name == problem[0])
+            raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {field}: {problem[1]}")
+        found[int(number)] = wan
+    return found
 
 
 def check_tcp_kernels(tcp_spokes: list[int], kernels: Mapping[str, str]) -> None:

@@ -56,13 +56,13 @@ def render_secrets(end: ConnEnd, psk: str) -> str:
 
 def render_lab_network(site: Site, mode: str, config: LabConfig, mtu: MtuPlan, ports: Sequence[GrePort],
                        overlay_route: str, vti_remote: str, route_lock: bool = False,
-                       as_deployed: Sequence[SpokeTunnel] = (), esp_in_tcp: bool = False) -> str:
+                       as_deployed: Sequence[SpokeTunnel] = (), esp_in_tcp: bool = False, netem: str = "") -> str:
     """route_lock: an as-deployed spoke's route to the hub; as_deployed: the hub's as-deployed spokes;
-    esp_in_tcp: a tcp spoke, or the hub of one."""
+    esp_in_tcp: a tcp spoke, or the hub of one; netem: the shaping a spoke's WAN starts with."""
     return _render("lab-network.sh.j2", site=site, mode=mode, mark=config.tunnel_mark,
                    interface_name=names.tunnel_interface(mode, config.tunnel_mark),
                    mtu=mtu, ports=ports, overlay_route=overlay_route, vti_remote=vti_remote,
-                   route_lock=route_lock, as_deployed=as_deployed, uses_tcp=esp_in_tcp)
+                   route_lock=route_lock, as_deployed=as_deployed, uses_tcp=esp_in_tcp, netem=netem)
 
 
 @cache

@@ -11,6 +11,7 @@ from lablib.addressing import Site
 from lablib.config import LabSpec
 from lablib.hosts import routes as lab_routes
 from lablib.remedies import COMPUTED_MTU
+from lablib.wan import declared_fields
 
 
 def ssh_command(site: Site) -> str:
@@ -48,12 +49,15 @@ def node_summary(spec: LabSpec, site: Site) -> dict[str, object]:
 
 
 def remedy_fields(spec: LabSpec, site: Site) -> dict[str, object]:
-    """Only what differs from a lab without remedies (unchanged output): a spoke's remedy and WAN
-    MTU, the hub's br0 MTU where it takes an as-deployed spoke's larger frames."""
+    """Only what differs from a lab without remedies (unchanged output): a spoke's remedy, WAN
+    MTU and declared WAN impairment (lab:spokeWans), the hub's br0 MTU where it takes an as-deployed
+    spoke's larger frames."""
     mtu, remedy = spec.mtu_of(site), "" if site.is_hub else spec.config.remedy_of(site.number)
+    declared = {} if site.is_hub else declared_fields(spec.config.wan_impairment_of(site.number))
     return {**({"remedy": remedy} if remedy not in ("", COMPUTED_MTU) else {}),
             **({"wanMtu": mtu.wan_mtu} if mtu.wan_mtu != spec.config.wan_mtu else {}),
-            **({"bridgeMtu": mtu.bridge_mtu} if mtu.bridge_mtu else {})}
+            **({"bridgeMtu": mtu.bridge_mtu} if mtu.bridge_mtu else {}),
+            **({"wanImpairment": declared} if declared else {})}
 
 
 def auth_fields(spec: LabSpec, site: Site) -> dict[str, object]:

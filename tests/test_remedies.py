@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from harness import parse_lab
-from lablib import payload
+from lablib import names, payload, report
 from lablib.config import ConfigError
 from lablib.crypto import parse_proposals
 from lablib.mtu import gre_overhead, plan_mtu, plan_site_mtus
 from lablib.tunnel import spoke_tunnel
+from lablib.wan import WanImpairment, from_declared
 
 GCM = parse_proposals("aes_gcm128-null", "esp")
 
@@ -139,3 +141,39 @@ def test_the_mtu_policy_passes_a_kernel_gre_spoke_in_production_too() -> None:
     from policy_harness import evaluate, planned
     resources = planned("prod-eu", "dev", kernelGreSpokes=[1])
     assert [v.message for v in evaluate(resources, "prod-eu") if v.policy == "mtu-esp-never-fragments"] == []
+
+
+@pytest.mark.parametrize(("wan", "allowed"), [
+    ({"delayMs": -1}, "delayMs -1: it must be an integer from 0 to 10000"),
+    ({"delayMs": 10.5}, "must be an integer"),
+    ({"lossPct": 101}, "lossPct 101: it must be a number from 0 to 100"),
+    ({"lossPct": "1"}, "must be a number"),
+    ({"fragDropPct": True}, "must be a number"),
+    ({"rate": "fast"}, "'fast' is not a rate like 512kbit"),
+    ({"rate": 8}, "must be a string like 8mbit"),
+    ({"udpBlocked": 1}, "udpBlocked 1: it must be true or false"),
+    ({"jitterMs": 5}, "jitterMs: jitter needs a delay"),
+    ({"delayMs": 5, "jitterMs": 10}, "jitterMs: 10 ms is more than the delay 5 ms"),
+])
+def test_bad_wan_impairments_name_the_key_and_the_field(wan: dict, allowed: str) -> None:
+    with pytest.raises(ConfigError, match=allowed) as caught:
+        parse_lab(spokeWans=json.dumps({"1": wan}))
+    assert caught.value.key == "spokeWans"
+
+
+def test_a_declared_wan_is_shaped_at_boot_and_named_in_the_outputs() -> None:
+    """netem in the spoke's lab-network (every boot); the rest (fragments, UDP) is the host's, which
+    `labctl up` sets from the nodes output; a spoke without one is untouched."""
+    spec = parse_lab(spokes=2, spokeWans='{"2": {"delayMs": 40, "jitterMs": 10, "lossPct": 0.5, "rate": "8mbit",'
+                                         ' "fragDropPct": 30, "udpBlocked": true}}')
+    declared = spec.config.wan_impairment_of(2)
+    assert declared == WanImpairment(40, 10, 0.5, "8mbit", 30, True) and spec.config.wan_impairment_of(1) == WanImpairment()
+    spoke1, spoke2 = spec.plan.spokes
+    script = payload.lab_network_script(spec, spoke2, spoke_tunnel(spec, spoke2))
+    assert f"tc qdisc replace dev {names.WAN_INTERFACE} root netem delay 40ms 10ms loss 0.5% rate 8mbit" in script
+    assert "netem" not in payload.lab_network_script(spec, spoke1, spoke_tunnel(spec, spoke1))
+    outputs = report.nodes(spec)
+    assert outputs["spoke2"]["wanImpairment"] == {"delayMs": 40, "jitterMs": 10, "lossPct": 0.5, "rate": "8mbit",
+                                                  "fragDropPct": 30, "udpBlocked": True}
+    assert "wanImpairment" not in outputs["spoke1"] and "wanImpairment" not in outputs["hub"]
+    assert from_declared(outputs["spoke2"]["wanImpairment"]) == declared

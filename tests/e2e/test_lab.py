@@ -176,7 +176,7 @@ def test_the_readme_examples_run_as_written(lab: Lab) -> None:
             result = labctl(*args)
             assert result.returncode == 0, f"labctl {' '.join(args)}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
     finally:
-        labctl("impair", "spoke1", "--stack", STACK, "--clear")
+        labctl("impair", "spoke1", "--stack", STACK, "--declared")
 
 
 def test_ansible_pings_every_node_through_the_inventory(lab: Lab, tmp_path: Path) -> None:
