@@ -11,10 +11,13 @@ TCP's weakness: TCP inside TCP). The bound: an as-deployed spoke loses at
 least 20 % (the failure replayed), every other spoke nothing.
 A tcp spoke's WAN also blocks UDP to the IKE ports for the whole drill, and
 first its tunnel is dialled anew while its WAN is captured: it must come back
-over TCP alone, its stream opening with RFC 8229's IKETCP prefix.
+over TCP alone, its stream opening with RFC 8229's IKETCP prefix. The same
+redial of one spoke of ESP in UDP must not bring its tunnel back while its UDP
+is blocked (UDP_BLOCKED_SECONDS), and must once it is not.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import click
@@ -33,6 +36,7 @@ GOODPUT_SECONDS = 5
 IPERF_PORT = 5201  # the first spoke's iperf3 server on the hub; the next spoke's the next port
 IKETCP = "IKETCP"  # RFC 8229: the first bytes an initiator sends on a new ESP-in-TCP stream
 REDIAL_SECONDS = 120  # a tcp spoke's tunnel dialled anew over TCP (measured: about 10 s)
+UDP_BLOCKED_SECONDS = 30  # how long a spoke of ESP in UDP is watched not to come back (it came back in 5 s unblocked)
 
 
 @dataclass
@@ -48,7 +52,8 @@ class Column:
     fragments_dropped: int = 0
     goodput: float = 0.0
     goodput_lossy: float = 0.0
-    redial_seconds: float | None = None  # tcp: its tunnel back over TCP alone, UDP blocked
+    redial_seconds: float | None = None  # tcp: its tunnel back over TCP alone, UDP blocked; UDP: back once unblocked
+    blocked_back: bool | None = None  # the spoke of ESP in UDP that had its UDP blocked: back before unblocked?
     iketcp_seen: bool | None = None  # tcp: the new stream opened with IKETCP on the wire
 
     @property
@@ -95,6 +100,10 @@ def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: f
         for spoke in tcp:
             echo(f"{spoke}: its tunnel dialled anew, over TCP alone, its WAN captured")
             columns[spoke].redial_seconds, columns[spoke].iketcp_seen = redial_over_tcp(lab, spoke)
+        udp = next((spoke for spoke in spokes if lab.remedy(spoke) == COMPUTED_MTU), None)
+        if tcp and udp:
+            echo(f"{udp}: its UDP blocked too and its tunnel dialled anew: it must stay down {UDP_BLOCKED_SECONDS} s")
+            columns[udp].blocked_back, columns[udp].redial_seconds = redial_without_udp(lab, udp, wan(udp))
         echo(f"{count} pings of {size} B without DF and {DF_PINGS} DF pings of each spoke's br0 MTU, all spokes at once")
 
         def pings(fork: LabStack, spoke: str) -> None:
@@ -133,6 +142,27 @@ def redial_over_tcp(lab: LabStack, spoke: str) -> tuple[float | None, bool]:
     return seconds, any(IKETCP in line for line in lines)
 
 
+def redial_without_udp(lab: LabStack, spoke: str, restore: impair.Impairment) -> tuple[bool, float | None]:
+    """(whether the spoke's tunnel came back while its UDP to the IKE ports was blocked, seconds
+    until it is back once restore is in force again), its IKE SA torn down and started again."""
+    node, conn = lab.node(spoke), checks.spoke_conn(spoke)
+    impair.apply(lab, spoke, dataclasses.replace(restore, udp_blocked=True))
+    node.run(f"ipsec whack --name {conn} --terminate; ipsec whack --name {conn} --initiate --asynchronous")
+    try:
+        wait_until(f"{spoke}'s tunnel with UDP blocked", lambda: tunnel_up(node, conn), UDP_BLOCKED_SECONDS,
+                   interval=2, progress=lambda _: None)
+        came_back = True
+    except TimeoutError:
+        came_back = False
+    impair.apply(lab, spoke, restore)
+    try:
+        back = wait_until(f"{spoke}'s tunnel with UDP again", lambda: tunnel_up(node, conn), REDIAL_SECONDS,
+                          interval=2, progress=lambda _: None)
+    except TimeoutError:
+        back = None
+    return came_back, back
+
+
 def table(report: DrillReport, columns: list[Column], drop_pct: float, count: int, size: int,
           light_loss_pct: float) -> None:
     """The figures as rows by columns (one per spoke), the JSON figures, and the verdicts."""
@@ -145,8 +175,7 @@ def table(report: DrillReport, columns: list[Column], drop_pct: float, count: in
         f"... with {light_loss_pct:g} % loss": [f"{c.goodput_lossy:g}" for c in columns],
     }
     if any(c.remedy == TCP for c in columns):
-        rows["UDP blocked: back over TCP"] = ["-" if c.remedy != TCP else "no" if c.redial_seconds is None
-                                             else f"{c.redial_seconds:.0f} s" for c in columns]
+        rows["UDP blocked: tunnel back"] = [udp_blocked_cell(c) for c in columns]
         rows["stream opens with IKETCP"] = ["-" if c.remedy != TCP else "yes" if c.iketcp_seen else "NO"
                                            for c in columns]
     width = max(24, *(len(c.label) + 2 for c in columns))
@@ -163,6 +192,23 @@ def table(report: DrillReport, columns: list[Column], drop_pct: float, count: in
             report.fail(f"{c.spoke} ({c.remedy}) lost {c.loss_pct:.1f} %: the remedy does not hold")
         if c.remedy == TCP and c.redial_seconds is None:
             report.fail(f"{c.spoke} (tcp) did not get its tunnel back within {REDIAL_SECONDS} s with UDP blocked")
+        if c.blocked_back:
+            report.fail(f"{c.spoke} ({c.remedy}) got its tunnel back with its UDP to the IKE ports blocked: "
+                        "the block does not hold, so the tcp spoke's redial proves nothing")
+        if c.blocked_back is False and c.redial_seconds is None:
+            report.fail(f"{c.spoke} ({c.remedy}) did not get its tunnel back within {REDIAL_SECONDS} s of its UDP "
+                        "being unblocked")
         if c.remedy == TCP and not c.iketcp_seen:
             report.fail(f"{c.spoke} (tcp): no TCP stream to port {names.ESP_IN_TCP_PORT} opening with {IKETCP} "
                         "was seen on its WAN")
+
+
+def udp_blocked_cell(c: Column) -> str:
+    """The tcp spoke: back over TCP after so long; the spoke of ESP in UDP: not back while blocked."""
+    if c.remedy == TCP:
+        return "no" if c.redial_seconds is None else f"{c.redial_seconds:.0f} s, over TCP"
+    if c.blocked_back is None:
+        return "-"
+    if c.blocked_back:
+        return "YES (block failed)"
+    return f"not in {UDP_BLOCKED_SECONDS} s" + (f"; {c.redial_seconds:.0f} s unblocked" if c.redial_seconds else "")
