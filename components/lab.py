@@ -102,7 +102,7 @@ class Lab(pulumi.ComponentResource):
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
                 ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=after_hub, ready_timeout=ready,
-                jump_uri=jump),
+                jump_uri=jump, spoke=previous.domain if tunnel.tcp else None),
                 opts=child)
 
         self.nodes = report.nodes(spec)

@@ -23,6 +23,11 @@ class TunnelArgs:
     hub: pulumi.Resource  # the hub's domain (its PKI push for a certificate): its side is pushed after it
     ready_timeout: int  # seconds the push waits for the hub's SSH and cloud-init (lablib.waits)
     jump_uri: str = ""  # the hub's host's qemu+ssh URI: its management network is reached through it
+    # A tcp spoke's domain: its hub side is removed while the spoke still runs. libreswan 5.2's pluto
+    # aborts (ASSERTION FAILED: refcnt_delref_where() ... delete_state()) when it deletes an ESP-in-TCP
+    # IKE SA whose stream died first, as it did when `pulumi destroy` stopped the spoke before the
+    # hub side's down script ran; every other tunnel then fell with it.
+    spoke: pulumi.Resource | None = None
 
 
 class Tunnel(pulumi.ComponentResource):
@@ -57,6 +62,6 @@ class Tunnel(pulumi.ComponentResource):
             check_script=hub_side.check_script,
             jump_uri=args.jump_uri,
             ready_timeout=args.ready_timeout,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub, *([args.spoke] if args.spoke else [])]),
         )
         self.register_outputs({"spoke": tunnel.spoke.name})
