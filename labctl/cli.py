@@ -162,7 +162,7 @@ def up(stack: str, timeout: int | None, parallel: int | None) -> None:
     lab = stacks.load(stack)
     for spoke in lab.spokes:
         if (declared := lab.declared_wan(spoke)) != WanImpairment():
-            impair.apply(lab, spoke, impair.Impairment(**vars(declared)))
+            impair.apply(lab, spoke, declared)
             click.echo(f"{spoke}'s WAN as its stack declares: {declared.describe()}")
     wait_for_tunnels(lab, timeout)
 
@@ -263,9 +263,7 @@ def impair_command(site: str, stack: str, delay: int, jitter: int, loss: float, 
     if show:
         click.echo(f"{site}: {impair.current(lab, site).describe()}")
         return
-    if declared:
-        wanted = impair.Impairment(**vars(lab.declared_wan(site)))
-    impair.apply(lab, site, wanted)
+    impair.apply(lab, site, lab.declared_wan(site) if declared else wanted)
     click.echo(f"{site}: {impair.current(lab, site).describe()}")
 
 

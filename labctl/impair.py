@@ -81,7 +81,7 @@ def check_running(lab: LabStack, site: str) -> None:
                                    f"is stack {lab.name} up?")
 
 
-def apply(lab: LabStack, site: str, impairment: Impairment) -> None:
+def apply(lab: LabStack, site: str, impairment: WanImpairment) -> None:
     """Set exactly this impairment on site's WAN (what was there before is replaced)."""
     check_running(lab, site)
     on = lab.host_uri(site)

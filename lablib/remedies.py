@@ -68,9 +68,7 @@ class RemedySettings:
 def parse_remedies(raw: Mapping[str, str | None], spokes: int, wan_mtu: int) -> RemedySettings:
     """Validate asDeployedSpokes, kernelGreSpokes, tcpSpokes and spokeWans for a lab of `spokes` spokes; raise ConfigError on the first bad one."""
     remedies = inputs.spoke_exceptions(raw, REMEDY_SPOKE_KEYS, spokes, COMPUTED_MTU, "remedy")
-    wans = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
-    mtus = {n: wan["mtu"] for n, wan in wans.items() if "mtu" in wan}
-    impairments = {n: from_declared({k: v for k, v in wan.items() if k != "mtu"}) for n, wan in wans.items()}
+    mtus, impairments = spoke_wans(inputs.required(raw, SPOKE_WANS), spokes)
     return RemedySettings(spoke_remedies=remedies,
                           spoke_wan_mtus=tuple(sorted((n, mtu) for n, mtu in mtus.items() if mtu != wan_mtu)),
                           spoke_wan_impairments=tuple(sorted((n, i) for n, i in impairments.items()
@@ -90,9 +88,10 @@ def _field_problem(field: str, value: Any) -> str | None:
     return None
 
 
-def spoke_wans(text: str, spokes: int) -> dict[int, dict[str, Any]]:
+def spoke_wans(text: str, spokes: int) -> tuple[dict[int, int], dict[int, WanImpairment]]:
     """spokeWans: {"3": {"mtu": 1492, "fragDropPct": 30}}, spoke numbers (strings, as in spokeHosts)
-    to their WAN's fields, each checked for its type and range; the impairment as netem takes it."""
+    to their WAN's fields, each checked for its type and range, the impairment as netem takes it:
+    (each listed spoke's MTU where it gives one, each listed spoke's impairment)."""
     form = (f'must be an object of spoke numbers 1..{spokes} to WAN settings, e.g. {{"2": {{"mtu": 1492}}}}; '
             f"fields: {', '.join(WAN_FIELDS)}")
     try:
@@ -101,7 +100,7 @@ def spoke_wans(text: str, spokes: int) -> dict[int, dict[str, Any]]:
         raise ConfigError(SPOKE_WANS, text, form) from None
     if not isinstance(wans, dict):
         raise ConfigError(SPOKE_WANS, text, form)
-    found = {}
+    mtus, impairments = {}, {}
     for number, wan in wans.items():
         if not _SPOKE_NUMBER.fullmatch(number) or not 1 <= int(number) <= spokes:
             raise ConfigError(SPOKE_WANS, text, f"names spoke {number!r}, which is no spoke number from 1 to {spokes}")
@@ -117,8 +116,10 @@ def spoke_wans(text: str, spokes: int) -> dict[int, dict[str, Any]]:
         if problem := impairment.problem():
             field = next(key for key, name in DECLARED.items() if name == problem[0])
             raise ConfigError(SPOKE_WANS, text, f"gives spoke {number} {field}: {problem[1]}")
-        found[int(number)] = wan
-    return found
+        impairments[int(number)] = impairment
+        if "mtu" in wan:
+            mtus[int(number)] = wan["mtu"]
+    return mtus, impairments
 
 
 def check_tcp_kernels(tcp_spokes: list[int], kernels: Mapping[str, str]) -> None:
