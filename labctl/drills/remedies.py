@@ -17,8 +17,7 @@ is blocked (UDP_BLOCKED_SECONDS), and must once it is not.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import click
 
@@ -146,7 +145,7 @@ def redial_without_udp(lab: LabStack, spoke: str, restore: impair.Impairment) ->
     """(whether the spoke's tunnel came back while its UDP to the IKE ports was blocked, seconds
     until it is back once restore is in force again), its IKE SA torn down and started again."""
     node, conn = lab.node(spoke), checks.spoke_conn(spoke)
-    impair.apply(lab, spoke, dataclasses.replace(restore, udp_blocked=True))
+    impair.apply(lab, spoke, replace(restore, udp_blocked=True))
     node.run(f"ipsec whack --name {conn} --terminate; ipsec whack --name {conn} --initiate --asynchronous")
     try:
         wait_until(f"{spoke}'s tunnel with UDP blocked", lambda: tunnel_up(node, conn), UDP_BLOCKED_SECONDS,
