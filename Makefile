@@ -37,7 +37,7 @@ deps: venv
 	scripts/build-image.sh --suite trixie
 	wait $$toolchain
 
-# The lab's own guest kernel alone (ESP in TCP: lab:tcpSpokes), about 12 minutes on 2 cores.
+# The lab's own guest kernel alone (ESP in TCP: lab:tcpSpokes), about 7 minutes on 2 cores.
 kernel:
 	scripts/host-deps.sh
 	scripts/build-kernel.sh

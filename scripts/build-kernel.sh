@@ -8,7 +8,7 @@
 # Why: no packaged Debian kernel has ESP in TCP (CONFIG_INET_ESPINTCP, the `tcp` remedy,
 # docs/remedies.md). Source: Debian's linux-source package of LAB_KERNEL_SOURCE (lab.env), from
 # this machine's mirror for trixie (scripts/apt-mirror.sh); options: kernel/lab.config on top of
-# defconfig + kvm_guest.config. About 12 minutes on 2 cores; rebuilt only when this script,
+# defconfig + kvm_guest.config. About 7 minutes on 2 cores; rebuilt only when this script,
 # kernel/lab.config or the source version change (the build tree stays for a quicker rebuild).
 set -euo pipefail
 
@@ -62,7 +62,7 @@ make -C "$src" -s defconfig kvm_guest.config >&2
 (cd "$src" && scripts/kconfig/merge_config.sh -m .config "$CONFIG" >/dev/null)
 make -C "$src" -s olddefconfig >&2
 grep -qx 'CONFIG_INET_ESPINTCP=y' "$src/.config" || { lab_log "CONFIG_INET_ESPINTCP is not on after olddefconfig"; exit 1; }
-lab_log "building the kernel with $(nproc) jobs (about 12 minutes on 2 cores)"
+lab_log "building the kernel with $(nproc) jobs (about 7 minutes on 2 cores)"
 nice -n 10 make -C "$src" -s -j"$(nproc)" bzImage modules >&2  # modules: its index (none are modules)
 version=$(make -C "$src" -s kernelrelease)
 rm -rf --one-file-system "$src/modroot"
