@@ -129,6 +129,38 @@ def test_the_tcp_spoke_and_its_hub_listen_on_tcp_with_gro_off(tmp_path: Path) ->
     assert "listen-tcp" not in payload.hub_side(spec, spoke_tunnel(spec, spoke1)).up_script
 
 
+GUARD_START = "for rule in "
+
+
+def stream_guard(script: str) -> str:
+    """The hub's ESP-in-TCP stream guard out of a script (cloud-init/esp-in-tcp.j2)."""
+    return script[script.index(GUARD_START):].split("\ndone\n")[0] + "\ndone\n"
+
+
+def test_the_hubs_wan_keeps_its_tcp_streams_from_icmp_errors_and_resets(tmp_path: Path) -> None:
+    """libreswan 5.2's pluto aborts on deleting an IKE SA whose TCP stream failed a read first (an
+    outage's ICMP host-unreachable, a reset): the hub's boot and its push of a tcp spoke drop those,
+    not the frag-needed that PMTU discovery needs. iptables-legacy (the images') takes the rules, in
+    a network namespace of their own, and a second run adds none."""
+    spec = tcp_lab(tmp_path)
+    hub, spoke1, spoke2 = spec.plan.sites
+    boot = payload.lab_network_script(spec, hub, None)
+    push = payload.hub_side(spec, spoke_tunnel(spec, spoke2)).up_script
+    assert stream_guard(boot) == stream_guard(push)
+    assert GUARD_START not in payload.lab_network_script(spec, spoke2, spoke_tunnel(spec, spoke2))
+    assert GUARD_START not in payload.hub_side(spec, spoke_tunnel(spec, spoke1)).up_script
+    assert GUARD_START not in payload.lab_network_script(parse_lab(spokes=2), hub, None)
+    run = subprocess.run(["unshare", "--net", "sh", "-euc", stream_guard(boot) + stream_guard(push)
+                          + "iptables-legacy -w -S INPUT"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    wan, port = names.WAN_INTERFACE, names.ESP_IN_TCP_PORT
+    assert run.stdout.splitlines()[1:] == [
+        f"-A INPUT -i {wan} -p icmp -m icmp --icmp-type 3/4 -j ACCEPT",
+        f"-A INPUT -i {wan} -p icmp -m icmp --icmp-type 3 -m conntrack --ctstate RELATED --ctproto 6 "
+        f"--ctorigdstport {port} -j DROP",
+        f"-A INPUT -i {wan} -p tcp -m tcp --dport {port} --tcp-flags RST RST -j DROP"], run.stdout
+
+
 @pytest.mark.parametrize("suite", ["bookworm", "trixie"])
 def test_debians_libreswan_takes_the_tcp_conn_and_the_listening_setup(suite: str, tmp_path: Path) -> None:
     """lab-network's own lines turn the tree's ipsec.conf into one that listens on TCP (twice: the

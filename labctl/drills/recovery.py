@@ -1,7 +1,7 @@
 """Drills that cut a site off and time how long the lab takes to heal by itself.
 
 - outage: a spoke's WAN link goes down (libvirt's link state of its NIC)
-  for longer than the IKE liveness timeout, then up again;
+  for longer than the IKE liveness timeout, then up again; the hub's pluto must keep running;
 - redial: the spoke's post-NAT address changes, as after an ADSL
   reconnect (a second address on the hub's WAN bridge and an SNAT rule to
   it ahead of libvirt's masquerade, the spoke's conntrack entries deleted);
@@ -29,6 +29,7 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     on = lab.host_uri(spoke)
     domain, tap = lab.domain(spoke), host.wan_tap(lab.name, spoke, on=on)
     down_for = outage_seconds(lab)
+    before = hub_ike_daemon(lab)
     echo(f"{spoke}'s WAN link ({tap}) down for {down_for} s")
     host.virsh("domif-setlink", domain, tap, "down", check=True, on=on)
     try:
@@ -39,7 +40,19 @@ def outage(lab: LabStack, site: str | None, echo: Echo) -> DrillReport:
     report.lines.append(f"{spoke}'s WAN was down for {down_for} s")
     time_recovery(report, f"{spoke} overlay traffic after the link came up",
                   lambda: overlay_flows(lab, spoke), liveness_bound(lab), echo, settle_seconds(lab))
+    after = hub_ike_daemon(lab)
+    if after != before:
+        report.fail(f"the hub's pluto restarted during {spoke}'s outage (main PID, restarts: {before} -> {after}; "
+                    "its journal says why: journalctl -u ipsec on the hub)")
+    else:
+        report.lines.append(f"the hub's pluto kept running (main PID {before[0]})")
     return report
+
+
+def hub_ike_daemon(lab: LabStack) -> list[str]:
+    """The hub's pluto as systemd knows it, [main PID, restarts]: one spoke's fault must leave it be
+    (libreswan 5.2 aborted on a tcp spoke's failed stream: cloud-init/esp-in-tcp.j2)."""
+    return lab.node(names.HUB).run("systemctl show -p MainPID -p NRestarts --value ipsec").split()
 
 
 def outage_seconds(lab: LabStack) -> int:
