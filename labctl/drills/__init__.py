@@ -88,11 +88,11 @@ def pick_spoke(lab: LabStack, site: str | None) -> str:
     return spoke
 
 
-def overlay_flows(lab: LabStack, spoke: str) -> bool:
-    """One don't-fragment ping from spoke to the hub's br0 address is answered (one only, not resent:
-    the drills time a recovery to the poll)."""
+def overlay_flows(lab: LabStack, spoke: str, wait: float = 2) -> bool:
+    """One don't-fragment ping from spoke to the hub's br0 address is answered within `wait` s (one
+    only, not resent: the drills time a recovery to the poll)."""
     try:
-        return ping_loss(lab.node(spoke), lab.bridge_ip(names.HUB), count=1)[0] == 1
+        return ping_loss(lab.node(spoke), lab.bridge_ip(names.HUB), count=1, wait=wait)[0] == 1
     except TRANSIENT:
         return False
 

@@ -20,9 +20,9 @@ import click
 
 from lablib import names, waits
 from labctl import certchecks, checks
-from labctl.drills import DrillReport, Echo, require_healthy, settle_seconds, time_recovery
+from labctl.drills import DrillReport, Echo, overlay_flows, require_healthy, settle_seconds, time_recovery
 from labctl.fanout import each_spoke
-from labctl.node import TRANSIENT, ping_loss
+from labctl.node import TRANSIENT
 from labctl.stack import LabStack, load, plain_config, set_plain_value
 
 REVOKED_KEY = "revokedSpokes"
@@ -79,7 +79,7 @@ class Watch:
         while not self._stop.wait(WATCH_INTERVAL):
             self.rounds += 1
             try:
-                flowing = each_spoke(self.lab, self.spokes, answered)
+                flowing = each_spoke(self.lab, self.spokes, lambda lab, spoke: overlay_flows(lab, spoke, WATCH_WAIT))
             except (*TRANSIENT, RuntimeError) as error:
                 self.failed.append(f"round {self.rounds}: {error}")
                 continue
@@ -93,14 +93,6 @@ class Watch:
         self._stop.set()
         self._thread.join()
         self.lab.close()
-
-
-def answered(lab: LabStack, spoke: str) -> bool:
-    """A DF ping from spoke to the hub's br0 address is answered within WATCH_WAIT s."""
-    try:
-        return ping_loss(lab.node(spoke), lab.bridge_ip(names.HUB), count=1, wait=WATCH_WAIT)[0] == 1
-    except TRANSIENT:
-        return False
 
 
 def hub_refusals(lab: LabStack, spoke: str, since: float) -> int:
