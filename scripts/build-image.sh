@@ -27,7 +27,7 @@ ROOT=$(lab_suite_dir rootfs "$SUITE")
 OUT=$(lab_suite_dir image "$SUITE")
 SIZE=${LAB_IMAGE_SIZE:-3G}   # virtual size; the qcow2 only holds used blocks
 LABEL=rootfs
-CMDLINE="root=/dev/vda rw console=ttyS0"
+CMDLINE="root=/dev/vda rw console=ttyS0 no_timer_check"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
 
