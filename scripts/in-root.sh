@@ -79,11 +79,6 @@ mount -t proc proc "$M/proc"
 mount --rbind /dev "$M/dev"
 mount --rbind /sys "$M/sys"
 mount -t tmpfs -o mode=0755 run "$M/run"
-# /etc/resolv.conf points at resolved'\''s stub under /run: give it a file
-# (no servers: nothing here should resolve names) so tools like addconn do
-# not print "error reading /etc/resolv.conf" on stderr.
-mkdir -p "$M/run/systemd/resolve"
-echo "# in-root.sh: no DNS" > "$M/run/systemd/resolve/stub-resolv.conf"
 mount --bind /tmp "$M/tmp"
 for d in "${binds[@]}"; do
   mkdir -p "$M$d"
