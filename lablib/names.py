@@ -149,6 +149,8 @@ LAB_NETWORK_UNIT = f"/etc/systemd/system/{LAB_NETWORK_SERVICE}"
 LAB_TCP_REDIAL_SERVICE = "lab-tcp-redial.service"
 LAB_TCP_REDIAL_SCRIPT = "/usr/local/sbin/lab-tcp-redial"
 LAB_TCP_REDIAL_UNIT = f"/etc/systemd/system/{LAB_TCP_REDIAL_SERVICE}"
+MULTI_USER_WANTS = "/etc/systemd/system/multi-user.target.wants"  # where `systemctl enable` links the lab units
+PLUTO_CTL = "/run/pluto/pluto.ctl"  # pluto's control socket: there while pluto runs (4.x and 5.x)
 TCP_REDIAL_SECONDS = 10
 TCP_REDIAL_CHECKS = 3  # checks without a child SA before a negotiation under way counts as stuck
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image

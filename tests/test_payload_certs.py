@@ -41,8 +41,7 @@ def test_a_psk_spokes_user_data_has_no_part_of_the_pki(overrides: dict[str, obje
     files = {f["path"]: f for f in data["write_files"]}
     conn = conn_options(files[names.conn_conf_path("spoke1-hub")]["content"])
     assert conn["authby"] == "secret" and files[names.conn_secrets_path("spoke1-hub")]["permissions"] == "0600"
-    assert [command[0] for command in data["runcmd"]] == ["systemctl", "systemctl", names.LAB_IPSEC_COMPAT,
-                                                         "systemctl"]
+    assert [command[0] for command in data["runcmd"]] == ["sh", names.LAB_IPSEC_COMPAT, "ln", "systemctl"]
     # The template's certificate branch adds nothing: the same files rendered without it.
     seed = payload.node_payload(spec, "test", spec.plan.spokes[0], spoke_tunnel(spec, spec.plan.spokes[0]))
     files_again = [*seed.base_files, *payload.tunnel_files(spoke_tunnel(spec, spec.plan.spokes[0]).spoke_end, PSK)]

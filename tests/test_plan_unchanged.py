@@ -15,11 +15,12 @@ import pytest
 from tools.mockrun import run_program, stack_values
 from tools.plan_dump import plan
 
-# Recorded at 3e87789, before lab:asDeployedSpokes and lab:spokeWans existed. Both stacks name no file
-# of the lab's cache, so the plan is the same on every machine.
+# Recorded at 3e87789, before lab:asDeployedSpokes and lab:spokeWans existed; updated on 2026-12-05 for
+# the first boot's runcmd (ipsec stopped only if running, lab-network enabled by its link, after the
+# certificate import). Both stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "01564c423a6e65d669c56ad07efa9181d81f84a4199cd3a6b5d660a72ea5c533",
-    (None, 3): "0bc6d4e3a0615739a9d50bdc00678ae38b37dc21c91527a777b6c95a5b77f367",
+    ("dev", 2): "91a581b03a38969c850b2bb2bd8b54ba9f50ba2bc2dc445487d83ebe5a0a7f65",
+    (None, 3): "a498f63f590970a7750870e545b65982937bfd3326a78dcb3c8f1f9424691f0a",
 }
 
 

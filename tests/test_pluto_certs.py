@@ -26,6 +26,7 @@ for that reason only).
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ def hub_run(suite: str, spec: LabSpec, pki: Pki, revoking: payload.HubPki, work:
         tree.shim_systemd()
         files, runcmd = boot_files(payload.node_payload(spec, "test", plan.hub, None).user_data())
         tree.install("write_files", files)
-        assert [c[0] for c in runcmd if c[0] != "systemctl"] == [names.LAB_IPSEC_COMPAT], where
+        assert [c[0] for c in runcmd if c[0] not in ("systemctl", "sh", "ln")] == [names.LAB_IPSEC_COMPAT], where
         tree.run("compat", names.LAB_IPSEC_COMPAT + "\n")
         tree.start_pluto()
         tree.install("pki-files", pki.hub_files(hub_pki))
@@ -182,7 +183,7 @@ def spoke_run(suite: str, spec: LabSpec, pki: Pki, number: int, work: Path) -> N
         for command in runcmd:
             if command[0] != "systemctl":
                 ran.append(command[0])
-                tree.run(command[0], " ".join(command) + "\n")
+                tree.run(command[0], shlex.join(command) + "\n")
             elif "ipsec.service" in command and command[1] == "start":
                 tree.start_pluto()  # the unit's ExecStartPre, then pluto and its --autoall (below)
                 tree.run("secrets", "ipsec whack --rereadsecrets\n")
@@ -193,9 +194,9 @@ def spoke_run(suite: str, spec: LabSpec, pki: Pki, number: int, work: Path) -> N
     assert f"{conn}.load" in [step.name for step in tree.steps], f"{where}: no `systemctl start ipsec.service`"
     nicknames = nss_nicknames(listed.out)
     if cert is None:
-        assert ran == [names.LAB_IPSEC_COMPAT] and spoke.name not in nicknames, where
+        assert ran == ["sh", names.LAB_IPSEC_COMPAT, "ln"] and spoke.name not in nicknames, where
     else:
-        assert ran == [names.LAB_IPSEC_COMPAT, names.LAB_PKI_IMPORT], where
+        assert ran == ["sh", names.LAB_IPSEC_COMPAT, names.LAB_PKI_IMPORT, "ln"], where
         assert nicknames == {spoke.name: "u,u,u", names.CA_NICKNAME: "CT,,"}, f"{where}:\n{listed.out}"
 
 

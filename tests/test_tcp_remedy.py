@@ -209,7 +209,7 @@ def test_only_a_tcp_spoke_boots_with_the_redial_guard(tmp_path: Path) -> None:
     spoke1, spoke2 = (payload.node_payload(spec, "test", site, spoke_tunnel(spec, site)).user_data("k" * 44)
                       for site in spec.plan.spokes)
     assert names.LAB_TCP_REDIAL_SERVICE not in spoke1 and names.LAB_TCP_REDIAL_SCRIPT not in spoke1
-    assert f"  - [systemctl, enable, --no-reload, {names.LAB_TCP_REDIAL_SERVICE}]" in spoke2
+    assert f"  - [ln, -sf, {names.LAB_TCP_REDIAL_UNIT}, {names.MULTI_USER_WANTS}/]" in spoke2
     assert f"ipsec.service, {names.LAB_TCP_REDIAL_SERVICE}]" in spoke2
     script = render.tcp_redial_files("spoke2-hub")[0].content
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
