@@ -30,7 +30,7 @@ from typing import Any, Callable
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.bench_guest import boot_breakdown, domain_started, qemu_rss_mib  # noqa: E402
+from tools.bench_guest import boot_breakdown, command_cpu_seconds, domain_started, qemu_rss_mib  # noqa: E402
 from labctl.node import goodput_mbps  # noqa: E402
 from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
                              domain_type, lab_nodes, names, payload_done, pulumi, run_program, stack_nodes,
@@ -91,6 +91,7 @@ def bench_lab(sets: tuple[str, ...], timeout: float, suite: str, label: str = ""
         figures["goodput_mbps"] = {
             "wan": goodput_mbps(spoke, hub, str(info[names.HUB]["wanAddress"])),
             "overlay": goodput_mbps(spoke, hub, str(info[names.HUB]["bridgeAddress"]).split("/")[0])}
+        figures["command_cpu_seconds"] = command_cpu_seconds(spoke, names.domain_name(LAB_STACK, "spoke2"))
 
         configure(LAB_STACK, sets, suite, spokes=3, domainType=domain_type())
         start = time.monotonic()
@@ -164,7 +165,8 @@ def table(figures: dict[str, Any]) -> str:
                  ("resident memory per VM", f"{lab['memory']['rss_mib']} MiB for {lab['memory']['guest_mib']} MiB"
                   f" (max x{ratio['rss_over_guest_max']})"),
                  ("goodput overlay / WAN", f"{lab['goodput_mbps']['overlay']} / {lab['goodput_mbps']['wan']} Mbit/s"
-                  f" (x{ratio['overlay_over_wan']})")]
+                  f" (x{ratio['overlay_over_wan']})"),
+                 ("guest CPU per command (SSH, sudo, sh)", f"{lab.get('command_cpu_seconds')} s")]
         rows += [(f"  create {t}", f"{c['count']} x, longest {c['longest_seconds']} s")
                  for t, c in lab["creates"].items()]
     for key, other in figures.items():

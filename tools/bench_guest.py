@@ -8,7 +8,9 @@ adds the one thing the guest cannot see: when libvirt started the domain.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -74,19 +76,42 @@ def domain_started(domain: str, log_dir: Path = Path(names.QEMU_LOG_DIR)) -> flo
     return datetime.strptime(stamps[-1] + "+0000", "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
 
 
-def qemu_rss_mib(domain: str) -> float:
-    """Resident memory of the domain's qemu process, in MiB."""
+def qemu_process(domain: str) -> Path:
+    """/proc/PID of the domain's qemu process."""
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"guest=" + domain.encode() + b"," not in b" ".join(cmdline):
-                continue
-            status = (proc / "status").read_text()
         except OSError:
             continue
-        kib = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
-        if kib and cmdline[0].endswith(b"qemu-system-x86_64"):
-            return round(int(kib.group(1)) / 1024, 1)
+        if b"guest=" + domain.encode() + b"," in b" ".join(cmdline) and cmdline[0].endswith(b"qemu-system-x86_64"):
+            return proc
     raise RuntimeError(f"no qemu process for domain {domain}")
+
+
+def qemu_rss_mib(domain: str) -> float:
+    """Resident memory of the domain's qemu process, in MiB."""
+    kib = re.search(r"^VmRSS:\s+(\d+) kB", (qemu_process(domain) / "status").read_text(), re.M)
+    assert kib, f"no VmRSS for domain {domain}"
+    return round(int(kib.group(1)) / 1024, 1)
+
+
+def qemu_cpu_seconds(domain: str) -> float:
+    """CPU time the domain's qemu process has used (user + system): under emulation, the guest's work."""
+    fields = (qemu_process(domain) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def command_cpu_seconds(node: Node, domain: str, count: int = 20) -> float:
+    """Guest CPU per command the lab sends a VM (`node.run("true")`: SSH channel, sudo, sh), less the
+    VM's idle use over the same time: what every check and drill pays per command."""
+    node.run("true")
+    start, idle_start = time.monotonic(), qemu_cpu_seconds(domain)
+    time.sleep(5)
+    idle = (qemu_cpu_seconds(domain) - idle_start) / (time.monotonic() - start)
+    start, used = time.monotonic(), qemu_cpu_seconds(domain)
+    for _ in range(count):
+        node.run("true")
+    used = qemu_cpu_seconds(domain) - used - idle * (time.monotonic() - start)
+    return round(used / count, 3)
 
 
