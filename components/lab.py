@@ -81,9 +81,10 @@ class Lab(pulumi.ComponentResource):
         # The hub boots beside every other VM: its push waits as long as they all take to boot. Not a
         # prop the provider's diff compares: a lab grown (or moved to other cores) updates no hub side.
         ready = waits.scaled_wait(waits.HUB_READY_SECONDS, len(plan.sites), config.domain_type, waits.machine_cores())
-        self.pki = LabPki(f"{name}-pki", LabPkiArgs(
+        self.pki = (LabPki(f"{name}-pki", LabPkiArgs(
             stack=args.stack, spec=spec, hub_host=str(plan.hub.mgmt_address), ssh_private_key=args.ssh_private_key,
-            hub=hub.domain, ready_timeout=ready, jump_uri=jump), opts=child) if config.uses_certs else None
+            hub=hub.domain, hub_instance=hub.domain.id, ready_timeout=ready, jump_uri=jump), opts=child)
+            if config.uses_certs else None)
         for spoke in plan.spokes:
             tunnel = spoke_tunnel(spec, spoke)
             seed = payload.node_payload(spec, args.stack, spoke, tunnel)
@@ -101,7 +102,8 @@ class Lab(pulumi.ComponentResource):
             previous = node(seed, user_data, after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),
-                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=after_hub, ready_timeout=ready,
+                ssh_user=names.SSH_USER, ssh_private_key=args.ssh_private_key, hub=after_hub,
+                hub_instance=hub.domain.id, ready_timeout=ready,
                 jump_uri=jump, spoke=previous.domain if tunnel.tcp else None),
                 opts=child)
 

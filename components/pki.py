@@ -19,6 +19,7 @@ class LabPkiArgs:
     hub_host: str  # the hub's management address
     ssh_private_key: pulumi.Output[str]  # secret
     hub: pulumi.Resource  # the hub's domain: the push waits for it
+    hub_instance: pulumi.Input[str]  # its ID: a new hub VM gets the push again
     ready_timeout: int  # seconds the push waits for the hub's SSH and cloud-init (lablib.waits)
     jump_uri: str = ""  # the hub's host's qemu+ssh URI, when that host is a remote one
 
@@ -58,7 +59,8 @@ class LabPki(pulumi.ComponentResource):
             files=pulumi.Output.all(self.credentials[plan.hub.name], crl.crlDer).apply(
                 lambda values: hub_pki.files(values[0], values[1])),
             up_script=hub_pki.up_script, down_script=hub_pki.down_script, jump_uri=args.jump_uri,
-            ready_timeout=args.ready_timeout, opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]))
+            ready_timeout=args.ready_timeout, instance=args.hub_instance,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub]))
         self.certificates = pulumi.Output.all(*(pulumi.Output.all(c.site, c.serial, c.fingerprint) for c in
                                                 certs.values())).apply(
             lambda rows: {site: {"serial": serial, "fingerprint": fingerprint, "validUntil": valid_until}

@@ -21,6 +21,7 @@ class TunnelArgs:
     ssh_user: str
     ssh_private_key: pulumi.Output[str]  # secret
     hub: pulumi.Resource  # the hub's domain (its PKI push for a certificate): its side is pushed after it
+    hub_instance: pulumi.Input[str]  # the hub domain's ID: a new hub VM gets its side pushed again
     ready_timeout: int  # seconds the push waits for the hub's SSH and cloud-init (lablib.waits)
     jump_uri: str = ""  # the hub's host's qemu+ssh URI: its management network is reached through it
     # A tcp spoke's domain: its hub side is removed while the spoke still runs. libreswan 5.2's pluto
@@ -62,6 +63,7 @@ class Tunnel(pulumi.ComponentResource):
             check_script=hub_side.check_script,
             jump_uri=args.jump_uri,
             ready_timeout=args.ready_timeout,
+            instance=args.hub_instance,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.hub, *([args.spoke] if args.spoke else [])]),
         )
         self.register_outputs({"spoke": tunnel.spoke.name})

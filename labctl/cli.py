@@ -27,7 +27,7 @@ import click
 
 from lablib import names, waits
 from lablib.wan import WanImpairment
-from labctl import checks, host, impair, pending
+from labctl import checks, host, impair, pending, vanished
 from labctl import rebuild as rebuilding
 from labctl import stack as stacks
 from labctl.drills import DrillReport, drift, fragments, interrupt, overlay_flows, recovery, remedies, revoke
@@ -168,7 +168,9 @@ def up(stack: str, timeout: int | None, parallel: int | None) -> None:
 
 
 def recover_and_up(stack: str, replace: list[str] | None = None, parallel: int | None = None) -> None:
-    """What an interrupted run left undone, then refresh + up (replacing the URNs in replace)."""
+    """The files of pools libvirt forgot and what an interrupted run left undone, then refresh + up
+    (replacing the URNs in replace)."""
+    remove_forgotten_files(stack)
     run_unlocked(stack, lambda: pending.recover(stacks.open_stack(stack), click.echo), click.echo)
     result, changed = stacks.run_up(stack, click.echo, replace=replace, parallel=parallel)
     click.echo(f"pulumi up: {result.summary.result}, {result.summary.resource_changes}")
@@ -200,8 +202,15 @@ def down(stack: str) -> None:
     lab = stacks.LabStack(stack, outputs, {})
     for site in outputs.get("nodes", {}):
         impair.clear_fragment_rules(stack, site, on=lab.host_uri(site))
+    remove_forgotten_files(stack)
     result = stacks.run_destroy(stack, click.echo)
     click.echo(f"pulumi destroy: {result.summary.result}, {result.summary.resource_changes}")
+
+
+def remove_forgotten_files(stack: str) -> None:
+    """The files of the stack's pools that libvirt no longer has (labctl/vanished.py says why)."""
+    vanished.remove_forgotten_files(stack, stacks.open_stack(stack).export_stack().deployment or {},
+                                    stacks.plain_config(stack), click.echo)
 
 
 @cli.command()

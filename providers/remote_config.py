@@ -9,6 +9,7 @@ drift that the next update pushes again.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import shlex
 import sys
@@ -82,11 +83,14 @@ def _connect(props: dict[str, Any], timeout: float) -> _Session:
                               "lab:sshPrivateKey must be the private half of lab:sshPublicKey") from error
         except (OSError, paramiko.SSHException) as error:
             client.close()
-            if time.monotonic() > deadline:
+            # No route to the VM's network at all: the lab's management network is gone (its
+            # namespace stopped, the host rebooted), not a VM still booting on it.
+            gone = getattr(error, "errno", None) == errno.ENETUNREACH
+            if gone or time.monotonic() > deadline:
                 if jump is not None:
                     jump.close()
-                raise RemoteError(f"could not reach {props['user']}@{props['host']} over SSH "
-                                  f"within {timeout:.0f} s: {error}") from error
+                within = "" if gone else f" within {timeout:.0f} s"
+                raise RemoteError(f"could not reach {props['user']}@{props['host']} over SSH{within}: {error}") from error
             time.sleep(CONNECT_RETRY_SECONDS)
             transport = jump.get_transport() if jump is not None else None
             if jump is not None and (transport is None or not transport.is_active()):
@@ -189,7 +193,7 @@ def _warn(props: dict[str, Any], message: str) -> None:
 REPLACING_KEYS = ("host", "name", "downScript")
 # How a refresh checks the VM: a change of it alone is recorded, nothing is pushed.
 RECORD_ONLY_KEYS = ("checkScript",)
-DIFF_KEYS = ("host", "user", "name", "files", "upScript", "downScript", "jumpUri", "checkScript")
+DIFF_KEYS = ("host", "user", "name", "instance", "files", "upScript", "downScript", "jumpUri", "checkScript")
 
 
 def changed_keys(olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
@@ -262,12 +266,16 @@ class RemoteConfig(pulumi.dynamic.Resource):
         ready_timeout: int,
         check_script: pulumi.Input[str] = "",
         jump_uri: str = "",
+        instance: pulumi.Input[str] = "",
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
             "name": name, "host": host, "user": user, "privateKey": private_key, "files": files,
             "upScript": up_script, "downScript": down_script, "checkScript": check_script,
             "readyTimeout": ready_timeout,
+            # The VM's own ID (its libvirt domain's): a VM made anew at the same address (its
+            # domain replaced, or made again after the host lost it) holds none of the pushed files.
+            "instance": instance,
         }
         if jump_uri:  # only then: the props (and so the state) of a one-host lab stay as they were
             props["jumpUri"] = jump_uri

@@ -34,6 +34,8 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/toolchain
 
 PULUMI_VERSION=v3.274.1
 LIBVIRT_PLUGIN_VERSION=0.5.4
+# Built with our fix for a lab whose libvirt objects are gone
+# (toolchain/libvirt-provider/tf-libvirt-gone.patch says why).
 TF_LIBVIRT_VERSION=v0.8.1
 BRIDGE_VERSION=v3.99.0
 # The go-libvirt that TF_LIBVIRT_VERSION requires, built with our stream fix
@@ -200,9 +202,12 @@ replace (
 	// terraform-provider-libvirt's own replace, which does not reach dependents.
 	github.com/community-terraform-providers/terraform-provider-ignition/v2 => github.com/dmacvicar/terraform-provider-ignition/v2 v2.1.3-0.20210701165004-13acf61ca184
 	github.com/digitalocean/go-libvirt => ../go-libvirt
+	github.com/dmacvicar/terraform-provider-libvirt => ../terraform-provider-libvirt
 )
 EOF
-	patch_go_libvirt
+	patched_copy github.com/digitalocean/go-libvirt "$GO_LIBVIRT_VERSION" . go-libvirt-stream.patch go-libvirt
+	patched_copy github.com/dmacvicar/terraform-provider-libvirt "$TF_LIBVIRT_VERSION" libvirt \
+		tf-libvirt-gone.patch terraform-provider-libvirt
 	# Start over when what we ask for changed or go.sum lost a pinned line.
 	if ! cmp -s "$LV_MOD/go.mod.want" "$LV_MOD/go.mod.asked" || [ ! -f "$LV_MOD/go.mod" ] ||
 		[ ! -f "$LV_MOD/go.sum" ] || [ -n "$(pinned_sum | grep -vxF -f "$LV_MOD/go.sum")" ]; then
@@ -213,22 +218,32 @@ EOF
 	sync_go "$LV_SRC" "$LV_MOD"
 }
 
-# $BUILD/go-libvirt: go-libvirt at GO_LIBVIRT_VERSION with our patch, made
-# again whenever either changes (beside $LV_MOD: sync_go prunes .go files there).
-patch_go_libvirt() {
-	local patch=$LV_SRC/go-libvirt-stream.patch dir=$BUILD/go-libvirt upstream stamp
-	stamp="$GO_LIBVIRT_VERSION $(hash_of "$patch")"
+# module_dir MODULE VERSION PACKAGE: MODULE at VERSION in the module cache, fetched as a build fetches
+# it: through a scratch module that requires it and lists one of its packages (`go mod download`
+# asks the proxy for the version's .info, which it refuses here for terraform-provider-libvirt).
+module_dir() {
+	local scratch=$BUILD/fetch/${1##*/}
+	mkdir -p "$scratch"
+	printf 'module lab.local/fetch\n\ngo 1.23\n\nrequire %s %s\n' "$1" "$2" >"$scratch/go.mod"
+	pinned_sum >"$scratch/go.sum"
+	(cd "$scratch" && go list -e -f '{{.Module.Dir}}' "$1/$3")
+}
+
+# patched_copy MODULE VERSION PACKAGE PATCH DIR: $BUILD/DIR, MODULE at VERSION with
+# toolchain/libvirt-provider/PATCH applied, made again whenever either changes (beside $LV_MOD:
+# sync_go prunes .go files there). PACKAGE: one of the module's packages, for module_dir.
+patched_copy() {
+	local module=$1 version=$2 patch=$LV_SRC/$4 dir=$BUILD/$5 upstream stamp
+	stamp="$version $(hash_of "$patch")"
 	if [ "$(cat "$dir/.patched" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi
-	# Outside any module: the build module's go.mod names ../go-libvirt, maybe not there yet.
-	upstream=$(cd / && go mod download -json "github.com/digitalocean/go-libvirt@$GO_LIBVIRT_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-	[ -d "$upstream" ] || die "go mod download github.com/digitalocean/go-libvirt@$GO_LIBVIRT_VERSION failed"
+	upstream=$(module_dir "$module" "$version" "$3")
+	[ -n "$upstream" ] && [ -d "$upstream" ] || die "cannot fetch $module@$version"
 	rm -rf "$dir"
 	cp -r "$upstream" "$dir"
 	chmod -R u+w "$dir"
-	patch -s -p1 -d "$dir" <"$patch" || die "go-libvirt-stream.patch does not apply to $GO_LIBVIRT_VERSION"
+	patch -s -p1 -d "$dir" <"$patch" || die "$4 does not apply to $module $version"
 	echo "$stamp" >"$dir/.patched"
 }
 

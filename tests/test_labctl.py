@@ -23,7 +23,7 @@ from labctl.cli import cli
 from labctl import drills
 from labctl.drills import DrillReport, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, time_recovery
 from labctl.drills.recovery import outage_seconds
-from labctl.node import established_conns, esp_bytes, peer_addresses
+from labctl.node import TRANSIENT, established_conns, esp_bytes, peer_addresses, tunnel_up
 from labctl.stack import LabStack, parse_overrides
 
 TRAFFIC = """006 #4: "hub-spoke1"[1] 192.168.1.1, type=ESP, add_time=1764070000, inBytes=1680, outBytes=1680, maxBytes=2^63B, id='@spoke1'
@@ -59,6 +59,31 @@ def test_trafficstatus_parsing_gives_conns_counters_and_peers() -> None:
     assert peer_addresses(node, "hub-spoke2") == {"192.168.3.10"}  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no child SA for hub-spoke3"):
         esp_bytes(node, "hub-spoke3")  # type: ignore[arg-type]
+
+
+class CountingNode(FakeNode):
+    """FakeNode that counts its commands, or fails each with a connection error."""
+
+    def __init__(self, out: str, error: BaseException | None = None) -> None:
+        super().__init__(out)
+        self.commands, self.error = 0, error
+
+    def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+        self.commands += 1
+        if self.error is not None:
+            raise self.error
+        return self.out
+
+
+def test_a_tunnel_poll_is_one_command_that_needs_payload_and_sa() -> None:
+    """Every wait polls with it: one command per poll, not three (each costs the booting VM CPU)."""
+    up = CountingNode("status: done\n" + TRAFFIC)
+    assert tunnel_up(up, "hub-spoke2") and up.commands == 1  # type: ignore[arg-type]
+    assert not tunnel_up(up, "hub-spoke3")  # type: ignore[arg-type]
+    assert not tunnel_up(CountingNode("status: running\n" + TRAFFIC), "hub-spoke2")  # type: ignore[arg-type]
+    for error in (OSError("connection refused"), EOFError(), TimeoutError("no exit status")):
+        assert isinstance(error, TRANSIENT)
+        assert not tunnel_up(CountingNode("", error), "hub-spoke2")  # type: ignore[arg-type]
 
 
 def test_netem_arguments_and_read_back() -> None:

@@ -17,10 +17,12 @@ from tools.plan_dump import plan
 
 # Recorded at 3e87789, before lab:asDeployedSpokes and lab:spokeWans existed; updated on 2026-12-05 for
 # the first boot's runcmd (ipsec stopped only if running, lab-network enabled by its link, after the
-# certificate import). Both stacks name no file of the lab's cache, so the plan is the same on every machine.
+# certificate import), and again for the hub sides' `instance` (the hub domain's ID: a hub VM made anew,
+# its domain replaced or made again after the host lost it, gets its spokes' sides pushed again). Both
+# stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "91a581b03a38969c850b2bb2bd8b54ba9f50ba2bc2dc445487d83ebe5a0a7f65",
-    (None, 3): "a498f63f590970a7750870e545b65982937bfd3326a78dcb3c8f1f9424691f0a",
+    ("dev", 2): "a829292e42135bf0db016dd59962208170cc4e0315c5bd835ebbed4895f06314",
+    (None, 3): "b34028e7072cf3dad9f44e947376f39f49700961ee6d8daf03cdf87115003894",
 }
 
 

@@ -4,6 +4,7 @@ A real paramiko SSH server on 127.0.0.1, in this process, stands in for the hub'
 """
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -94,3 +95,20 @@ def test_nothing_listening_is_retried_until_the_timeout(monkeypatch: pytest.Monk
     with pytest.raises(RemoteError, match="could not reach lab@127.0.0.1 over SSH within 1 s"):
         _connect(props(port), 0.6)
     assert len(attempts) > 3
+
+
+def test_no_route_to_the_network_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENETUNREACH: the lab's management network itself is gone (namespace stopped, host rebooted), so
+    a delete or refresh must not wait its whole timeout for a VM that cannot come back on it."""
+    attempts = []
+
+    class NoRoute(paramiko.SSHClient):
+        def connect(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+            attempts.append(1)
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    monkeypatch.setattr(remote_config.paramiko, "SSHClient", NoRoute)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=r"could not reach lab@127.0.0.1 over SSH: \[Errno 101\] Network is unreachable"):
+        _connect(props(22), READY_TIMEOUT)
+    assert time.monotonic() - started < remote_config.CONNECT_RETRY_SECONDS and attempts == [1]

@@ -144,3 +144,18 @@ def test_only_a_changed_check_script_is_recorded_without_a_push(monkeypatch: pyt
     assert not pushed, "a new check script alone pushed to the hub"
     drifted = {**props, "upScript": f"{DRIFT_MARK} x\n"}
     assert provider.update("id", drifted, props).outs == props and pushed == [props]
+
+
+def test_a_new_hub_vm_gets_its_side_pushed_again_in_place(props: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's domain made anew (replaced, or made again after the host lost it) holds none of
+    the pushed files: its new ID updates the hub side, which pushes it again; no replace, whose delete
+    would run the down script on a hub that never had the up script's work."""
+    provider = RemoteConfigProvider()
+    old, new = {**props, "instance": "uuid-1"}, {**props, "instance": "uuid-2"}
+    assert not provider.diff("id", old, old).changes
+    result = provider.diff("id", old, new)
+    assert result.changes and not result.replaces
+    pushed = []
+    monkeypatch.setattr(remote_config, "_apply", pushed.append)
+    provider.update("id", old, new)
+    assert pushed == [new]
