@@ -205,7 +205,7 @@ replace (
 	github.com/dmacvicar/terraform-provider-libvirt => ../terraform-provider-libvirt
 )
 EOF
-	patched_copy github.com/digitalocean/go-libvirt "$GO_LIBVIRT_VERSION" . go-libvirt-stream.patch go-libvirt
+	patched_copy github.com/digitalocean/go-libvirt "$GO_LIBVIRT_VERSION" "" go-libvirt-stream.patch go-libvirt
 	patched_copy github.com/dmacvicar/terraform-provider-libvirt "$TF_LIBVIRT_VERSION" libvirt \
 		tf-libvirt-gone.patch terraform-provider-libvirt
 	# Start over when what we ask for changed or go.sum lost a pinned line.
@@ -219,14 +219,15 @@ EOF
 }
 
 # module_dir MODULE VERSION PACKAGE: MODULE at VERSION in the module cache, fetched as a build fetches
-# it: through a scratch module that requires it and lists one of its packages (`go mod download`
+# it: through a scratch module that requires it and lists one of its packages (PACKAGE: its path in
+# the module, "" for the module's root package; `go mod download`
 # asks the proxy for the version's .info, which it refuses here for terraform-provider-libvirt).
 module_dir() {
 	local scratch=$BUILD/fetch/${1##*/}
 	mkdir -p "$scratch"
 	printf 'module lab.local/fetch\n\ngo 1.23\n\nrequire %s %s\n' "$1" "$2" >"$scratch/go.mod"
 	pinned_sum >"$scratch/go.sum"
-	(cd "$scratch" && go list -e -f '{{.Module.Dir}}' "$1/$3")
+	(cd "$scratch" && go list -e -f '{{.Module.Dir}}' "$1${3:+/$3}")
 }
 
 # patched_copy MODULE VERSION PACKAGE PATCH DIR: $BUILD/DIR, MODULE at VERSION with
