@@ -38,7 +38,7 @@ import pytest
 
 from lablib import names
 from lablib.keys import derive_psk
-from labctl import checks, host
+from labctl import checks, host, pending
 from labctl import cli as labctl_cli
 from labctl import stack as stacks
 from labctl.drills import revoke, together
@@ -319,17 +319,10 @@ def test_a_lab_libvirt_lost_is_refreshed_and_destroyed_cleanly(lab: Lab) -> None
     hub it cannot reach, removes the pool's files and leaves nothing in libvirt. (`labctl up` brings
     such a lab back the same way, by hand in docs/stacks.md; the two-host lab's teardown destroys a
     running lab.)"""
-    def ours(*command: str) -> list[str]:
-        return [name for name in host.virsh(*command).split() if name.startswith(PREFIX)]
-    for domain in ours("list", "--all", "--name"):
-        host.virsh("destroy", domain)
-        host.virsh("undefine", domain, check=True)
-    for network in ours("net-list", "--all", "--name"):
-        host.virsh("net-destroy", network)
-        host.virsh("net-undefine", network, check=True)
-    for pool in ours("pool-list", "--all", "--name"):
-        host.virsh("pool-destroy", pool)
-        host.virsh("pool-undefine", pool, check=True)
+    for kind, listing in (("domain", "list"), ("network", "net-list"), ("pool", "pool-list")):
+        for name in host.virsh(listing, "--all", "--name").split():
+            if name.startswith(PREFIX):
+                assert pending.remove(pending.Orphan(kind, name)), f"{kind} {name}"
     assert list(pool_dir().glob("*")), "the pool's files stay on disk, as after a host restart"
     refreshed = stacks.open_stack(STACK).refresh(on_output=print)
     assert (refreshed.summary.resource_changes or {}).get("delete", 0) > 0, refreshed.summary.resource_changes
