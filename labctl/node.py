@@ -10,6 +10,7 @@ import json
 import math
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import paramiko
 
 from lablib import names
 from lablib.hostssh import HostLogin, channel_to
+from labctl.rootshell import START, RootShell
 
 # A connection error means "not yet" while a VM boots or reboots (sshd restarts).
 TRANSIENT = (OSError, EOFError, paramiko.SSHException)
@@ -34,6 +36,8 @@ class Node:
     jump_uri: str = ""  # the URI of the VM's host when its management network is reached through it
     _client: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
     _jump: paramiko.SSHClient | None = field(default=None, repr=False, compare=False)
+    _shell: RootShell | None = field(default=None, repr=False, compare=False)
+    _shell_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _connect(self) -> paramiko.SSHClient:
         transport = self._client.get_transport() if self._client else None
@@ -52,6 +56,7 @@ class Node:
         return self._client
 
     def close(self) -> None:
+        self._shell = None  # its channel goes with the connection
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -62,22 +67,40 @@ class Node:
     def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
         """Run command as root; return stdout (raise RuntimeError on failure when check).
 
-        Without check, stderr is appended so that callers can show what went wrong.
+        Without check, stderr is appended so that callers can show what went wrong. The command
+        runs in the connection's root shell (rootshell.py); in an exec channel of its own while
+        another thread has that shell busy.
         """
         try:
-            _, stdout, stderr = self._connect().exec_command(f"sudo sh -c {shlex.quote(command)}", timeout=timeout)
-            out = stdout.read().decode(errors="replace")
-            err = stderr.read().decode(errors="replace")
-            # recv_exit_status() has no timeout: a lost exit-status message would block for ever.
-            if not stdout.channel.status_event.wait(timeout):
-                raise TimeoutError(f"{self.name}: no exit status from `{command}` within {timeout:.0f} s")
-            status = stdout.channel.exit_status
+            if self._shell_lock.acquire(blocking=False):
+                try:
+                    out, err, status = self._root_shell().run(command, timeout)
+                finally:
+                    self._shell_lock.release()
+            else:
+                out, err, status = self._exec(command, timeout)
         except TRANSIENT:
             self.close()  # the next command reconnects (the VM may have rebooted)
             raise
         if check and status != 0:
             raise RuntimeError(f"{self.name}: `{command}` exited {status}: {err.strip() or out.strip()}")
         return out + ("" if check else err)
+
+    def _root_shell(self) -> RootShell:
+        if self._shell is None or not self._shell.alive():
+            channel = self._connect().get_transport().open_session(timeout=30)  # type: ignore[union-attr]
+            channel.exec_command(START)
+            self._shell = RootShell(channel, self.name)
+        return self._shell
+
+    def _exec(self, command: str, timeout: float) -> tuple[str, str, int]:
+        _, stdout, stderr = self._connect().exec_command(f"sudo sh -c {shlex.quote(command)}", timeout=timeout)
+        out = stdout.read().decode(errors="replace")
+        err = stderr.read().decode(errors="replace")
+        # recv_exit_status() has no timeout: a lost exit-status message would block for ever.
+        if not stdout.channel.status_event.wait(timeout):
+            raise TimeoutError(f"{self.name}: no exit status from `{command}` within {timeout:.0f} s")
+        return out, err, stdout.channel.exit_status
 
     def reachable(self) -> bool:
         try:
