@@ -188,13 +188,17 @@ def ping_loss(node: Node, address: str, count: int, size: int | None = None, don
 
 
 def ping_loss_each(node: Node, addresses: list[str], count: int, interval: float = 0.2,
-                   wait: float = 2) -> dict[str, tuple[int, int]]:
-    """ping_loss(resend=True) from node to every address at once, in one command: one SSH exec and
-    one ping's time however many addresses (one after the other, each spoke's pings to the others
-    made `verify` grow with the square of the spokes). Each ping's lines are tagged with its address."""
-    tagged = " ".join(f"{{ {_ping_command(address, count, None, True, interval, wait, True)} 2>&1 | "
-                      f"sed 's/^/{address} /'; }} &" for address in addresses)
-    out = node.run(f"{tagged} wait", timeout=count * interval + wait + REACH_WAIT + 30, check=False)
+                   wait: float = 2, at_once: int | None = None) -> dict[str, tuple[int, int]]:
+    """ping_loss(resend=True) from node to every address, in one command: one SSH exec however many
+    addresses (one after the other, each spoke's pings to the others made `verify` grow with the
+    square of the spokes). Pinged `at_once` at a time (all at once without it), each group after
+    the last; each ping's lines are tagged with its address."""
+    size = at_once or len(addresses) or 1
+    groups = [addresses[i:i + size] for i in range(0, len(addresses), size)]
+    tagged = "; ".join(" ".join(f"{{ {_ping_command(address, count, None, True, interval, wait, True)} 2>&1 | "
+                                f"sed 's/^/{address} /'; }} &" for address in group) + " wait" for group in groups)
+    one = count * interval + wait + REACH_WAIT
+    out = node.run(tagged, timeout=one * len(groups) + 30, check=False)
     lines = out.splitlines()
     return {address: _received_sent("\n".join(line for line in lines if line.startswith(f"{address} ")), count)
             for address in addresses}

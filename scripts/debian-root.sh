@@ -319,12 +319,25 @@ ExecStart=/usr/sbin/ovsdb-server /etc/openvswitch/conf.db -vconsole:emer -vsyslo
   --bootstrap-ca-cert=db:Open_vSwitch,SSL,ca_cert \\
   --no-chdir --log-file=$ovs_log/ovsdb-server.log --pidfile=$ovs_run/ovsdb-server.pid --detach
 EOF
-# The module is built into the lab's kernel; under a Debian kernel this loads it, as ovs-ctl did.
+# ovs-vswitchd starts once the system has been up 11 s. Open vSwitch 3.1 (bookworm's) counts no CPU
+# in a system's first 10 s (count_cpu_cores() refreshes every 10 s of a clock that starts at boot):
+# a reboot, without ovs-ctl's seconds, started it at 6 s; its bridge, from the database, got no
+# upcall handler, and every upcall of the kernel datapath was lost for good (`ovs-appctl dpctl/show`:
+# "lost" as high as "missed"), so the spoke's overlay never came back. A first boot starts it later.
+# The module is built into the lab's kernel; under a Debian kernel modprobe loads it, as ovs-ctl did.
+cat > "$work/root/usr/local/sbin/lab-ovs-wait-boot" <<'EOF'
+#!/bin/sh
+read -r up _ </proc/uptime
+up=${up%.*}
+[ "$up" -ge 11 ] || sleep $((11 - up))
+EOF
+chmod 0755 "$work/root/usr/local/sbin/lab-ovs-wait-boot"
 cat > "$work/root/etc/systemd/system/ovs-vswitchd.service.d/lab.conf" <<EOF
 [Service]
 TimeoutStartSec=$LAB_UNIT_START_TIMEOUT
 Nice=-10
 PIDFile=$ovs_run/ovs-vswitchd.pid
+ExecStartPre=/usr/local/sbin/lab-ovs-wait-boot
 ExecStartPre=-/sbin/modprobe openvswitch
 ExecStart=
 ExecStart=/usr/sbin/ovs-vswitchd unix:$ovs_run/db.sock -vconsole:emer -vsyslog:err -vfile:info --mlockall \\

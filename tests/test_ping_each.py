@@ -26,6 +26,19 @@ def test_each_address_gets_its_own_count_from_one_command() -> None:
     assert found == {"127.0.0.1": (3, 3), "127.0.0.2": (3, 3)}
 
 
+def test_at_once_pings_a_group_at_a_time_each_after_the_last() -> None:
+    class Recorded(LocalNode):
+        def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+            self.command = command
+            return super().run(command, timeout, check)
+    node = Recorded()
+    addresses = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+    found = ping_loss_each(node, addresses, count=2, at_once=2)  # type: ignore[arg-type]
+    assert found == {address: (2, 2) for address in addresses}
+    groups = node.command.split(" wait; ")
+    assert [group.count(" &") for group in groups] == [2, 2, 1] and groups[-1].endswith(" wait")
+
+
 def test_an_address_without_a_ping_summary_counts_as_nothing_answered() -> None:
     class Canned(LocalNode):
         def run(self, command: str, timeout: float = 30, check: bool = True) -> str:

@@ -163,8 +163,8 @@ def ping_replies(stdout: str) -> dict[str, tuple[str, dict[str, object]]]:
     return {name: (status, json.loads(reply)) for name, status, reply in zip(parts[1::3], parts[2::3], parts[3::3])}
 
 
-def drill(name: str, site: str | None) -> Callable[[], DrillReport]:
-    """The drill as `labctl drill NAME --site SITE` runs it, on a LabStack of its own (own SSH)."""
+def drill(name: str, site: str | tuple[str, ...] | None) -> Callable[[], DrillReport]:
+    """The drill as `labctl drill NAME --site SITE` runs it (reboot: a --site each), on its own LabStack."""
     def run() -> DrillReport:
         lab_stack = stacks.load(STACK)
         start = time.monotonic()
