@@ -166,7 +166,7 @@ def table(figures: dict[str, Any]) -> str:
                   f" (max x{ratio['rss_over_guest_max']})"),
                  ("goodput overlay / WAN", f"{lab['goodput_mbps']['overlay']} / {lab['goodput_mbps']['wan']} Mbit/s"
                   f" (x{ratio['overlay_over_wan']})"),
-                 ("guest CPU per command (SSH, sudo, sh)", f"{lab.get('command_cpu_seconds')} s")]
+                 ("guest CPU per command (sh -c in the root shell)", f"{lab.get('command_cpu_seconds')} s")]
         rows += [(f"  create {t}", f"{c['count']} x, longest {c['longest_seconds']} s")
                  for t, c in lab["creates"].items()]
     for key, other in figures.items():

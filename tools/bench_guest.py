@@ -102,8 +102,9 @@ def qemu_cpu_seconds(domain: str) -> float:
 
 
 def command_cpu_seconds(node: Node, domain: str, count: int = 20) -> float:
-    """Guest CPU per command the lab sends a VM (`node.run("true")`: SSH channel, sudo, sh), less the
-    VM's idle use over the same time: what every check and drill pays per command."""
+    """Guest CPU per command the lab sends a VM (`node.run("true")`: an `sh -c` in the connection's
+    root shell, labctl/rootshell.py), less the VM's idle use over the same time: what every check
+    and drill pays per command."""
     node.run("true")
     start, idle_start = time.monotonic(), qemu_cpu_seconds(domain)
     time.sleep(5)

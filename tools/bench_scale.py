@@ -90,7 +90,8 @@ def parse_hub_probe(text: str) -> dict[str, float]:
 
 
 def timed_verify() -> dict[str, Any]:
-    """`labctl verify --json` on the lab as a user runs it: its wall seconds and verdict."""
+    """`labctl verify --json` on the lab as a user runs it: its wall seconds and verdict, with each
+    failed check's evidence (which peers a `ping-spokes` lost tells a lossy hub from a dead spoke)."""
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "labctl", "verify", LAB_STACK, "--json"], cwd=ROOT,
                             capture_output=True, text=True, check=False, timeout=3600)
@@ -100,7 +101,8 @@ def timed_verify() -> dict[str, Any]:
     except ValueError:
         return {"seconds": seconds, "passed": False, "error": (result.stderr.strip() or "no output")[-300:]}
     return {"seconds": seconds, "passed": report["passed"], "checks": len(report["checks"]),
-            "failed": [f"{c['node']}/{c['check']}" for c in report["checks"] if not c["passed"]]}
+            "failed": [f"{c['node']}/{c['check']}" for c in report["checks"] if not c["passed"]],
+            "evidence": {f"{c['node']}/{c['check']}": c["evidence"] for c in report["checks"] if not c["passed"]}}
 
 
 def measure_size(figures: dict[str, Any], sets: tuple[str, ...], timeout: float, suite: str, events: Path) -> None:
