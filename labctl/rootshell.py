@@ -34,7 +34,6 @@ class Channel(Protocol):
     def recv_stderr_ready(self) -> bool: ...
     def exit_status_ready(self) -> bool: ...
     def fileno(self) -> int: ...
-    def close(self) -> None: ...
 
 
 class RootShell:
@@ -78,6 +77,3 @@ class RootShell:
         elif self.alive():
             select.select([channel], [], [], min(remaining, 1))
         return True
-
-    def close(self) -> None:
-        self.channel.close()

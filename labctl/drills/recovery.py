@@ -130,14 +130,13 @@ def tunnels_back(lab: LabStack) -> bool:
         return False
 
 
-def reboot(lab: LabStack, sites: Sequence[str] | str | None, echo: Echo) -> DrillReport:
+def reboot(lab: LabStack, sites: Sequence[str], echo: Echo) -> DrillReport:
     """The hub and the spokes reboot together: each VM boots once (two boots cost about one on two
     cores), the spokes dialling a hub that is still booting. A spoke that reboots while the hub keeps
     its old SAs is what `labctl rebuild` does (the end-to-end test rebuilds its added spoke). Spokes
     of different kinds reboot differently (an OVS kernel datapath or its userspace one, a kernel GRE
     device): the end-to-end test reboots two."""
-    named = [sites] if isinstance(sites, str) else list(sites or [None])
-    spokes = list(dict.fromkeys(pick_spoke(lab, site) for site in named))
+    spokes = list(dict.fromkeys(pick_spoke(lab, site) for site in (sites or [None])))
     require_healthy(lab)
     report = DrillReport("reboot")
     victims = (names.HUB, *spokes)
