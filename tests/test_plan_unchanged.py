@@ -18,11 +18,12 @@ from tools.plan_dump import plan
 # Recorded at 3e87789, before lab:asDeployedSpokes and lab:spokeWans existed; updated on 2026-12-05 for
 # the first boot's runcmd (ipsec stopped only if running, lab-network enabled by its link, after the
 # certificate import), and again for the hub sides' `instance` (the hub domain's ID: a hub VM made anew,
-# its domain replaced or made again after the host lost it, gets its spokes' sides pushed again). Both
+# its domain replaced or made again after the host lost it, gets its spokes' sides pushed again), and on
+# 2026-12-06 for the management NIC's DHCP hostname left unused (use-hostname: false). Both
 # stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "a829292e42135bf0db016dd59962208170cc4e0315c5bd835ebbed4895f06314",
-    (None, 3): "b34028e7072cf3dad9f44e947376f39f49700961ee6d8daf03cdf87115003894",
+    ("dev", 2): "b623ee1a09312b3223a017e8344291904ccfb17a7d9752dd5773335b118adcf2",
+    (None, 3): "293a41caaa5dd7ffad728e67491635051bf47483a0eca81cb8889b11dda990c1",
 }
 
 

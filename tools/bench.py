@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tools.bench_guest import boot_breakdown, command_cpu_seconds, domain_started, qemu_rss_mib  # noqa: E402
 from labctl.node import goodput_mbps  # noqa: E402
 from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
-                             domain_type, lab_nodes, names, payload_done, pulumi, run_program, stack_nodes,
-                             stack_values, timed, up_with_events, wait_tunnels, wait_until)
+                             domain_type, lab_nodes, names, packaged_kernel_boot, payload_done, pulumi,
+                             run_program, stack_nodes, stack_values, timed, up_with_events, wait_tunnels,
+                             wait_until)
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
@@ -202,11 +203,14 @@ def machine() -> dict[str, Any]:
 @click.option("--compare-cloud-init", is_flag=True,
               help="Run the lab step once more with every VM booting cloud-init instead of the image's "
                    "lab-seed (the kernel command line without cloud-init=disabled); its T1 goes beside.")
+@click.option("--compare-packaged-kernel", is_flag=True,
+              help="Run the lab step once more with every VM booting the suite's packaged Debian kernel and "
+                   "its initrd instead of the lab's own kernel; its T1 goes beside.")
 @click.option("--scale", metavar="N,N,...", help="After the other steps, real labs of these spoke counts "
               "one after another (e.g. 1,4,8,16), each against its floor from the lab step's T1.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=OUT, show_default=True)
 def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...], compare_cloud_init: bool,
-         scale: str | None, out: Path) -> None:
+         compare_packaged_kernel: bool, scale: str | None, out: Path) -> None:
     """Run the benchmark steps; write JSON to OUT and print a table (and with --scale, its plot)."""
     sizes = parse_sizes(scale) if scale else []
     steps = [s.strip() for s in only.split(",") if s.strip()]
@@ -227,6 +231,10 @@ def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...]
             if compare_cloud_init:
                 click.echo("bench: lab booting cloud-init ...", err=True)
                 figures["lab-cloud-init"] = bench_lab((*sets, *cloud_init_boot()), timeout, suites[0], "cloud-init")
+            if compare_packaged_kernel:
+                click.echo("bench: lab booting the packaged kernel ...", err=True)
+                figures["lab-packaged-kernel"] = bench_lab((*sets, *packaged_kernel_boot(suites[0])), timeout,
+                                                           suites[0], "packaged-kernel")
     if sizes:
         figures["scale"] = bench_scale(sizes, sets, timeout, suites[0])
     figures["ratios"] = ratios(figures)
