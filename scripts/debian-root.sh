@@ -206,13 +206,26 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 EOF
 mkdir -p "$R/etc/systemd/system/ssh.service.d"
-cat > "$R/etc/systemd/system/ssh.service.d/lab-hostkeys.conf" <<'EOF'
+cat > "$R/etc/systemd/system/ssh.service.d/lab.conf" <<'EOF'
 [Service]
 ExecStartPre=
 ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
 EOF
 # No `sshd -t` before every start: a second sshd reading the same config, about a second of a
 # boot's one vCPU; a config sshd refuses fails `sshd -D` the same way.
+# A new SSH connection cost a Debian 12 lab VM about 0.94 s of CPU under emulation (labctl opens one
+# per node and thread: verify of 16 spokes opens 25). Two parts did nothing for the lab: pam_motd
+# running update-motd.d's scripts at every login (about 0.18 s; nobody reads a motd here), and sshd
+# executing itself anew for every connection, config and keys read again (about 0.21 s): before
+# OpenSSH 9.8 (Debian 12) `-r` makes it fork instead; from 9.8 on (Debian 13) every connection
+# runs sshd-session anyway and `-r` is deprecated. docs/performance.md, "Boot".
+sed -i 's/^session[[:space:]]\+optional[[:space:]]\+pam_motd\.so/# lab: no motd: &/' "$R/etc/pam.d/sshd"
+if grep -q '^session[[:space:]]\+optional[[:space:]]\+pam_motd' "$R/etc/pam.d/sshd"; then
+  echo "debian-root.sh: pam_motd still in $R/etc/pam.d/sshd" >&2; exit 1
+fi
+if [ ! -e "$R/usr/lib/openssh/sshd-session" ]; then
+  printf '%s\n' 'ExecStart=' 'ExecStart=/usr/sbin/sshd -D -r $SSHD_OPTS' >> "$R/etc/systemd/system/ssh.service.d/lab.conf"
+fi
 
 # The initramfs only has to find /dev/vda (ext4 is built into the cloud
 # kernel): a list instead of MODULES=most, a few MB less to unpack and fewer
