@@ -26,8 +26,8 @@ from tools.mockrun import run_program, stack_values  # noqa: E402
 
 __all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
            "stack_nodes", "Node", "payload_done", "established_conns", "wait_until", "configure", "timed",
-           "up_with_events", "cloud_init_boot", "packaged_kernel_boot", "create_spans", "create_times", "wait_tunnels", "domain_type",
-           "config_int"]
+           "up_with_events", "cloud_init_boot", "packaged_kernel_boot", "create_spans", "create_times",
+           "wait_tunnels", "domain_type", "config_int"]
 
 LAB_STACK = "ci"  # the stack the lab and scale steps bring up and destroy
 # ...with the computed MTU on every spoke and lab:wanMtu on every WAN: the bench measures what the lab

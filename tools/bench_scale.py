@@ -95,8 +95,10 @@ def labctl_wait() -> float:
     (until 2026-12-06) ran while the last spokes could still be finishing their boots: at 16 spokes it
     once failed every check through spoke16, and so every spoke's `ping-spokes` (docs/performance.md)."""
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "labctl", "wait", LAB_STACK], cwd=ROOT, capture_output=True,
-                   text=True, check=True, timeout=3600)
+    result = subprocess.run([sys.executable, "-m", "labctl", "wait", LAB_STACK], cwd=ROOT, capture_output=True,
+                            text=True, check=False, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"labctl wait: {(result.stderr.strip() or result.stdout.strip() or 'failed')[-300:]}")
     return round(time.monotonic() - start, 1)
 
 
