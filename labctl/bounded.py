@@ -52,8 +52,11 @@ def isolated(seconds: float, what: str, function: Callable[..., Any], *args: Any
 
 
 def _serve(send: Connection, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """The child's side: a session of its own (so the parent can end it whole), then the answer."""
+    """The child's side: a session of its own (so the parent can end it whole), SIGINT answered even
+    where the caller ignores it (a background job of a script does: its pulumi would ignore the stop
+    too), then the answer."""
     os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         answer = (False, function(*args))
     except Exception as error:  # the parent raises it, as text: not every error pickles
