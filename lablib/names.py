@@ -156,6 +156,14 @@ TCP_REDIAL_CHECKS = 3  # checks without a child SA before a negotiation under wa
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
+# The hub's landing conn (lablib/tunnel.py: Landing): a template no site authenticates on, that
+# every spoke's first IKE_SA_INIT lands on. Its file sorts before every hub-<spoke>.conf: pluto's
+# start loads it first, as both libreswan versions need it.
+LANDING_CONN = "hub-landing"
+LANDING_ID = "@hub-landing"  # no site's ID: the conn itself never authenticates a peer
+LANDING_CONF_PATH = f"{IPSEC_DIR}/00-{LANDING_CONN}.conf"
+HUB_PUSH_LOCK = "/run/lab-hub-push.lock"  # hub pushes of a lab without certificates take it in turn
+LANDING_LOADED = "/var/lib/lab/landing.loaded"  # the landing pluto has loaded (libreswan 5: reload only on change)
 # With this on the kernel command line the lab image applies its seed with guest/lab-seed, not cloud-init.
 CLOUD_INIT_OFF = "cloud-init=disabled"
 SEED_STATUS = f"{_ENV['LAB_SEED_STATE']}/status"  # "status: done" once lab-seed applied the payload

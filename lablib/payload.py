@@ -18,7 +18,7 @@ from lablib.addressing import Site
 from lablib.config import LabSpec
 from lablib.remedies import AS_DEPLOYED_MTUS, TCP
 from lablib.render import PayloadFile
-from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, spoke_tunnel
+from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, landing, spoke_tunnel
 
 
 def tunnel_files(end: ConnEnd, psk: str | None) -> list[PayloadFile]:
@@ -165,9 +165,9 @@ def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:
     end, hub = tunnel.hub_end, spec.plan.hub
     return HubSide(
         end=end,
-        up_script=render.render_hub_tunnel_up(tunnel, hub, spec.mtu),
+        up_script=render.render_hub_tunnel_up(tunnel, hub, spec.mtu, landing(spec)),
         down_script=render.render_hub_tunnel_down(tunnel, hub, tunnel_paths(end)),
-        check_script=render.render_hub_tunnel_check(tunnel, spec.mtu),
+        check_script=render.render_hub_tunnel_check(tunnel, spec.mtu, landing(spec)),
     )
 
 

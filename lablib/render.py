@@ -16,7 +16,7 @@ from lablib.waits import CRL_ENFORCE_INTERVAL, CRL_ENFORCE_SECONDS, NSS_CRL_CHEC
 from lablib.addressing import Site
 from lablib.config import LabConfig
 from lablib.mtu import MtuPlan
-from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel
+from lablib.tunnel import ConnEnd, GrePort, Landing, SpokeTunnel
 
 TEMPLATE_DIRS = [names.PROJECT_DIR / "cloud-init", names.PROJECT_DIR / "libvirt"]
 
@@ -76,12 +76,14 @@ def render_ipsec_compat() -> str:
     return _render("lab-ipsec-compat.sh.j2")
 
 
-def render_hub_tunnel_up(tunnel: SpokeTunnel, hub: Site, mtu: MtuPlan) -> str:
-    return _render("hub-tunnel-up.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, hub=hub, mtu=mtu)
+def render_hub_tunnel_up(tunnel: SpokeTunnel, hub: Site, mtu: MtuPlan, landing: Landing | None) -> str:
+    return _render("hub-tunnel-up.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, hub=hub, mtu=mtu,
+                   landing=landing)
 
 
-def render_hub_tunnel_check(tunnel: SpokeTunnel, mtu: MtuPlan) -> str:
-    return _render("hub-tunnel-check.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, mtu=mtu)
+def render_hub_tunnel_check(tunnel: SpokeTunnel, mtu: MtuPlan, landing: Landing | None) -> str:
+    return _render("hub-tunnel-check.sh.j2", tunnel=tunnel, end=tunnel.hub_end, port=tunnel.hub_port, mtu=mtu,
+                   landing=landing)
 
 
 def render_hub_tunnel_down(tunnel: SpokeTunnel, hub: Site, files: Sequence[str]) -> str:

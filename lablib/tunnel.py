@@ -117,6 +117,30 @@ class SpokeTunnel:
         return self.remedy in WAN_MTU_TUNNEL
 
 
+@dataclass(frozen=True)
+class Landing:
+    """The hub's landing conn. A new peer's IKE_SA_INIT names no ID, so pluto answers it on a
+    template chosen by address alone; when that template was a spoke's own conn, that spoke's
+    IKE SA, once up, ended (libreswan's uniqueids) the half-open SAs of other spokes parked on
+    it, and each lost a retransmit timeout (docs/drills.md). No site has this conn's ID, so
+    nothing is ever established on it; IKE_AUTH moves each peer to its own conn
+    (tests/test_pluto_landing.py, libreswan 4.10 and 5.x)."""
+
+    local_address: str
+    local_id: str
+    ike: str
+    esp: str
+
+
+def landing(spec: LabSpec) -> Landing | None:
+    """The hub's landing conn, the same for every spoke's hub side; none in a lab with certificates:
+    a certificate spoke answered on it did not get in (docs/drills.md says what was tried)."""
+    hub, config = spec.plan.hub, spec.config
+    if config.uses_certs:
+        return None
+    return Landing(local_address=str(hub.wan_address), local_id=hub.ike_id, ike=config.ike, esp=config.esp)
+
+
 def _end(spec: LabSpec, local: Site, remote: Site, local_address: str, remote_address: str,
          interface_mode: str, auth: str) -> ConnEnd:
     """local's conn towards remote, through a route-based interface of local's own choice: the

@@ -19,11 +19,12 @@ from tools.plan_dump import plan
 # the first boot's runcmd (ipsec stopped only if running, lab-network enabled by its link, after the
 # certificate import), and again for the hub sides' `instance` (the hub domain's ID: a hub VM made anew,
 # its domain replaced or made again after the host lost it, gets its spokes' sides pushed again), and on
-# 2026-12-06 for the management NIC's DHCP hostname left unused (use-hostname: false). Both
+# 2026-12-06 for the management NIC's DHCP hostname left unused (use-hostname: false), and for the
+# hub push's landing conn (lablib/tunnel.py: Landing; both stacks use pre-shared keys only). Both
 # stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "b623ee1a09312b3223a017e8344291904ccfb17a7d9752dd5773335b118adcf2",
-    (None, 3): "293a41caaa5dd7ffad728e67491635051bf47483a0eca81cb8889b11dda990c1",
+    ("dev", 2): "ea3b5b7203767345c4af105085c80b4508387f9967e51b7bd521f91f9512f043",
+    (None, 3): "f337ff63b0f2b605abd2724888277c1b84064b6452f59d524ab317c53219e555",
 }
 
 

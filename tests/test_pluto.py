@@ -9,7 +9,8 @@ to its place, as on the VMs. Then, as each side gets its conns:
 - the hub: the rendered hub push script (hub-tunnel-up, without its OVS and MTU
   lines: no Open vSwitch here, no tunnel device for VTI) for every spoke, run once more (the replace of a
   loaded conn), then hub-tunnel-down twice; the ipsec unit's
-  `addconn --checkconfig` as at the hub's next boot;
+  `addconn --checkconfig` as at the hub's next boot. The landing conn, which every push loads
+  (lablib/tunnel.py: Landing), must load as quietly and stay loaded;
 - a spoke: first boot's compat step, the unit's `addconn --checkconfig`, the
   secrets, `ipsec addconn` of its conn (what pluto's start-up `addconn
   --autoall` does; pluto itself starts on a config without conns, so every
@@ -248,6 +249,11 @@ def check_clean_load(load: Load, side: Side, major: int, where: str) -> None:
         assert code == 0 and unexpected(out, conns, [ADDED]) == [], f"{where} {step}: exit {code}:\n{out}"
     assert load.steps["checkconfig"][1] == "", where
     assert unexpected(load.log, conns, LOAD_LOG) == [], f"{where}: " + "\n".join(load.log)
+    if side.mode == "push" and not side.ends[0].uses_cert:  # the hub's landing conn too (lablib/tunnel.py)
+        landing = [names.LANDING_CONN]
+        assert unexpected(load.log, landing, LOAD_LOG) == [], f"{where}: " + "\n".join(load.log)
+        assert f'"{names.LANDING_CONN}": added IKEv2 connection' in load.log, where
+        assert f'"{names.LANDING_CONN}":' in load.status, f"{where}: the landing conn is not loaded"
     for end in side.ends:
         conn = end.conn_name
         assert f'"{conn}": added IKEv2 connection' in load.log, where

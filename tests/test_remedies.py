@@ -95,7 +95,7 @@ def test_an_as_deployed_spoke_fragments_on_both_ends_and_the_others_do_not() -> 
     assert f"ip route del {deployed.spoke.overlay_address}/32" in side.down_script
     assert "df_default" in side.check_script and "mtu lock 1500" in side.check_script
     plain = payload.hub_side(spec, computed)
-    assert "df_default" not in plain.up_script and "lock" not in plain.up_script
+    assert "df_default" not in plain.up_script and "mtu lock" not in plain.up_script
 
 
 def test_a_kernel_gre_spoke_keeps_the_wan_mtu_on_its_tunnel_and_sizes_t0() -> None:
@@ -120,7 +120,7 @@ def test_a_lab_without_remedies_renders_as_before() -> None:
     for script in (payload.lab_network_script(spec, spec.plan.hub, None),
                    payload.lab_network_script(spec, tunnel.spoke, tunnel),
                    payload.hub_side(spec, tunnel).up_script):
-        assert "lock" not in script and "df_default" not in script and "proto kernel" not in script
+        assert "mtu lock" not in script and "df_default" not in script and "proto kernel" not in script
     assert "df" not in tunnel.hub_port.as_props()
 
 

@@ -163,7 +163,8 @@ def test_the_hub_check_script_passes_on_what_the_up_script_does_and_names_each_d
     assert f"mtu {spec.mtu.tunnel_mtu}" in side.up_script and f"mtu_request={spec.mtu.inner_mtu}" in side.up_script
     gre = {"type": "gre", "options:local_ip": f'"{port.local_ip}"', "options:remote_ip": f'"{port.remote_ip}"',
            "options:key": f'"{port.key}"'}
-    healthy = {"ports": {port.name: gre}, "conns": '"hub-spoke1": 192.0.2.1[@hub]...%any[@spoke1]',
+    healthy = {"ports": {port.name: gre},
+               "conns": f'"hub-spoke1": 192.0.2.1[@hub]...%any[@spoke1]\n"{names.LANDING_CONN}": 192.0.2.1[@hub]...',
                "mtus": {device: spec.mtu.tunnel_mtu, names.BRIDGE: spec.mtu.inner_mtu}}
     ok = run_check(side.check_script, tmp_path, **healthy)
     assert (ok.returncode, ok.stdout) == (0, ""), ok.stderr
@@ -171,7 +172,7 @@ def test_the_hub_check_script_passes_on_what_the_up_script_does_and_names_each_d
                        mtus={device: 1500, names.BRIDGE: spec.mtu.inner_mtu})
     assert broken.returncode == 1
     assert broken.stdout.splitlines() == [
-        "conn hub-spoke1 not loaded", f"GRE port {port.name} not on {names.BRIDGE}",
+        "conn hub-spoke1 not loaded", f"conn {names.LANDING_CONN} not loaded", f"GRE port {port.name} not on {names.BRIDGE}",
         f"{port.name} is not a GRE port", f"{port.name} local_ip is not {port.local_ip}",
         f"{port.name} remote_ip is not {port.remote_ip}", f"{port.name} key is not {port.key}",
         f"{device} MTU is not {spec.mtu.tunnel_mtu}"]
@@ -186,3 +187,14 @@ def test_retransmit_timeout_is_written_only_when_not_libreswans_own() -> None:
             conf = render.render_conn(end)
             assert (line in conf) if line else "retransmit-timeout" not in conf
             assert end.as_props().get("retransmitTimeout") == (timeout if line else None)
+
+
+def test_a_lab_without_certificates_gets_the_landing_conn_and_one_with_them_none() -> None:
+    """lablib/tunnel.py: Landing (tests/test_pluto_landing.py proves its part in real plutos)."""
+    for spec, landing in ((parse_lab(), True), (parse_lab(auth="cert"), False)):
+        side = payload.hub_side(spec, spoke_tunnel(spec, spec.plan.spokes[0]))
+        subprocess.run(["sh", "-n"], input=side.up_script, text=True, check=True)
+        assert (f"conn {names.LANDING_CONN}\n" in side.up_script) == landing
+        assert (f"\trightid={names.LANDING_ID}\n" in side.up_script) == landing
+        assert (names.LANDING_CONN in side.check_script) == landing
+        assert names.LANDING_CONF_PATH not in [f["path"] for f in side.files(None if not landing else "k")]
