@@ -162,12 +162,12 @@ class HubSide:
 
 def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:
     """The hub's end of tunnel, with the MTUs the hub needs (spec.mtu)."""
-    end, hub = tunnel.hub_end, spec.plan.hub
+    end, hub, hub_landing = tunnel.hub_end, spec.plan.hub, landing(spec)
     return HubSide(
         end=end,
-        up_script=render.render_hub_tunnel_up(tunnel, hub, spec.mtu, landing(spec)),
+        up_script=render.render_hub_tunnel_up(tunnel, hub, spec.mtu, hub_landing),
         down_script=render.render_hub_tunnel_down(tunnel, hub, tunnel_paths(end)),
-        check_script=render.render_hub_tunnel_check(tunnel, spec.mtu, landing(spec)),
+        check_script=render.render_hub_tunnel_check(tunnel, spec.mtu, hub_landing),
     )
 
 
