@@ -225,6 +225,7 @@ NSS_DB = f"sql:{NSS_DIR}"
 PKI_CA_PATH = f"{PKI_DIR}/ca.pem"
 PKI_CRL_PATH = f"{PKI_DIR}/crl.der.b64"  # the CA's revocation list (the hub's only), base64 DER
 PKI_CRL_APPLIED = f"{PKI_DIR}/crl.applied"  # the list the hub imported last
+PKI_REVOKED_CONNS = f"{PKI_DIR}/revoked.conns"  # the hub's conns of revoked spokes, one a line: lab-crl-enforce's
 LAB_PKI_IMPORT = "/usr/local/sbin/lab-pki-import"  # a certificate spoke's first-boot import
 LAB_CRL_ENFORCE = "/usr/local/sbin/lab-crl-enforce"  # the hub's: revoked spokes' SAs down until NSS has the CRL
 LAB_CRL_ENFORCE_UNIT = "lab-crl-enforce"

@@ -173,25 +173,27 @@ def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:
 
 @dataclass(frozen=True)
 class HubPki:
-    """What the running hub gets of the lab PKI: its certificate, the CA, the CRL and the script
-    that keeps revoked spokes out while NSS takes a new CRL. files() holds the hub's key: call it
-    inside an apply."""
+    """What the running hub gets of the lab PKI: its certificate, the CA, the CRL, the revoked
+    spokes' conns and the script that keeps them out while NSS takes a new CRL. files() holds the
+    hub's key: call it inside an apply."""
 
     up_script: str
     down_script: str
     enforce_script: str
+    revoked_conns: str  # PKI_REVOKED_CONNS's content: the conns lab-crl-enforce tears down
 
     def files(self, credentials: SiteCredentials, crl_der_b64: str) -> list[dict[str, str]]:
         return [vars(f) for f in (*pki_files(names.HUB, credentials),
                                   PayloadFile(names.PKI_CRL_PATH, "0644", crl_der_b64),
+                                  PayloadFile(names.PKI_REVOKED_CONNS, "0644", self.revoked_conns),
                                   PayloadFile(names.LAB_CRL_ENFORCE, "0755", self.enforce_script))]
 
 
 def hub_pki(spec: LabSpec) -> HubPki:
     """The hub's PKI push; with a new CRL, the SAs of revokedSpokes go down until the hub's NSS holds it."""
-    revoked = [names.conn_name(names.HUB, names.spoke_name(n)) for n in sorted(spec.config.revoked_spokes)]
-    return HubPki(up_script=render.render_hub_pki_up(revoked), down_script=render.render_hub_pki_down(),
-                  enforce_script=render.render_crl_enforce(revoked))
+    revoked = "".join(f"{names.conn_name(names.HUB, names.spoke_name(n))}\n" for n in sorted(spec.config.revoked_spokes))
+    return HubPki(up_script=render.render_hub_pki_up(), down_script=render.render_hub_pki_down(),
+                  enforce_script=render.render_crl_enforce(), revoked_conns=revoked)
 
 
 # What lab-ipsec-compat (cloud-init/lab-ipsec-compat.sh.j2) deletes from every conn file on libreswan 5.

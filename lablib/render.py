@@ -107,13 +107,13 @@ def render_pki_import(site: str) -> str:
     return _render("pki-import.sh.j2", nickname=names.cert_nickname(site), bundle_path=names.pki_bundle_path(site))
 
 
-def render_hub_pki_up(revoked_conns: Sequence[str]) -> str:
+def render_hub_pki_up() -> str:
     return _render("hub-pki-up.sh.j2", nickname=names.cert_nickname(names.HUB),
-                   bundle_path=names.pki_bundle_path(names.HUB), revoked_conns=revoked_conns)
+                   bundle_path=names.pki_bundle_path(names.HUB))
 
 
-def render_crl_enforce(revoked_conns: Sequence[str]) -> str:
-    return _render("crl-enforce.sh.j2", revoked_conns=revoked_conns, cache_seconds=NSS_CRL_CHECK_SECONDS,
+def render_crl_enforce() -> str:
+    return _render("crl-enforce.sh.j2", cache_seconds=NSS_CRL_CHECK_SECONDS,
                    run_seconds=CRL_ENFORCE_SECONDS, interval=CRL_ENFORCE_INTERVAL)
 
 

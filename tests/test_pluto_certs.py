@@ -12,8 +12,9 @@ providers:
   then with a new certificate of the hub's (imported; each conn naming it
   loaded anew); every spoke's down script twice; the push of a CRL revoking
   spoke1 (revokedSpokes [1]; the lab-crl-enforce unit it starts runs under
-  pluto_tree's systemd stand-in) while no conn is loaded, twice; then
-  hub-pki-down twice, NSS left without the lab's entries;
+  pluto_tree's systemd stand-in) while no conn is loaded, twice; the push
+  lifting it (the unit stopped); then, the unit started again, hub-pki-down
+  twice (the unit stopped), NSS left without the lab's entries;
 - a spoke: its user-data's files, its runcmd up to `systemctl start` (the
   compat step, then lab-pki-import for a certificate spoke), what the ipsec
   unit runs before pluto, pluto, its conn.
@@ -146,6 +147,12 @@ def hub_run(suite: str, spec: LabSpec, pki: Pki, revoking: payload.HubPki, work:
         tree.script("pki-up-revoking", revoking.up_script)
         enforcing = tree.run("enforcing", f"cat /run/unit-{names.LAB_CRL_ENFORCE_UNIT}.pid\n")
         tree.script("pki-up-revoked", revoking.up_script)
+        # The revocation lifted (the spoke back with a new certificate; the CRL as it was): the run
+        # stops at once, or it would tear the spoke's new tunnel down.
+        tree.install("pki-files-lifted", pki.hub_files(hub_pki))
+        tree.script("pki-up-lifted", hub_pki.up_script)
+        lifted = tree.run("lifted", f"! [ -e /run/unit-{names.LAB_CRL_ENFORCE_UNIT}.pid ]\n")
+        tree.run("enforcing-again", f"systemd-run --unit={names.LAB_CRL_ENFORCE_UNIT} {names.LAB_CRL_ENFORCE}\n")
         tree.script("pki-down", hub_pki.down_script)
         tree.script("pki-down-again", hub_pki.down_script)
         enforced = tree.run("enforced", f"! [ -e /run/unit-{names.LAB_CRL_ENFORCE_UNIT}.pid ]\n")
@@ -156,6 +163,7 @@ def hub_run(suite: str, spec: LabSpec, pki: Pki, revoking: payload.HubPki, work:
     assert checkconfig.out == "", where
     check_log(tree, conns, where)
     assert enforcing.code == 0 and enforced.code == 0, f"{where}: the push started lab-crl-enforce, the down stopped it"
+    assert lifted.code == 0, f"{where}: the push lifting the revocation left lab-crl-enforce running"
     for side in sides:  # loaded by its push, then (a certificate's) anew for the hub's new certificate
         added = tree.log().count(f'"{side.end.conn_name}": added IKEv2 connection')
         assert added == (2 if side.end.uses_cert else 1), f"{where} {side.end.conn_name}"
