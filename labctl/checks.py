@@ -70,17 +70,21 @@ def nat_traversal(lab: LabStack, spoke: str) -> Outcome:
     return encap or not behind_nat, f"{where}, ESP {how}"
 
 
-def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
-    """The hub's SA points at the masquerade address (the hub WAN bridge's, or the uplink of the
-    spoke's host when that is not the hub's) or at the spoke's own."""
+def hub_side_address(lab: LabStack, spoke: str) -> str:
+    """The address the hub sees the spoke at: the masquerade address (the hub WAN bridge's, or the
+    uplink of the spoke's host when that is not the hub's) or the spoke's own."""
     spoke_host = lab.host_of(spoke)
     if not lab.node_info[spoke]["behindNat"]:
-        predicted = lab.info(spoke, "wanAddress")
-    elif spoke_host is not None and spoke_host != lab.host_of(names.HUB):
-        predicted = str(spoke_host["uplink"])
-    else:
-        on = lab.host_uri(names.HUB)
-        predicted = host.bridge_address(host.wan_bridge(lab.name, names.HUB, on=on), on=on)
+        return str(lab.info(spoke, "wanAddress"))
+    if spoke_host is not None and spoke_host != lab.host_of(names.HUB):
+        return str(spoke_host["uplink"])
+    on = lab.host_uri(names.HUB)
+    return host.bridge_address(host.wan_bridge(lab.name, names.HUB, on=on), on=on)
+
+
+def hub_sees_spoke(lab: LabStack, spoke: str) -> Outcome:
+    """The hub's SA points at the address hub_side_address predicts."""
+    predicted = hub_side_address(lab, spoke)
     seen = peer_addresses(lab.node(names.HUB), names.conn_name(names.HUB, spoke))
     return seen == {predicted}, f"hub sees {', '.join(sorted(seen)) or 'nothing'}, plan says {predicted}"
 

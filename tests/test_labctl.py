@@ -21,7 +21,7 @@ from labctl import checks, host, impair
 from labctl import stack as stacks
 from labctl.cli import cli
 from labctl import drills
-from labctl.drills import DrillReport, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, time_recovery
+from labctl.drills import DrillReport, revoke, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, time_recovery
 from labctl.drills.recovery import outage_seconds
 from labctl.node import TRANSIENT, established_conns, esp_bytes, peer_addresses, tunnel_up
 from labctl.stack import LabStack, parse_overrides
@@ -263,6 +263,25 @@ def test_hub_sees_a_nat_spoke_on_another_host_from_that_hosts_uplink() -> None:
                              "sites": ["spoke1"]}]
     lab._nodes["hub"] = Hub()  # type: ignore[assignment]
     assert checks.hub_sees_spoke(lab, "spoke1") == (True, "hub sees 172.31.0.2, plan says 172.31.0.2")
+
+
+def test_the_revoke_drill_counts_refusals_on_the_conn_pluto_landed_the_spoke_on() -> None:
+    """A 4.10 hub answered routed spoke2 on spoke4's template and refused its certificate there
+    (drill revoke, 2026-12-06); a refusal of spoke1's address or another line is not spoke2's."""
+    log = ('"hub-spoke4"[7] 192.168.3.10 #17: NSS: ERROR: IPsec certificate CN=lab-ci CA invalid: '
+           'SEC_ERROR_REVOKED_CERTIFICATE: Peer\'s Certificate has been revoked.\n'
+           '"hub-spoke4"[7] 192.168.3.10 #17: NSS: end certificate invalid\n'
+           '"hub-spoke2"[2] 192.168.3.10 #11: responder established IKE SA\n'
+           '"hub-spoke1"[3] 172.31.0.9 #4: NSS: end certificate invalid\n')
+
+    class Hub:
+        def run(self, command: str, timeout: float = 30, check: bool = True) -> str:
+            return log
+
+    lab = lab_with()
+    lab.node_info["spoke2"]["wanAddress"] = "192.168.3.10"
+    lab._nodes["hub"] = Hub()  # type: ignore[assignment]
+    assert revoke.hub_refusals(lab, "spoke2", 0) == 2
 
 
 def test_drills_run_together_check_the_lab_once_before_any_starts(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -96,10 +96,14 @@ class Watch:
 
 
 def hub_refusals(lab: LabStack, spoke: str, since: float) -> int:
-    """Lines of the hub's pluto log since the epoch `since` that refuse the spoke's certificate."""
+    """Lines of the hub's pluto log since the epoch `since` that refuse the spoke's certificate. pluto
+    checks it in IKE_AUTH on the conn IKE_SA_INIT landed on: the spoke's own, or the template of
+    another spoke (docs/drills.md: which one each libreswan picks), whose instance names
+    the spoke's address as the hub sees it. (Behind NAT that address is shared, but only a revoked
+    certificate gets this refusal.)"""
     log = lab.node(names.HUB).run(f"journalctl -u ipsec --since @{int(since)} --no-pager -o cat", check=False)
-    conn = f'"{names.conn_name(names.HUB, spoke)}"'
-    return sum(conn in line and ("certificate invalid" in line or "revoked" in line.lower())
+    conn, address = f'"{names.conn_name(names.HUB, spoke)}"', f" {checks.hub_side_address(lab, spoke)} #"
+    return sum((conn in line or address in line) and ("certificate invalid" in line or "revoked" in line.lower())
                for line in log.splitlines())
 
 
