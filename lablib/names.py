@@ -151,8 +151,9 @@ LAB_TCP_REDIAL_SCRIPT = "/usr/local/sbin/lab-tcp-redial"
 LAB_TCP_REDIAL_UNIT = f"/etc/systemd/system/{LAB_TCP_REDIAL_SERVICE}"
 MULTI_USER_WANTS = "/etc/systemd/system/multi-user.target.wants"  # where `systemctl enable` links the lab units
 PLUTO_CTL = "/run/pluto/pluto.ctl"  # pluto's control socket: there while pluto runs (4.x and 5.x)
-TCP_REDIAL_SECONDS = 10
-TCP_REDIAL_CHECKS = 3  # checks without a child SA before a negotiation under way counts as stuck
+TCP_REDIAL_SECONDS = 5
+TCP_REDIAL_CHECKS = 6  # checks without a child SA before a negotiation under way counts as stuck
+TCP_REDIAL_STREAMLESS_CHECKS = 2  # checks of a negotiation with no TCP stream to the hub before it counts as dead
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR

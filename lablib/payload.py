@@ -102,7 +102,7 @@ class NodePayload:
         if self.conn is not None:
             files += tunnel_files(self.conn, psk)
         if tcp_redial:
-            files += render.tcp_redial_files(self.conn.conn_name)
+            files += render.tcp_redial_files(self.conn.conn_name, self.conn.remote_address)
         if pki_import:
             if credentials is None:
                 raise ValueError(f"{self.site.name} needs its certificate")

@@ -97,9 +97,9 @@ def render_user_data(site: Site, files: Sequence[PayloadFile], ssh_public_key: s
                    install_packages=install_packages, pki_import=pki_import, tcp_redial=tcp_redial)
 
 
-def tcp_redial_files(conn: str) -> list[PayloadFile]:
-    """A tcp spoke's redial guard: its script and unit."""
-    return [PayloadFile(names.LAB_TCP_REDIAL_SCRIPT, "0755", _render("lab-tcp-redial.sh.j2", conn=conn)),
+def tcp_redial_files(conn: str, hub: str) -> list[PayloadFile]:
+    """A tcp spoke's redial guard (hub: the address its conn dials): its script and unit."""
+    return [PayloadFile(names.LAB_TCP_REDIAL_SCRIPT, "0755", _render("lab-tcp-redial.sh.j2", conn=conn, hub=hub)),
             PayloadFile(names.LAB_TCP_REDIAL_UNIT, "0644", _render("lab-tcp-redial.service"))]
 
 

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import ROOT, parse_lab
 from lablib import kconfig, names, payload, render
@@ -211,9 +212,14 @@ def test_only_a_tcp_spoke_boots_with_the_redial_guard(tmp_path: Path) -> None:
     assert names.LAB_TCP_REDIAL_SERVICE not in spoke1 and names.LAB_TCP_REDIAL_SCRIPT not in spoke1
     assert f"  - [ln, -sf, {names.LAB_TCP_REDIAL_UNIT}, {names.MULTI_USER_WANTS}/]" in spoke2
     assert f"ipsec.service, {names.LAB_TCP_REDIAL_SERVICE}]" in spoke2
-    script = render.tcp_redial_files("spoke2-hub")[0].content
+    script = render.tcp_redial_files("spoke2-hub", "192.168.1.10")[0].content
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
     assert "--name spoke2-hub --initiate" in script and "--name spoke2-hub --terminate" in script
+    assert f"dst 192.168.1.10 dport = :{names.ESP_IN_TCP_PORT}" in script
+    assert not re.search(r"ipsec whack[^\n]*\| *grep -q", script), "whack's output is read to its end"
+    written = next(f for f in yaml.safe_load(spoke2)["write_files"] if f["path"] == names.LAB_TCP_REDIAL_SCRIPT)
+    hub = spec.plan.hub.wan_address
+    assert f"dst {hub} dport" in written["content"], "the guard watches the stream to the address its conn dials"
     user_data = tmp_path / "spoke2.yaml"
     user_data.write_text(spoke2)
     result = subprocess.run([str(IN_ROOT), "cloud-init", "schema", "--config-file", str(user_data)], cwd=tmp_path,
