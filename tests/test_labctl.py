@@ -21,7 +21,7 @@ from labctl import checks, host, impair
 from labctl import stack as stacks
 from labctl.cli import cli
 from labctl import drills
-from labctl.drills import DrillReport, revoke, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, time_recovery
+from labctl.drills import DrillReport, boot_bound, drift, give_up_seconds, liveness_bound, redial_bound, revoke, time_recovery
 from labctl.drills.recovery import outage_seconds
 from labctl.node import TRANSIENT, established_conns, esp_bytes, peer_addresses, tunnel_up
 from labctl.stack import LabStack, parse_overrides
