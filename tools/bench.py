@@ -34,8 +34,8 @@ from tools.bench_guest import boot_breakdown, command_cpu_seconds, domain_starte
 from labctl.node import goodput_mbps  # noqa: E402
 from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
                              domain_type, lab_nodes, names, packaged_kernel_boot, payload_done, pulumi,
-                             run_program, stack_nodes, stack_values, timed, up_with_events, wait_tunnels,
-                             wait_until)
+                             stack_nodes, stack_values, timed, up_with_events, wait_tunnels, wait_until)
+from tools.mockrun import timed_plan  # noqa: E402
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
 
@@ -54,11 +54,18 @@ def bench_plan(repeat: int = 3) -> dict[str, Any]:
     """Median and min seconds to run the program under mocks, per spoke count, and the reference."""
     figures: dict[str, Any] = {}
     for spokes in (100, 250):
-        runs = [timed(lambda: run_program(stack_values({"spokes": spokes}))) for _ in range(repeat)]
+        runs = [round(timed_plan(stack_values({"spokes": spokes}))[0], 3) for _ in range(repeat)]
         figures[str(spokes)] = {"median_seconds": statistics.median(runs), "min_seconds": min(runs), "runs": runs}
-    reference = [timed(lambda: subprocess.run([sys.executable, "-c", REFERENCE], check=True)) for _ in range(repeat)]
+    reference = [reference_seconds() for _ in range(repeat)]
     figures["reference"] = {"code": REFERENCE, "min_seconds": min(reference), "runs": reference}
     return figures
+
+
+def reference_seconds() -> float:
+    """Wall seconds of the reference loop in a new interpreter."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", REFERENCE], check=True)
+    return round(time.perf_counter() - start, 3)
 
 
 def bench_preview() -> dict[str, Any]:

@@ -22,9 +22,9 @@ from labctl.node import Node, established_conns, payload_done, wait_until  # noq
 from labctl.stack import ssh_key  # noqa: E402
 from lablib import names  # noqa: E402
 from lablib.boot import with_cloud_init  # noqa: E402
-from tools.mockrun import run_program, stack_values  # noqa: E402
+from tools.mockrun import stack_values  # noqa: E402
 
-__all__ = ["ROOT", "LAB_STACK", "names", "run_program", "stack_values", "lab_nodes", "pulumi", "stack_config",
+__all__ = ["ROOT", "LAB_STACK", "names", "stack_values", "lab_nodes", "pulumi", "stack_config",
            "stack_nodes", "Node", "payload_done", "established_conns", "wait_until", "configure", "timed",
            "up_with_events", "cloud_init_boot", "packaged_kernel_boot", "create_spans", "create_times",
            "wait_tunnels", "domain_type", "config_int"]

@@ -6,30 +6,24 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tools.mockrun import run_program, stack_values  # noqa: E402
+from tools.mockrun import stack_values, timed_plan  # noqa: E402
 
 
 @click.command()
 @click.option("--spokes", default=100, show_default=True, type=click.IntRange(1, 250))
 @click.option("--repeat", default=3, show_default=True, type=click.IntRange(1, 20))
 def main(spokes: int, repeat: int) -> None:
-    """Plan SPOKES spokes REPEAT times; print resources declared and seconds per plan.
+    """Plan SPOKES spokes REPEAT times; print the seconds per plan.
 
     CPU seconds are printed too: on a busy machine they vary less than wall time.
     """
-    seconds, cpu = [], []
-    for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        run = run_program(stack_values({"spokes": spokes}))
-        seconds.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    click.echo(f"{spokes} spokes: {len(run.resources)} resources, plan under mocks "
+    seconds, cpu = zip(*(timed_plan(stack_values({"spokes": spokes})) for _ in range(repeat)))
+    click.echo(f"{spokes} spokes: plan under mocks "
                f"median {statistics.median(seconds):.2f} s (min {min(seconds):.2f}, max {max(seconds):.2f}, "
                f"n={repeat}; CPU median {statistics.median(cpu):.2f} s)")
 
