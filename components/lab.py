@@ -93,12 +93,14 @@ class Lab(pulumi.ComponentResource):
                 assert self.pki is not None  # uses_certs
                 user_data = self.pki.credentials[spoke.name].apply(
                     lambda credentials, seed=seed: seed.user_data(credentials=credentials))
-                after_hub: pulumi.Resource = self.pki.hub_push  # the conn's leftcert= must be in the hub's NSS
             else:
                 psk = args.master_secret.apply(
                     lambda master, spoke=spoke: derive_psk(master, plan.hub.ike_id, spoke.ike_id))
                 user_data = psk.apply(seed.user_data)
-                after_hub = hub.domain
+            # A certificate conn's leftcert= must be in the hub's NSS; and a 4.10 hub's first PKI push
+            # restarts pluto (cloud-init/pki-import.sh.j2), which would cut a pre-shared-key spoke
+            # already up: so every hub side waits for that push, when the lab has one.
+            after_hub: pulumi.Resource = self.pki.hub_push if self.pki is not None else hub.domain
             previous = node(seed, user_data, after=previous)
             Tunnel(f"{name}-{spoke.name}-tunnel", TunnelArgs(
                 spec=spec, tunnel=tunnel, psk=psk, hub_host=str(plan.hub.mgmt_address),

@@ -216,3 +216,15 @@ def test_neither_a_spoke_changing_mode_nor_growing_touches_a_hub_side() -> None:
     switched = hub_sides(run_program(stack_values({"spokes": 2, "vtiSpokes": [2]})))
     # The hub serves every spoke through its own interface mode: a spoke's change stays on the spoke.
     assert all(not diff("id", before[spoke], switched[spoke]).changes for spoke in before)
+
+
+def test_every_hub_side_of_a_certificate_lab_waits_for_the_hubs_pki_push() -> None:
+    """A 4.10 hub's first PKI push restarts pluto: a pre-shared-key spoke's hub side pushed before it
+    would have its tunnel cut (cloud-init/pki-import.sh.j2)."""
+    run = run_program(stack_values({"spokes": 3, "auth": "cert", "pskSpokes": [1]}))
+    registered = {request.name: request for request in run.requests if hasattr(request, "dependencies")}
+    push = next(name for name in registered if name.endswith("-pki-hub-push"))
+    sides = [name for name in registered if name.endswith("-hub-side")]
+    assert len(sides) == 3
+    for side in sides:
+        assert any(urn.endswith(f"::{push}") for urn in registered[side].dependencies), side
