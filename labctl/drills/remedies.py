@@ -13,18 +13,21 @@ A tcp spoke's WAN also blocks UDP to the IKE ports for the whole drill, and
 first its tunnel is dialled anew while its WAN is captured: it must come back
 over TCP alone, its stream opening with RFC 8229's IKETCP prefix. The same
 redial of one spoke of ESP in UDP must not bring its tunnel back while its UDP
-is blocked (UDP_BLOCKED_SECONDS), and must once it is not.
+is blocked (UDP_BLOCKED_SECONDS), and must once it is not. The redialled
+tunnels then settle for 2 x dpdDelay before the pings, as every drill's recovery.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+
+import time
 
 import click
 
 from lablib import names
 from lablib.remedies import AS_DEPLOYED, AS_DEPLOYED_MTUS, COMPUTED_MTU, TCP
 from labctl import checks, host, impair
-from labctl.drills import DrillReport, Echo, require_healthy
+from labctl.drills import DrillReport, Echo, require_healthy, settle_seconds
 from labctl.drills.fragments import MIN_LOSS_PCT, dropped_fragments, loss_text
 from labctl.fanout import each_spoke
 from labctl.node import goodput_mbps, ping_loss, tunnel_up, wait_until
@@ -103,6 +106,12 @@ def run(lab: LabStack, drop_pct: float, count: int, size: int, light_loss_pct: f
         if tcp and udp:
             echo(f"{udp}: its UDP blocked too and its tunnel dialled anew: it must stay down {UDP_BLOCKED_SECONDS} s")
             columns[udp].blocked_back, columns[udp].redial_seconds = redial_without_udp(lab, udp, wan(udp))
+        if tcp:
+            # As every drill's recovery: a redialled spoke's pings wait until each end has probed the
+            # other. A keying attempt timed out under the block can still make a second child SA
+            # just after the tunnel is back (seen with retransmitTimeout 15), and the switch loses a ping.
+            echo(f"tunnels dialled anew: {settle_seconds(lab)} s (2 x dpdDelay) for them to settle")
+            time.sleep(settle_seconds(lab))
         echo(f"{count} pings of {size} B without DF and {DF_PINGS} DF pings of each spoke's br0 MTU, all spokes at once")
 
         def pings(fork: LabStack, spoke: str) -> None:
