@@ -26,6 +26,7 @@ from labctl.stack import spans_hosts
 
 NETNS_DIR = Path("/run/netns")
 CAPTURE_SECONDS = 10  # a capture on a remote host: longer than the pings it watches (about 3 s)
+TCPDUMP_LISTENING = "listening on "  # what tcpdump writes to stderr once it captures
 
 
 def in_lab_namespace() -> bool:
@@ -128,20 +129,36 @@ def nft(script: str, on: str = "") -> None:
 
 def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = "", payload: bool = False,
             seconds: int = CAPTURE_SECONDS) -> tuple[bool, list[str]]:
-    """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs; with
-    payload, each packet's bytes as text too (tcpdump -A); seconds bounds a capture on another host."""
+    """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs, begun once
+    tcpdump listens; with payload, each packet's bytes as text too (tcpdump -A); seconds bounds a
+    capture on another host."""
     command = ["tcpdump", "-l", "-nn", "-p", *(["-A"] if payload else []), "-i", bridge, expression]
     if on:  # bounded on the host: the capture ends by itself even if this side goes away
-        _, stdout, _ = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(seconds), *command]),
-                                              timeout=seconds + 30)
-        time.sleep(1.5)  # tcpdump attaches before the traffic starts
+        _, stdout, stderr = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(seconds), *command]),
+                                                   timeout=seconds + 30)
+        _await_listening(stderr.readline, bridge)
         result = during()
         return result, stdout.read().decode(errors="replace").splitlines()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.5)
+        assert process.stderr is not None  # piped
+        _await_listening(process.stderr.readline, bridge)
         result = during()
         time.sleep(0.5)
     finally:
         process.terminate()
     return result, process.communicate(timeout=10)[0].splitlines()
+
+
+def _await_listening(readline: Callable[[], str | bytes], bridge: str) -> None:
+    """Return once tcpdump says it listens on bridge; raise with what it said if it ends first. (A
+    fixed 1.5 s missed the first ping of a capture on a remote host under load: 8 of 10 ESP packets.)"""
+    said: list[str] = []
+    while True:
+        line = readline()
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        if not text:
+            raise click.ClickException(f"tcpdump on {bridge} ended before it listened: {' '.join(said)}")
+        if TCPDUMP_LISTENING in text:
+            return
+        said.append(text.strip())

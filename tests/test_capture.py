@@ -1,0 +1,45 @@
+"""labctl.host.capture with the real tcpdump, in a network namespace of the test's own (unshare -n)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from harness import ROOT
+
+CAPTURE = """
+import json, socket, click
+from labctl import host
+def send():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        return sock.sendto(b"probe", ("127.0.0.1", 9999)) == 5
+answered, lines = host.capture("lo", "udp port 9999", during=send)
+try:
+    host.capture("no-such-br0", "udp", during=send)
+    refused = ""
+except click.ClickException as error:
+    refused = error.message
+print(json.dumps({"answered": answered, "lines": lines, "refused": refused}))
+"""
+
+
+def in_own_namespace(code: str) -> dict[str, object]:
+    """Run code in a new network namespace with its loopback up; its JSON line."""
+    shell = f"ip link set lo up && exec {sys.executable} -c \"$0\""
+    done = subprocess.run(["unshare", "-n", "sh", "-c", shell, code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_capture_begins_once_tcpdump_listens_and_sees_the_first_packet() -> None:
+    found = in_own_namespace(CAPTURE)
+    assert found["answered"] is True
+    lines = found["lines"]
+    assert isinstance(lines, list)
+    assert len([line for line in lines if "127.0.0.1.9999: UDP, length 5" in line]) == 1
+
+
+def test_a_tcpdump_that_cannot_listen_is_an_error_naming_the_bridge_and_its_words() -> None:
+    refused = str(in_own_namespace(CAPTURE)["refused"])
+    assert refused.startswith("tcpdump on no-such-br0 ended before it listened:")
+    assert "no-such-br0" in refused.split(":", 1)[1]
