@@ -25,7 +25,7 @@ from lablib import hostssh, names
 from labctl.stack import spans_hosts
 
 NETNS_DIR = Path("/run/netns")
-CAPTURE_SECONDS = 10  # a capture on a remote host: longer than the pings it watches (about 3 s)
+CAPTURE_SECONDS = 60  # the most a capture on a remote host lasts if this side never ends it
 TCPDUMP_LISTENING = "listening on "  # what tcpdump writes to stderr once it captures
 
 
@@ -133,11 +133,14 @@ def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = 
     tcpdump listens; with payload, each packet's bytes as text too (tcpdump -A); seconds bounds a
     capture on another host."""
     command = ["tcpdump", "-l", "-nn", "-p", *(["-A"] if payload else []), "-i", bridge, expression]
-    if on:  # bounded on the host: the capture ends by itself even if this side goes away
-        _, stdout, stderr = _host(on).exec_command(shlex.join(["timeout", "-s", "INT", str(seconds), *command]),
-                                                   timeout=seconds + 30)
-        _await_listening(stderr.readline, bridge)
-        result = during()
+    if on:
+        stdin, stdout, stderr = _host(on).exec_command(held_capture(command, seconds), timeout=seconds + 30)
+        try:
+            _await_listening(stderr.readline, bridge)
+            result = during()
+            time.sleep(0.5)
+        finally:
+            stdin.channel.shutdown_write()
         return result, stdout.read().decode(errors="replace").splitlines()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -148,6 +151,13 @@ def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = 
     finally:
         process.terminate()
     return result, process.communicate(timeout=10)[0].splitlines()
+
+
+def held_capture(command: list[str], seconds: int) -> str:
+    """A shell line that runs the capture command until its stdin ends (this side is done, or gone),
+    and at most `seconds`: so a capture on another host ends with the traffic it watches."""
+    bounded = shlex.join(["timeout", "-s", "INT", str(seconds), *command])
+    return f"sh -c {shlex.quote(f'{bounded} & read -r _; kill -INT $! 2> /dev/null; wait $!')}"
 
 
 def _await_listening(readline: Callable[[], str | bytes], bridge: str) -> None:

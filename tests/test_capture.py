@@ -22,6 +22,24 @@ except click.ClickException as error:
 print(json.dumps({"answered": answered, "lines": lines, "refused": refused}))
 """
 
+# The line a capture on another host runs, run here: it ends when its stdin does, long before its bound.
+HELD = """
+import json, socket, subprocess, time
+from labctl import host
+line = host.held_capture(["tcpdump", "-l", "-nn", "-p", "-i", "lo", "udp port 9999"], 60)
+start = time.monotonic()
+shell = subprocess.Popen(line, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+host._await_listening(shell.stderr.readline, "lo")
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.sendto(b"probe", ("127.0.0.1", 9999))
+time.sleep(0.5)
+shell.stdin.close()
+lines = shell.stdout.read().splitlines()
+shell.wait(timeout=30)
+print(json.dumps({"lines": lines, "seconds": time.monotonic() - start}))
+"""
+
 
 def in_own_namespace(code: str) -> dict[str, object]:
     """Run code in a new network namespace with its loopback up; its JSON line."""
@@ -43,3 +61,9 @@ def test_a_tcpdump_that_cannot_listen_is_an_error_naming_the_bridge_and_its_word
     refused = str(in_own_namespace(CAPTURE)["refused"])
     assert refused.startswith("tcpdump on no-such-br0 ended before it listened:")
     assert "no-such-br0" in refused.split(":", 1)[1]
+
+
+def test_a_held_capture_ends_with_its_stdin_and_keeps_what_it_saw() -> None:
+    found = in_own_namespace(HELD)
+    assert len([line for line in found["lines"] if "127.0.0.1.9999: UDP, length 5" in line]) == 1  # type: ignore[union-attr]
+    assert float(found["seconds"]) < 10  # type: ignore[arg-type]
