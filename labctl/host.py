@@ -155,9 +155,12 @@ def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = 
 
 def held_capture(command: list[str], seconds: int) -> str:
     """A shell line that runs the capture command until its stdin ends (this side is done, or gone),
-    and at most `seconds`: so a capture on another host ends with the traffic it watches."""
+    and at most `seconds`: so a capture on another host ends with the traffic it watches. A command
+    that ends by itself (tcpdump with no such interface) ends the line at once."""
     bounded = shlex.join(["timeout", "-s", "INT", str(seconds), *command])
-    return f"sh -c {shlex.quote(f'{bounded} & read -r _; kill -INT $! 2> /dev/null; wait $!')}"
+    # A background list's stdin is /dev/null: the reader gets the line's own through fd 3.
+    script = f"exec 3<&0; {bounded} & capture=$!; {{ read -r _ <&3; kill -INT $capture; }} > /dev/null 2>&1 & wait $capture"
+    return f"sh -c {shlex.quote(script)}"
 
 
 def _await_listening(readline: Callable[[], str | bytes], bridge: str) -> None:

@@ -35,9 +35,9 @@ from labctl.node import goodput_mbps  # noqa: E402
 from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, create_times,  # noqa: E402
                              domain_type, lab_nodes, names, packaged_kernel_boot, payload_done, pulumi,
                              stack_nodes, stack_values, timed, up_with_events, wait_tunnels, wait_until)
-from tools.mockrun import timed_plan  # noqa: E402
 from tools.bench_plot import plot_scale  # noqa: E402
 from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
+from tools.mockrun import timed_plan  # noqa: E402
 
 OUT = names.BENCH_FIGURES
 SCALE_STACK = "scale"  # planned and previewed only: 100 and 250 spokes

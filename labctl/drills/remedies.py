@@ -18,9 +18,8 @@ tunnels then settle for 2 x dpdDelay before the pings, as every drill's recovery
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-
 import time
+from dataclasses import asdict, dataclass, replace
 
 import click
 
