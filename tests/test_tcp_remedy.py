@@ -71,6 +71,14 @@ def test_the_lab_kernel_has_esp_in_tcp() -> None:
     assert options["CONFIG_VIRTIO_BLK"] == options["CONFIG_EXT4_FS"] == "y"  # boots with no initramfs
 
 
+def test_the_lab_kernel_asks_no_usermode_modprobe() -> None:
+    """Every driver and algorithm is built in, so the kernel's own module requests (two per crypto
+    name at a VM's first SA) would only run /sbin/modprobe for nothing (docs/performance.md, "The
+    kernel's module requests"): the real kernel file has no modprobe path."""
+    options = kconfig.kernel_options(str(names.LAB_KERNEL))
+    assert options["CONFIG_MODPROBE_PATH"] == '""', options.get("CONFIG_MODPROBE_PATH")
+
+
 @pytest.mark.parametrize(("kernel", "why"), [
     (None, "lab:kernel is not set, and no Debian kernel"),
     (WITHOUT_TCP, "is built without it"),
