@@ -128,11 +128,12 @@ def _run(client: paramiko.SSHClient, command: str, stdin: str = "", timeout: flo
 
 def push_script(files: list[dict[str, str]], up_script: str, wait_command: str) -> str:
     """The whole push as one script for one `sudo sh -s`: an exec costs the VM a login shell and sudo
-    (about 0.3 s of its CPU under emulation, docs/performance.md), and a push made one per file
+    (0.3-0.6 s of its CPU under emulation, docs/performance.md), and a push made one per file
     besides the wait and the up script. The wait for the VM's first-boot payload (the ipsec, OVS
     bridge and tunnel interface it needs) comes first; then each file from a base64 here-document
     (exact bytes; content never on a command line or in a temporary file); then the up script."""
-    lines = ["set -eu", f"{wait_command} </dev/null || {{ echo 'the first-boot payload is not done' >&2; exit 1; }}"]
+    failed = "the VM's first-boot payload is not done (lab-seed's status, or cloud-init's)"
+    lines = ["set -eu", f"{wait_command} </dev/null || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"]
     for file in files:
         # -D: the PKI's files go to a directory of their own (lablib.names.PKI_DIR).
         lines.append(f"base64 -d <<'{PUSH_END}' | install -D -o root -g root -m {shlex.quote(file['mode'])} "
