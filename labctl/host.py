@@ -159,7 +159,8 @@ def held_capture(command: list[str], seconds: int) -> str:
     that ends by itself (tcpdump with no such interface) ends the line at once."""
     bounded = shlex.join(["timeout", "-s", "INT", str(seconds), *command])
     # A background list's stdin is /dev/null: the reader gets the line's own through fd 3.
-    script = f"exec 3<&0; {bounded} & capture=$!; {{ read -r _ <&3; kill -INT $capture; }} > /dev/null 2>&1 & wait $capture"
+    script = (f"exec 3<&0; {bounded} & capture=$!; "
+              "{ read -r _ <&3; kill -INT $capture; } > /dev/null 2>&1 & wait $capture")
     return f"sh -c {shlex.quote(script)}"
 
 
