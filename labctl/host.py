@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 from pathlib import Path
 
 import click
@@ -25,8 +26,14 @@ from lablib import hostssh, names
 from labctl.stack import spans_hosts
 
 NETNS_DIR = Path("/run/netns")
+T = TypeVar("T")
 CAPTURE_SECONDS = 60  # the most a capture on a remote host lasts if this side never ends it
 TCPDUMP_LISTENING = "listening on "  # what tcpdump writes to stderr once it captures
+# What tcpdump writes to stderr on SIGUSR1. Its kernel count includes drops; on a loopback device it
+# also counts the outgoing copy that libpcap skips, so there the counts never meet (CAPTURE_DRAIN_SECONDS).
+TCPDUMP_COUNTS = re.compile(r"(?P<captured>\d+) packets? captured, (?P<received>\d+) packets? received by filter, "
+                            r"(?P<dropped>\d+) packets? dropped by kernel")
+CAPTURE_DRAIN_SECONDS = 5  # the longest a capture waits for tcpdump to print what its filter took
 
 
 def in_lab_namespace() -> bool:
@@ -127,41 +134,71 @@ def nft(script: str, on: str = "") -> None:
         raise click.ClickException(f"nft failed: {error.message}\n{script}") from None
 
 
-def capture(bridge: str, expression: str, during: Callable[[], bool], on: str = "", payload: bool = False,
-            seconds: int = CAPTURE_SECONDS) -> tuple[bool, list[str]]:
+def capture(bridge: str, expression: str, during: Callable[[], T], on: str = "", payload: bool = False,
+            seconds: int = CAPTURE_SECONDS) -> tuple[T, list[str]]:
     """(what during() returned, tcpdump's lines) of a capture on bridge while during() runs, begun once
-    tcpdump listens; with payload, each packet's bytes as text too (tcpdump -A); seconds bounds a
-    capture on another host."""
+    tcpdump listens and ended once it has printed every packet its filter took; with payload, each
+    packet's bytes as text too (tcpdump -A). It runs here or on host `on`, at most `seconds`."""
     command = ["tcpdump", "-l", "-nn", "-p", *(["-A"] if payload else []), "-i", bridge, expression]
+    line = held_capture(command, seconds)
     if on:
-        stdin, stdout, stderr = _host(on).exec_command(held_capture(command, seconds), timeout=seconds + 30)
-        try:
-            _await_listening(stderr.readline, bridge)
-            result = during()
-            time.sleep(0.5)
-        finally:
-            stdin.channel.shutdown_write()
-        return result, stdout.read().decode(errors="replace").splitlines()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdin, stdout, stderr = _host(on).exec_command(line, timeout=seconds + 30)
+        end = stdin.channel.shutdown_write
+    else:
+        process = subprocess.Popen(line, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+        stdin, stdout, stderr, end = process.stdin, process.stdout, process.stderr, process.stdin.close
+
+    def ask() -> None:
+        """A line on the held capture's stdin: tcpdump's counts on its stderr."""
+        stdin.write(b"\n")
+        stdin.flush()
     try:
-        assert process.stderr is not None  # piped
-        _await_listening(process.stderr.readline, bridge)
+        _await_listening(stderr.readline, bridge)
         result = during()
         time.sleep(0.5)
+        _drain(ask, stderr.readline)
     finally:
-        process.terminate()
-    return result, process.communicate(timeout=10)[0].splitlines()
+        end()
+    lines = stdout.read().decode(errors="replace").splitlines()
+    if not on:
+        process.wait(timeout=10)
+    return result, lines
 
 
 def held_capture(command: list[str], seconds: int) -> str:
     """A shell line that runs the capture command until its stdin ends (this side is done, or gone),
-    and at most `seconds`: so a capture on another host ends with the traffic it watches. A command
-    that ends by itself (tcpdump with no such interface) ends the line at once."""
+    and at most `seconds`: so a capture on another host ends with the traffic it watches. Each line on
+    its stdin asks tcpdump for its counts (SIGUSR1: one line on stderr). A command that ends by itself
+    (tcpdump with no such interface) ends the line at once."""
     bounded = shlex.join(["timeout", "-s", "INT", str(seconds), *command])
-    # A background list's stdin is /dev/null: the reader gets the line's own through fd 3.
+    # A background list's stdin is /dev/null: the reader gets the line's own through fd 3. The
+    # command is timeout's child (timeout passes SIGUSR1 on to nobody).
     script = (f"exec 3<&0; {bounded} & capture=$!; "
-              "{ read -r _ <&3; kill -INT $capture; } > /dev/null 2>&1 & wait $capture")
+              "{ while read -r _ <&3; do pkill -USR1 -P $capture; done; kill -INT $capture; } > /dev/null 2>&1 & "
+              "wait $capture")
     return f"sh -c {shlex.quote(script)}"
+
+
+def _drain(ask: Callable[[], None], readline: Callable[[], str | bytes]) -> None:
+    """Return once tcpdump's counts say it printed what its filter took (or dropped), or after
+    CAPTURE_DRAIN_SECONDS: tcpdump stopped while it lags loses the packets it had not read yet (a test
+    in CI, beside the other lane's VMs, lost its one packet after a 0.5 s wait so)."""
+    deadline = time.monotonic() + CAPTURE_DRAIN_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            ask()
+        except OSError:
+            return  # the capture ended (its bound): what it printed is all there is
+        line = readline()
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        if not text:
+            return  # as above
+        counts = TCPDUMP_COUNTS.search(text)
+        if counts and int(counts["captured"]) + int(counts["dropped"]) >= int(counts["received"]):
+            return
+        time.sleep(0.1)
 
 
 def _await_listening(readline: Callable[[], str | bytes], bridge: str) -> None:

@@ -25,6 +25,7 @@ PKGS=(
   openssh-client  # ssh into lab VMs from the namespace
   openssh-server  # scripts/hosts.sh: each simulated libvirt host runs its own sshd
   tcpdump nftables conntrack  # labctl: ESP on the wire, fragment drop, redial drill
+  procps          # pkill: a capture asks tcpdump for its counts (labctl/host.held_capture)
   util-linux      # unshare, used by in-root.sh
   patch           # toolchain.sh patches go-libvirt (toolchain/libvirt-provider)
   debian-archive-keyring  # mmdebstrap verifies the bookworm archive
