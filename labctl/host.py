@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TypeVar
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import paramiko
