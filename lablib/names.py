@@ -156,6 +156,7 @@ TCP_REDIAL_CHECKS = 6  # checks without a child SA before a negotiation under wa
 TCP_REDIAL_STREAMLESS_CHECKS = 2  # checks of a negotiation with no TCP stream to the hub before it counts as dead
 UNIT_START_TIMEOUT = _ENV["LAB_UNIT_START_TIMEOUT"]  # systemd's TimeoutStartSec= of the lab's units in the image
 LAB_IPSEC_COMPAT = "/usr/local/sbin/lab-ipsec-compat"  # adapts the conns to the libreswan installed
+LAB_UPDOWN = "/usr/local/sbin/lab-updown"  # every conn's leftupdown= (cloud-init/lab-updown.sh.j2 says why)
 IPSEC_CONF = "/etc/ipsec.conf"  # Debian's: includes the conn files in IPSEC_DIR
 # The hub's landing conn (lablib/tunnel.py: Landing): a template no site authenticates on, that
 # every spoke's first IKE_SA_INIT lands on. Its file sorts before every hub-<spoke>.conf: pluto's

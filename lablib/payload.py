@@ -87,7 +87,7 @@ class NodePayload:
     network_config: str
     meta_data: str
     console_xslt: str  # domain XML tweak: the serial console also logs to names.console_log_path
-    base_files: tuple[PayloadFile, ...]  # every site's: lab-network script and unit, lab-ipsec-compat
+    base_files: tuple[PayloadFile, ...]  # every site's: lab-network script and unit, lab-ipsec-compat, lab-updown
     conn: ConnEnd | None  # the spoke's own conn (None on the hub: its conns arrive over SSH)
     ssh_public_key: str
     install_packages: bool
@@ -130,7 +130,8 @@ def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | No
         console_xslt=render.render_console_xslt(names.console_log_path(domain)),
         base_files=(PayloadFile(names.LAB_NETWORK_SCRIPT, "0755", lab_network_script(spec, site, tunnel)),
                     PayloadFile(names.LAB_NETWORK_UNIT, "0644", render.render_lab_network_unit()),
-                    PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render.render_ipsec_compat())),
+                    PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render.render_ipsec_compat()),
+                    PayloadFile(names.LAB_UPDOWN, "0755", render.render_updown())),
         conn=None if tunnel is None else tunnel.spoke_end,
         ssh_public_key=config.ssh_public_key,
         install_packages=config.install_packages,

@@ -71,6 +71,12 @@ def render_lab_network_unit() -> str:
 
 
 @cache
+def render_updown() -> str:
+    """Every conn's updown script: the one route an XFRM-interface conn needs, libreswan's for the rest."""
+    return _render("lab-updown.sh.j2")
+
+
+@cache
 def render_ipsec_compat() -> str:
     """The script that fits the conns to the libreswan on the VM (dpdaction= only below 5)."""
     return _render("lab-ipsec-compat.sh.j2")

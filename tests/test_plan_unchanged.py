@@ -20,11 +20,12 @@ from tools.plan_dump import plan
 # certificate import), and again for the hub sides' `instance` (the hub domain's ID: a hub VM made anew,
 # its domain replaced or made again after the host lost it, gets its spokes' sides pushed again), and on
 # 2026-12-06 for the management NIC's DHCP hostname left unused (use-hostname: false), and for the
-# hub push's landing conn (lablib/tunnel.py: Landing; both stacks use pre-shared keys only). Both
+# hub push's landing conn (lablib/tunnel.py: Landing; both stacks use pre-shared keys only), and for
+# every conn's leftupdown= (the lab's own updown script, in every site's payload). Both
 # stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "fd8bf4c61dd32037fb6009400c38c2dd7b80e0fa8eeff3b0635de9eb207eefe5",
-    (None, 3): "09d7abf21a725a181c48f7e632fc171209c3d831346e368126a356484a9a5e26",
+    ("dev", 2): "19d1cc96a1074158dbdd51bc921d12e716d599a9dc68fc3a7e3278448ef90f80",
+    (None, 3): "f842acdb6ef871aecdc3a7224979ac65487ce9bc44cfac27babba20eaf83df2a",
 }
 
 

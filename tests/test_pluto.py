@@ -4,8 +4,8 @@ For each Debian root tree (bookworm: libreswan 4.10, trixie: 5.x), each config
 variant and each side, a real pluto starts inside a throw-away network
 namespace (and PID namespace, so nothing outlives the test) in the tree, with
 the side's WAN address on a veth and, for a spoke, a default route. The conn
-and secrets files go to /etc/ipsec.d and lab-ipsec-compat (the VMs' script)
-to its place, as on the VMs. Then, as each side gets its conns:
+and secrets files go to /etc/ipsec.d and lab-ipsec-compat and lab-updown (the
+VMs' scripts) to their places, as on the VMs. Then, as each side gets its conns:
 - the hub: the rendered hub push script (hub-tunnel-up, without its OVS and MTU
   lines: no Open vSwitch here, no tunnel device for VTI) for every spoke, run once more (the replace of a
   loaded conn), then hub-tunnel-down twice; the ipsec unit's
@@ -78,6 +78,7 @@ fi
 ipsec --version > "$out/version"
 ipsec checknss >/dev/null 2>&1 || ipsec initnss >/dev/null
 install -D -m 0755 "$out/compat.sh" COMPAT
+install -D -m 0755 "$out/updown.sh" UPDOWN
 cp "$out"/etc/* IPSEC_DIR/
 if [ "$mode" = boot ]; then
 	COMPAT
@@ -109,8 +110,8 @@ if [ "$mode" = push ]; then
 fi
 ipsec whack --shutdown >/dev/null
 wait
-""".replace("WAN", WAN).replace("COMPAT", names.LAB_IPSEC_COMPAT).replace("IPSEC_DIR", names.IPSEC_DIR).replace(
-    "IPSEC_CONF", names.IPSEC_CONF)
+""".replace("WAN", WAN).replace("COMPAT", names.LAB_IPSEC_COMPAT).replace("UPDOWN", names.LAB_UPDOWN).replace(
+    "IPSEC_DIR", names.IPSEC_DIR).replace("IPSEC_CONF", names.IPSEC_CONF)
 
 ADDED = '"{conn}": added IKEv2 connection'
 # What pluto logs when it loads a conn, and nothing else is allowed about it.
@@ -188,6 +189,7 @@ def run_pluto(suite: str, side: Side, files: list[render.PayloadFile], xfrmi: st
     for file in files:
         (work / "etc" / Path(file.path).name).write_text(file.content)
     (work / "compat.sh").write_text(render.render_ipsec_compat() if compat is None else compat)
+    (work / "updown.sh").write_text(render.render_updown())
     for conn, (up, down) in side.scripts.items():
         (work / f"{conn}.up").write_text(up)
         (work / f"{conn}.down").write_text(down)

@@ -44,6 +44,7 @@ def test_hub_and_spoke_conns(mode: str) -> None:
     for conn in (hub, remote):
         assert conn["encapsulation"] == "yes" and conn["ike"] == "aes256-sha2;dh19" and conn["esp"] == "aes_gcm128-null"
         assert "dpddelay" in conn and "ikev2" not in conn and "keyexchange" not in conn
+        assert conn["leftupdown"] == names.LAB_UPDOWN
         if mode == "vti":
             assert conn["mark"] == "20/0xffffffff" and conn["vti-interface"] == names.VTI_INTERFACE
         else:
@@ -60,6 +61,8 @@ def test_user_data_is_cloud_config_with_secrets_0600() -> None:
     secrets = files[names.conn_secrets_path("spoke1-hub")]
     assert secrets["permissions"] == "0600" and f'@spoke1 @hub : PSK "{PSK}"' in secrets["content"]
     assert files[names.LAB_NETWORK_SCRIPT]["content"].startswith("#!/bin/sh\n")
+    assert files[names.LAB_UPDOWN]["permissions"] == "0755"
+    assert files[names.LAB_UPDOWN]["content"] == render.render_updown()
     assert "packages" not in data and data["ssh_pwauth"] is False
     assert data["users"][0]["name"] == names.SSH_USER
     assert data["users"][0]["ssh_authorized_keys"] == [spec.config.ssh_public_key]
