@@ -40,7 +40,8 @@ def pulumi(stack: str, *args: str) -> str:
     result = subprocess.run([str(ROOT / "scripts" / "pulumi.sh"), stack, *args], text=True,
                             capture_output=True, check=False)
     if result.returncode != 0:
-        why = result.stderr.strip() or json_errors(result.stdout) or result.stdout.strip()[-2000:]
+        # A --json run's errors are in its events; its stderr may hold only a warning (lab:initrd unset).
+        why = json_errors(result.stdout) or result.stderr.strip() or result.stdout.strip()[-2000:]
         raise click.ClickException(f"pulumi {' '.join(args)} failed: {why}")
     return result.stdout
 
