@@ -21,6 +21,11 @@ from lablib.render import PayloadFile
 from lablib.tunnel import ConnEnd, GrePort, SpokeTunnel, landing, spoke_tunnel
 
 
+def updown_file() -> PayloadFile:
+    """lab-updown, which every conn names (leftupdown=)."""
+    return PayloadFile(names.LAB_UPDOWN, "0755", render.render_updown())
+
+
 def tunnel_files(end: ConnEnd, psk: str | None) -> list[PayloadFile]:
     """A conn and, for a pre-shared key, its secrets file (0600) for the ipsec.d directory (a
     certificate's key lives in NSS: lablib.pki)."""
@@ -131,7 +136,7 @@ def node_payload(spec: LabSpec, stack: str, site: Site, tunnel: SpokeTunnel | No
         base_files=(PayloadFile(names.LAB_NETWORK_SCRIPT, "0755", lab_network_script(spec, site, tunnel)),
                     PayloadFile(names.LAB_NETWORK_UNIT, "0644", render.render_lab_network_unit()),
                     PayloadFile(names.LAB_IPSEC_COMPAT, "0755", render.render_ipsec_compat()),
-                    PayloadFile(names.LAB_UPDOWN, "0755", render.render_updown())),
+                    updown_file()),
         conn=None if tunnel is None else tunnel.spoke_end,
         ssh_public_key=config.ssh_public_key,
         install_packages=config.install_packages,
@@ -157,8 +162,9 @@ class HubSide:
     check_script: str  # exits non-zero, naming what differs, when the hub lacks what up_script did
 
     def files(self, psk: str | None) -> list[dict[str, str]]:
-        """The conn (and a pre-shared key's secrets) files, as RemoteConfig takes them."""
-        return [vars(f) for f in tunnel_files(self.end, psk)]
+        """The conn (and a pre-shared key's secrets) files, as RemoteConfig takes them, and the updown
+        script the conn names: a hub booted before the script was in its payload gets it so."""
+        return [vars(f) for f in (*tunnel_files(self.end, psk), updown_file())]
 
 
 def hub_side(spec: LabSpec, tunnel: SpokeTunnel) -> HubSide:

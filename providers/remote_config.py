@@ -131,14 +131,17 @@ def push_script(files: list[dict[str, str]], up_script: str, wait_command: str) 
     (0.3-0.6 s of its CPU under emulation, docs/performance.md), and a push made one per file
     besides the wait and the up script. The wait for the VM's first-boot payload (the ipsec, OVS
     bridge and tunnel interface it needs) comes first; then each file from a base64 here-document
-    (exact bytes; content never on a command line or in a temporary file); then the up script."""
+    (exact bytes; content never on a command line), written beside its path and renamed onto it (the
+    hub's pushes run at once, and each writes lab-updown); then the up script."""
     failed = "the VM's first-boot payload is not done (lab-seed's status, or cloud-init's)"
     lines = ["set -eu", f"{wait_command} </dev/null || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"]
     for file in files:
         # -D: the PKI's files go to a directory of their own (lablib.names.PKI_DIR).
+        path = shlex.quote(file["path"])
         lines.append(f"base64 -d <<'{PUSH_END}' | install -D -o root -g root -m {shlex.quote(file['mode'])} "
-                     f"/dev/stdin {shlex.quote(file['path'])}")
+                     f"/dev/stdin {path}.push-$$")
         lines.append(base64.encodebytes(file["content"].encode()).decode() + PUSH_END)
+        lines.append(f"mv -f {path}.push-$$ {path}")
     return "\n".join(lines) + "\n" + up_script
 
 

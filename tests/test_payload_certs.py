@@ -78,10 +78,10 @@ def test_a_cert_spokes_user_data_imports_its_bundle_before_ipsec_starts(cert_key
 def test_the_hub_sides_of_a_cert_and_a_psk_tunnel() -> None:
     spec = parse_lab(auth="cert", spokes=2, pskSpokes=[2])
     cert, psk = (payload.hub_side(spec, spoke_tunnel(spec, spoke)) for spoke in spec.plan.spokes)
-    assert [f["path"] for f in cert.files(None)] == [names.conn_conf_path("hub-spoke1")]
+    assert [f["path"] for f in cert.files(None)] == [names.conn_conf_path("hub-spoke1"), names.LAB_UPDOWN]
     assert conn_options(cert.files(None)[0]["content"])["leftcert"] == names.cert_nickname(names.HUB)
     assert [f["path"] for f in psk.files(PSK)] == [names.conn_conf_path("hub-spoke2"),
-                                                   names.conn_secrets_path("hub-spoke2")]
+                                                   names.conn_secrets_path("hub-spoke2"), names.LAB_UPDOWN]
     with pytest.raises(ValueError, match="hub-spoke2 needs its pre-shared key"):
         psk.files(None)
     removed = [line for line in cert.down_script.splitlines() if line.startswith("rm ")]

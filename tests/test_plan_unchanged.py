@@ -21,11 +21,11 @@ from tools.plan_dump import plan
 # its domain replaced or made again after the host lost it, gets its spokes' sides pushed again), and on
 # 2026-12-06 for the management NIC's DHCP hostname left unused (use-hostname: false), and for the
 # hub push's landing conn (lablib/tunnel.py: Landing; both stacks use pre-shared keys only), and for
-# every conn's leftupdown= (the lab's own updown script, in every site's payload). Both
+# every conn's leftupdown= (the lab's own updown script, in every site's payload and each hub push). Both
 # stacks name no file of the lab's cache, so the plan is the same on every machine.
 DIGESTS = {
-    ("dev", 2): "19d1cc96a1074158dbdd51bc921d12e716d599a9dc68fc3a7e3278448ef90f80",
-    (None, 3): "f842acdb6ef871aecdc3a7224979ac65487ce9bc44cfac27babba20eaf83df2a",
+    ("dev", 2): "e82285d32c56f3b8c57aff5e284de74b4e25e024a67bc0c101b63a2a31792b9e",
+    (None, 3): "c9772a8e4503d0671cd07e2d72eb9df968813138714a39e99934bfd004768885",
 }
 
 

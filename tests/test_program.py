@@ -199,11 +199,13 @@ def test_a_hub_side_is_deleted_before_its_replacement_is_pushed() -> None:
 
 
 def test_each_down_script_names_all_its_hub_side_puts_on_the_hub() -> None:
-    """What the provider's diff relies on: a change of file, port or conn changes the down script."""
+    """What the provider's diff relies on: a change of file, port or conn changes the down script. (Not
+    lab-updown: every hub side pushes it, every conn on the hub names it, the hub's payload has it.)"""
     run = run_program(stack_values({"spokes": 3, "vtiSpokes": [2]}))
     tunnels = {t.inputs["spoke"]: t.inputs for t in run.of_type(f"{COMPONENT}Tunnel")}
     for spoke, side in hub_sides(run).items():
-        owned = [f["path"] for f in side["files"]] + [tunnels[spoke]["hubPort"]["name"],
+        assert side["files"][-1]["path"] == names.LAB_UPDOWN
+        owned = [f["path"] for f in side["files"][:-1]] + [tunnels[spoke]["hubPort"]["name"],
                                                       tunnels[spoke]["hubEnd"]["connName"]]
         assert all(thing in side["downScript"] for thing in owned), (spoke, owned)
 

@@ -49,4 +49,21 @@ def test_no_content_is_on_a_command_line() -> None:
     script = push_script([{"path": "/etc/ipsec.d/x.secrets", "mode": "0600", "content": AWKWARD}], "", "true")
     assert AWKWARD not in script and "psk" not in script
     assert [line for line in script.splitlines() if line.startswith("base64 -d")] == [
-        f"base64 -d <<'{PUSH_END}' | install -D -o root -g root -m 0600 /dev/stdin /etc/ipsec.d/x.secrets"]
+        f"base64 -d <<'{PUSH_END}' | install -D -o root -g root -m 0600 /dev/stdin /etc/ipsec.d/x.secrets.push-$$"]
+
+
+def test_pushes_at_once_that_share_a_file_all_land_it(tmp_path: Path) -> None:
+    """The hub's pushes run at once and each writes lab-updown: each writes beside the path and renames
+    onto it (`install` straight onto the path failed one push with "File exists" on a running lab)."""
+    shared = tmp_path / "sbin" / "lab-updown"
+    content = "#!/bin/sh\n" + "# padding\n" * 20000
+    script = push_script([{"path": str(shared), "mode": "0755", "content": content}], "", "true")
+    pushes = [subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(8)]
+    for push in pushes:
+        assert push.stdin is not None
+        push.stdin.write(script)
+        push.stdin.close()
+    assert [(push.wait(timeout=60), push.stderr.read() if push.stderr else "") for push in pushes] == [(0, "")] * 8
+    assert shared.read_text() == content and stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert sorted(path.name for path in shared.parent.iterdir()) == ["lab-updown"]
