@@ -25,6 +25,8 @@
 #   start   make the key pair, host keys, known_hosts and namespaces, start the
 #           daemons and wait until `virsh -c qemu+ssh://root@UPLINK/system list`
 #           answers from the controller for both hosts.  Already running: says so.
+#           Namespaces a killed run left with nothing in them are taken back first;
+#           any with a process in it: refused (another run's).
 #   stop    end every process in the three namespaces, delete them and
 #           $LAB_STATE/hosts: nothing is left behind.
 #   status  what runs; exit 1 unless everything does.
@@ -165,6 +167,13 @@ leftovers() {
   echo "$found"
 }
 
+# Every process in the hosts' namespaces, one pid a line.
+ns_pids() {
+  local h
+  for h in ctl "${HOSTS[@]}"; do [ -e "/run/netns/$PREFIX-$h" ] && ip netns pids "$PREFIX-$h"; done
+  return 0
+}
+
 start() {
   need_root
   local h
@@ -177,7 +186,16 @@ start() {
     return 0
   fi
   local left; left=$(leftovers)
-  if [ -n "$left" ]; then lab_log "half-started hosts left behind:$left; run '$0 stop' first"; exit 1; fi
+  if [ -n "$left" ]; then
+    # A run killed before its `stop` (CI's limit, a session's end) leaves namespaces with nothing in
+    # them: those are taken back. A process still in one belongs to a live run: never touched.
+    local pids; pids=$(ns_pids)
+    if [ -n "$pids" ]; then
+      lab_log "hosts in use by another run:$left; processes $(echo $pids); run '$0 stop' to end them"; exit 1
+    fi
+    lab_log "taking back what a killed run left:$left"
+    stop
+  fi
   make_keys
   for h in "${HOSTS[@]}"; do host_config "$h"; done
   links
