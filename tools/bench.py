@@ -36,7 +36,8 @@ from tools.bench_lab import (LAB_STACK, cloud_init_boot, config_int, configure, 
                              domain_type, lab_nodes, names, packaged_kernel_boot, payload_done, pulumi,
                              stack_nodes, stack_values, timed, up_with_events, wait_tunnels, wait_until)
 from tools.bench_plot import plot_scale  # noqa: E402
-from tools.bench_scale import bench_scale, floor_seconds, parse_sizes, scale_ratios, scale_rows  # noqa: E402
+from tools.bench_scale import (bench_scale, broken_sizes, floor_seconds, parse_sizes, scale_ratios,  # noqa: E402
+                               scale_rows)
 from tools.mockrun import timed_plan  # noqa: E402
 
 OUT = names.BENCH_FIGURES
@@ -251,6 +252,9 @@ def main(only: str, sets: tuple[str, ...], timeout: int, suites: tuple[str, ...]
     click.echo(f"(figures in {out})")
     if sizes:
         click.echo(f"(plot in {plot_scale(figures, out.with_name(f'{out.stem}-scale.png'))})")
+    broken = broken_sizes(figures)
+    if broken:
+        raise click.ClickException(f"{len(broken)} lab size(s) did not work: {'; '.join(broken)}")
 
 
 if __name__ == "__main__":

@@ -240,6 +240,16 @@ def scale_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def broken_sizes(figures: dict[str, Any]) -> list[str]:
+    """The sizes whose lab did not work (an error, or a verify check failed), each with why: the
+    bench exits non-zero for them, since a lab that failed is a finding, not a slow figure."""
+    scale = figures.get("scale") or {}
+    broken = [f"{n} spokes: {size['error']}" for n, size in (scale.get("sizes") or {}).items() if "error" in size]
+    broken += [f"{n} spokes: verify failed {size['verify'].get('failed') or size['verify'].get('error')}"
+               for n, size in (scale.get("sizes") or {}).items() if not (size.get("verify") or {"passed": True})["passed"]]
+    return broken
+
+
 def scale_series(figures: dict[str, Any]) -> dict[str, list[float]]:
     """What the plot draws, per measured size in spoke order: up to all tunnels, its floor, verify."""
     sizes = sorted((int(n), f) for n, f in ((figures.get("scale") or {}).get("sizes") or {}).items()
