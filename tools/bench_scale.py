@@ -243,10 +243,13 @@ def scale_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
 def broken_sizes(figures: dict[str, Any]) -> list[str]:
     """The sizes whose lab did not work (an error, or a verify check failed), each with why: the
     bench exits non-zero for them, since a lab that failed is a finding, not a slow figure."""
-    scale = figures.get("scale") or {}
-    broken = [f"{n} spokes: {size['error']}" for n, size in (scale.get("sizes") or {}).items() if "error" in size]
-    broken += [f"{n} spokes: verify failed {size['verify'].get('failed') or size['verify'].get('error')}"
-               for n, size in (scale.get("sizes") or {}).items() if not (size.get("verify") or {"passed": True})["passed"]]
+    broken = []
+    for n, size in ((figures.get("scale") or {}).get("sizes") or {}).items():
+        verify = size.get("verify") or {"passed": True}
+        if "error" in size:
+            broken.append(f"{n} spokes: {size['error']}")
+        elif not verify["passed"]:
+            broken.append(f"{n} spokes: verify failed {verify.get('failed') or verify.get('error')}")
     return broken
 
 
