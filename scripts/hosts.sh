@@ -191,7 +191,7 @@ start() {
     # them: those are taken back. A process still in one belongs to a live run: never touched.
     local pids; pids=$(ns_pids)
     if [ -n "$pids" ]; then
-      lab_log "hosts in use by another run:$left; processes $(echo $pids); run '$0 stop' to end them"; exit 1
+      lab_log "hosts in use by another run:$left; processes ${pids//$'\n'/ }; run '$0 stop' to end them"; exit 1
     fi
     lab_log "taking back what a killed run left:$left"
     stop
